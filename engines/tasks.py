@@ -26,25 +26,33 @@ from importlib import resources
 from engines.errors import UserError
 
 SPLITS = ("train", "test")
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 TEST_PERCENT = 20
 
-WORDS = (
+WORDS = _words(
     "apple banana garden window river mountain planet pencil button candle dragon "
     "forest guitar harbor island jacket kitten ladder marble needle orange pepper "
     "rabbit saddle tunnel violin wagon yellow zipper bottle castle dinner engine "
     "flower honey insect jungle kettle lemon mirror number pocket rocket silver "
     "strawberry summer ticket turtle velvet winter blanket carpet cookie doctor "
     "feather hammer letter monkey parrot puzzle shadow spider thunder tomato basket"
-).split()
-PALINDROMES = (
+)
+PALINDROMES = _words(
     "racecar level radar civic kayak refer madam noon rotor stats tenet deed peep "
     "solos sagas reviver redder minim repaper rever wow pop eye gig did"
-).split()
+)
 NUMBER_WORDS = {
     w: str(i)
     for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+        _words(
+            "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+            "fourteen fifteen sixteen seventeen eighteen nineteen twenty"
+        )
     )
 }
 
@@ -131,7 +139,9 @@ def _normalise(text: str) -> str:
 def _check_phrase(answer: str, completion: str) -> bool:
     tail = _after_marker(completion)
     segment = tail if tail is not None else (completion.strip().splitlines() or [""])[-1]
-    return re.search(rf"(?<!\w){re.escape(_normalise(answer))}(?!\w)", _normalise(segment)) is not None
+    return (
+        re.search(rf"(?<!\w){re.escape(_normalise(answer))}(?!\w)", _normalise(segment)) is not None
+    )
 
 
 CHECKS: dict[str, Callable[[str, str], bool]] = {
@@ -230,8 +240,8 @@ def _palindrome(rng: random.Random) -> Example:
     return Example(f"Is '{word}' a palindrome? Answer yes or no.", answer, {"word": word})
 
 
-NAMES = "Mara Tobin Ines Odile Rafael Marcus Lena Yusuf Priya Hugo Aiko Bram".split()
-CITIES = "Brindlewick Carrow Osmere Hightop Tanner Millpond".split()
+NAMES = _words("Mara Tobin Ines Odile Rafael Marcus Lena Yusuf Priya Hugo Aiko Bram")
+CITIES = _words("Brindlewick Carrow Osmere Hightop Tanner Millpond")
 
 
 def _json_extract(rng: random.Random) -> Example:
@@ -282,13 +292,13 @@ def get_task(name: str) -> Task:
 
 # ---------------------------------------------------------------- synthetic pretraining text
 
-STORY_NAMES = "Lily Tom Mia Sam Ben Anna Max Zoe Leo Ella".split()
-ANIMALS = "cat dog rabbit bird fox bear duck frog mouse turtle".split()
-ADJECTIVES = "little happy brave quiet curious sleepy clever kind tiny friendly".split()
-PLACES = "park garden forest yard house barn field meadow woods village".split()
-OBJECTS = "ball kite book hat apple box boat drum shell cookie".split()
-LOOKS = "shiny red soft round old big small blue".split()
-FEELINGS = "happy sad surprised proud scared excited tired glad".split()
+STORY_NAMES = _words("Lily Tom Mia Sam Ben Anna Max Zoe Leo Ella")
+ANIMALS = _words("cat dog rabbit bird fox bear duck frog mouse turtle")
+ADJECTIVES = _words("little happy brave quiet curious sleepy clever kind tiny friendly")
+PLACES = _words("park garden forest yard house barn field meadow woods village")
+OBJECTS = _words("ball kite book hat apple box boat drum shell cookie")
+LOOKS = _words("shiny red soft round old big small blue")
+FEELINGS = _words("happy sad surprised proud scared excited tired glad")
 
 
 def _a(word: str) -> str:
