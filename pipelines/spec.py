@@ -1,0 +1,146 @@
+"""Job specs: TOML files validated by one pydantic model per pipeline.
+
+A spec names its pipeline at the top (`pipeline = "pretrain"`) and the pipeline's `Spec`
+validates the rest with `extra="forbid"`. Everything that can go wrong with a spec (no file,
+not TOML, unknown key, wrong type, out-of-range value, a data file that does not exist) is a
+`SpecError` whose message names the file, the field path and the fix. The CLI turns it into
+one line and exit code 2, before any heavy import.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from engines.errors import UserError
+
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+class SpecError(UserError):
+    """A job spec a user wrote is wrong; the message says where and how to fix it."""
+
+
+class Section(BaseModel):
+    """Base for every spec section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class JobSpec(Section):
+    """Fields every job has. Pipelines subclass this and add their own sections."""
+
+    pipeline: str
+    name: str | None = None
+    seed: int = 0
+    description: str | None = None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file, turning every failure into a SpecError naming the file."""
+    if not path.exists():
+        raise SpecError(f"{path}: no such spec file (check the path, or use --preset NAME)")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, not a spec file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read ({e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"{path}: not valid TOML: {e}") from None
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`train.lr=3e-4` -> (["train", "lr"], 0.0003). Values are TOML, else plain strings."""
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.max_steps=100")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"--set {item!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The valid field names of the (nested) section that `loc` points into."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            return list(model.model_fields)
+        ann = field.annotation
+        for candidate in getattr(ann, "__args__", (ann,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            args = getattr(ann, "__args__", ())
+            inner = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if not inner:
+                return []
+            model = inner[0]
+    return list(model.model_fields)
+
+
+def describe_error(where: str, model: type[BaseModel], err: dict[str, Any]) -> str:
+    """One line for one pydantic error: file, field path, what was wrong, the fix."""
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _fields_at(model, loc)
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid fields: {', '.join(valid)}"
+        return f"{where}: unknown field {path!r} — {hint}"
+    if err["type"] == "missing":
+        return f"{where}: missing required field {path!r}"
+    got = err.get("input")
+    got_s = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    return f"{where}: field {path!r}: {err['msg']}{got_s}"
+
+
+def validate(spec_cls: type[JobSpec], data: dict[str, Any], where: str) -> JobSpec:
+    try:
+        return spec_cls.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False)
+        first = describe_error(where, spec_cls, errors[0])
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise SpecError(first + more) from None
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.toml"
+    if not path.exists():
+        names = list_presets()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "see `workbench presets`"
+        raise SpecError(f"no preset named {name!r} — {hint}")
+    return path
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def preset_summary(name: str) -> tuple[str, str]:
+    """(pipeline, description) of a preset, read without validating it."""
+    data = tomllib.loads(preset_path(name).read_text(encoding="utf-8"))
+    return data.get("pipeline", "?"), data.get("description", "")

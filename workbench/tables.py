@@ -1,0 +1,54 @@
+"""Print rows as a rich table, CSV or JSON; format ages and numbers for humans."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+
+def human_age(ts: Any) -> str:
+    if ts is None:
+        return "-"
+    if isinstance(ts, str):
+        ts = dt.datetime.fromisoformat(ts)
+    now = dt.datetime.now(ts.tzinfo) if ts.tzinfo else dt.datetime.now()
+    s = max(0, int((now - ts).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} ago"
+    return f"{s}s ago"
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_rows(columns: list[str], rows: list[tuple], style: str = "table", title: str | None = None):
+    if style == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    elif style == "json":
+        for r in rows:
+            print(json.dumps(dict(zip(columns, r)), default=str))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_lines=False)
+        for c in columns:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            table.add_row(*(_cell(v) for v in r))
+        Console().print(table)
+
+
+def _cell(v: Any) -> str:
+    return fmt(v)
