@@ -10,6 +10,7 @@ Every line in events.jsonl is `{"seq": n, "t": unix_seconds, "kind": ..., **fiel
 from __future__ import annotations
 
 import math
+import socket
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -31,6 +32,7 @@ class RunStarted(Event):
     pid: int = 0
     device: str = "cpu"
     world_size: int = 1
+    host: str = field(default_factory=socket.gethostname)  # with pid: tells a dead job apart
 
 
 @dataclass

@@ -1,0 +1,147 @@
+"""Per-run event logs: `runs/<run_id>/events.jsonl`, one JSON object a line, append-only.
+
+A job appends with `EventLog(path).append(event)`; each line is written by one `os.write`
+on an `O_APPEND` descriptor, so a reader never sees two events interleaved and sees at most
+one half-written last line (left for the next call by `read_events`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from store.events import Event
+
+_TAIL_CHUNK = 64 * 1024
+
+
+class EventLog:
+    """Append-only writer for one events.jsonl. Thread-safe; `seq` continues across reopens."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.seq = last_seq(self.path)
+
+    def append(self, event: Event | dict[str, Any]) -> dict[str, Any]:
+        """Write one event as a line (adding `seq` and `t`) and return the dict written."""
+        body = event.to_dict() if isinstance(event, Event) else dict(event)
+        assert "kind" in body, f"an event needs a 'kind': {body!r}"
+        body.pop("seq", None)
+        with self._lock:
+            if self._fd is None:
+                raise ValueError(f"event log {self.path} is closed")
+            self.seq += 1
+            record = {"seq": self.seq, "t": body.pop("t", None) or time.time(), **body}
+            _write_all(self._fd, (dumps(record) + "\n").encode())
+        return record
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            self.close()
+
+
+def read_events(path: Path | str, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Parse the complete lines of `path` from byte `offset`; return (events, new offset).
+
+    A last line without its newline is not consumed. A corrupt complete line is skipped and
+    reported in its place as a note event with level "error" (and no seq).
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    events = []
+    pos = offset
+    for line in data[:end].splitlines(keepends=True):
+        if line.strip():
+            events.append(_parse_line(line, path, pos))
+        pos += len(line)
+    return events, offset + end
+
+
+def last_seq(path: Path | str) -> int:
+    """The `seq` of the last complete, valid line of an events file (0 if none)."""
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+    chunk = _TAIL_CHUNK
+    with open(path, "rb") as f:
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            lines = f.read().split(b"\n")[:-1]  # drop the part after the last newline
+            for line in reversed(lines if start == 0 else lines[1:]):
+                seq = _seq_of(line)
+                if seq is not None:
+                    return seq
+            if start == 0:
+                return 0
+            chunk *= 2
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One-line JSON; non-finite floats become "nan"/"inf" strings so any JSON reader copes."""
+    try:
+        return json.dumps(record, allow_nan=False, default=str, ensure_ascii=False)
+    except ValueError:
+        return json.dumps(_finite(record), allow_nan=False, default=str, ensure_ascii=False)
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _parse_line(line: bytes, path: Path | str, pos: int) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+        if isinstance(event, dict) and "kind" in event:
+            return event
+        problem = "is not an event object with a 'kind'"
+    except ValueError as err:
+        problem = f"is not valid JSON ({err})"
+    text = f"{path}: line at byte {pos} {problem}; skipped it"
+    return {"kind": "note", "level": "error", "text": text, "t": time.time()}
+
+
+def _seq_of(line: bytes) -> int | None:
+    try:
+        seq = json.loads(line).get("seq")
+    except (ValueError, AttributeError):
+        return None
+    return seq if isinstance(seq, int) else None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

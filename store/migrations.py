@@ -1,0 +1,142 @@
+"""Numbered schema migrations for workbench.duckdb, recorded in `schema_version`.
+
+MIGRATIONS[0] is version 1, MIGRATIONS[1] version 2, and so on. Append new ones; never edit
+one that has shipped. docs/store.md describes the resulting tables and views.
+All timestamps are UTC (TIMESTAMP without time zone).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from store.errors import StoreError
+
+_V1_TABLES = """
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    pipeline VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    reason VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    spec JSON,
+    meta JSON,
+    parents VARCHAR[],
+    run_dir VARCHAR,
+    pid INTEGER,
+    host VARCHAR,
+    device VARCHAR,
+    world_size INTEGER,
+    progress_step BIGINT,
+    progress_total BIGINT,
+    progress_phase VARCHAR,
+    progress_message VARCHAR,
+    heartbeat_at TIMESTAMP
+);
+CREATE TABLE metrics (
+    run_id VARCHAR NOT NULL, step BIGINT, name VARCHAR NOT NULL, value DOUBLE,
+    nonfinite BOOLEAN NOT NULL, split VARCHAR, t TIMESTAMP, seq BIGINT
+);
+CREATE TABLE samples (
+    run_id VARCHAR NOT NULL, step BIGINT, prompt VARCHAR, completion VARCHAR, meta JSON,
+    t TIMESTAMP, seq BIGINT
+);
+CREATE TABLE artifacts (
+    run_id VARCHAR NOT NULL, type VARCHAR, path VARCHAR, step BIGINT, meta JSON,
+    t TIMESTAMP, seq BIGINT
+);
+CREATE TABLE notes (
+    run_id VARCHAR NOT NULL, level VARCHAR, text VARCHAR, t TIMESTAMP, seq BIGINT
+);
+CREATE TABLE run_tables (
+    run_id VARCHAR NOT NULL, name VARCHAR NOT NULL, rows JSON, t TIMESTAMP, seq BIGINT
+);
+CREATE TABLE ingest_offsets (
+    run_id VARCHAR PRIMARY KEY, byte_offset BIGINT NOT NULL, last_seq BIGINT NOT NULL
+);
+CREATE TABLE models (
+    name VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    params BIGINT,
+    architecture VARCHAR,
+    tokenizer VARCHAR,
+    chat_template BOOLEAN,
+    run_id VARCHAR,
+    parent_model VARCHAR,
+    meta JSON,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE comparisons (
+    id VARCHAR PRIMARY KEY, prompt VARCHAR NOT NULL, completions JSON NOT NULL,
+    source VARCHAR, run_id VARCHAR, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE votes (
+    id VARCHAR PRIMARY KEY, prompt VARCHAR NOT NULL, model_a VARCHAR NOT NULL,
+    model_b VARCHAR NOT NULL, completion_a VARCHAR, completion_b VARCHAR,
+    winner VARCHAR NOT NULL, voter VARCHAR, created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE prompt_experiments (
+    id VARCHAR PRIMARY KEY, run_id VARCHAR, model VARCHAR NOT NULL, strategy VARCHAR NOT NULL,
+    task VARCHAR NOT NULL, n INTEGER, accuracy DOUBLE, tokens BIGINT, latency_s DOUBLE,
+    transcripts JSON, created_at TIMESTAMP NOT NULL
+);
+"""
+
+_V1_VIEWS = """
+CREATE VIEW latest_metrics AS
+SELECT run_id, name, step, value, nonfinite, split, t
+FROM metrics
+QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY t DESC, seq DESC) = 1;
+
+CREATE VIEW run_summary AS
+WITH last AS (
+    SELECT run_id, name, value FROM metrics WHERE name IN ('loss', 'val_loss')
+    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY t DESC, seq DESC) = 1
+), sample_counts AS (
+    SELECT run_id, count(*) AS n_samples FROM samples GROUP BY run_id
+)
+SELECT r.*,
+    (SELECT value FROM last WHERE last.run_id = r.run_id AND last.name = 'loss') AS loss,
+    (SELECT value FROM last WHERE last.run_id = r.run_id AND last.name = 'val_loss') AS val_loss,
+    coalesce(s.n_samples, 0) AS n_samples,
+    coalesce(epoch(r.finished_at), epoch(now())) - epoch(r.started_at) AS duration_s
+FROM runs r LEFT JOIN sample_counts s USING (run_id);
+"""
+
+MIGRATIONS: list[str] = [_V1_TABLES + _V1_VIEWS]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """The version recorded in the database (0 for a new, empty one)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMP)"
+    )
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(version)
+
+
+def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Bring the database to SCHEMA_VERSION inside the caller's transaction; return it."""
+    found = schema_version(conn)
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"store at {path} has schema version {found}; this workbench knows up to "
+            f"{SCHEMA_VERSION}: upgrade gpt-workbench"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute(MIGRATIONS[version - 1])
+        conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utc_now()])
+    return SCHEMA_VERSION
+
+
+def utc_now() -> datetime:
+    """Now as a naive UTC datetime: the form every TIMESTAMP column in the store holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
