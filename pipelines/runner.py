@@ -117,9 +117,12 @@ def code_version() -> str:
         return library_versions().get("gpt-workbench", "unknown")
 
 
-def prepare_run(store: Store, spec: JobSpec, *, parents: list[str] | None = None) -> str:
+def prepare_run(
+    store: Store, spec: JobSpec, *, parents: list[str] | None = None, pipeline: str | None = None
+) -> str:
     """Create the run folder, run.json and the store row (status queued). Returns the id."""
-    run_id = os.environ.get("WORKBENCH_RUN_ID") or new_run_id(spec.pipeline)
+    pipeline = pipeline or spec.pipeline
+    run_id = new_run_id(pipeline)
     run_dir = store.runs_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -135,7 +138,7 @@ def prepare_run(store: Store, spec: JobSpec, *, parents: list[str] | None = None
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     store.create_run(
         run_id,
-        spec.pipeline,
+        pipeline,
         resolved,
         name=spec.name,
         parents=parents,
@@ -203,6 +206,7 @@ def execute(
     on_event: Callable[[dict[str, Any]], None] = lambda e: None,
     rank: int = 0,
     world_size: int = 1,
+    run_fn: Callable[..., Iterator[Event]] | None = None,
 ) -> Outcome:
     """Run the job to its end in this process."""
     run_dir = store.runs_dir / run_id
@@ -224,7 +228,7 @@ def execute(
     status, reason, artifacts, user_error = "done", None, [], False
     emit(RunStarted(pid=os.getpid(), device=_device_name(), world_size=world_size))
     try:
-        for event in _events(pipeline_module(spec.pipeline).run, spec, ctx):
+        for event in (run_fn or pipeline_module(spec.pipeline).run)(spec, ctx):
             if isinstance(event, RunFinished):
                 status, reason = event.status, event.reason
                 break
@@ -248,10 +252,6 @@ def execute(
         if status == "done":
             _register_models(store, run_id, artifacts)
     return Outcome(status, reason, user_error)
-
-
-def _events(run_fn: Callable[..., Iterator[Event]], spec: JobSpec, ctx: Context):
-    yield from run_fn(spec, ctx)
 
 
 def _device_name() -> str:

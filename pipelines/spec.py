@@ -111,6 +111,9 @@ def describe_error(where: str, model: type[BaseModel], err: dict[str, Any]) -> s
         return f"{where}: unknown field {path!r} — {hint}"
     if err["type"] == "missing":
         return f"{where}: missing required field {path!r}"
+    if err["type"] == "value_error":
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{where}: {msg}" if not loc else f"{where}: field {path!r}: {msg}"
     got = err.get("input")
     got_s = f" (got {got!r})" if not isinstance(got, dict | list) else ""
     return f"{where}: field {path!r}: {err['msg']}{got_s}"

@@ -1,0 +1,177 @@
+"""Pretraining: data mixture → BPE tokenizer → packed B×T batches → a GPT trained from scratch.
+
+    workbench run --preset pretrain-tiny
+    workbench data inspect my-pretrain.toml
+
+The run ends with an HF model folder (`runs/<id>/model`) that loads with plain
+`AutoModelForCausalLM.from_pretrained`, registered in the store with its lineage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from pipelines.pretrain_data import prepare_data
+from pipelines.pretrain_spec import Spec
+from pipelines.train_events import trainer_events
+from store.events import Artifact, Event, Note, Progress, RunFinished, Table
+
+__all__ = ["Spec", "run", "inspect"]
+
+
+def run(spec: Spec, ctx) -> Iterator[Event]:
+    import torch
+
+    from engines import model as M
+    from engines.distributed import barrier
+    from engines.packing import MixtureBatches
+    from engines.trainer import Trainer
+
+    torch.manual_seed(spec.seed)
+    data = yield from _data(spec, ctx, barrier)
+    tok = data.tokenizer
+    T = spec.train.seq_len or spec.model.block_size
+    size = M.ModelSize(
+        n_layer=spec.model.n_layer, n_head=spec.model.n_head, n_embd=spec.model.n_embd,
+        block_size=spec.model.block_size, vocab_size=len(tok), n_kv_head=spec.model.n_kv_head,
+    )
+    model = M.build_model(size, seed=spec.seed, **_special_ids(tok))
+    yield Note(text=f"model: {M.describe(size)}")
+    _check_resume(spec, ctx, size, data.key)
+    train, val = (
+        MixtureBatches(data.paths(split), data.weights, spec.train.batch_size, T,
+                       seed=spec.seed + i, dtype=data.dtype, rank=ctx.rank,
+                       world_size=ctx.world_size)
+        for i, split in enumerate(("train", "val"))
+    )
+    trainer = Trainer(
+        model, _train_config(spec), train_batches=train, val_batches=val,
+        loss_fn=next_token_step, ckpt_root=ctx.checkpoint_dir,
+        sample_fn=_sampler(tok, spec), flops_per_token=M.flops_per_token(size, T),
+        extra_state={"model_config": size.__dict__, "data_key": data.key},
+        is_main=ctx.is_main,
+    )
+    outcome = yield from trainer_events(trainer, ctx)
+    if outcome is not None:
+        yield outcome
+        return
+    yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn()))
+    if ctx.is_main:
+        yield from _save(spec, ctx, trainer.raw_model, tok, data)
+
+
+def next_token_step(model, batch):
+    """Loss of one (x, y) batch: mean cross-entropy of every next token."""
+    from engines.losses import next_token_loss
+
+    x, y = batch
+    logits = model(input_ids=x).logits  # (B, T, V)
+    return next_token_loss(logits, y), {}
+
+
+def _data(spec: Spec, ctx, barrier):
+    """Tokenizer and shards, prepared once by rank 0 and cached by content."""
+    cache = ctx.store.cache_dir / "data"
+    if ctx.is_main:
+        data = yield from prepare_data(spec, cache, ctx.store)
+    if ctx.world_size > 1:
+        barrier()
+    if not ctx.is_main:
+        gen = prepare_data(spec, cache, ctx.store)
+        try:
+            while True:
+                next(gen)
+        except StopIteration as stop:
+            data = stop.value
+    yield Table(name="sources", rows=data.source_rows())
+    return data
+
+
+def _special_ids(tok) -> dict[str, int]:
+    return {"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id}
+
+
+def _train_config(spec: Spec):
+    from engines.trainer import TrainConfig
+
+    t = spec.train
+    return TrainConfig(
+        max_steps=t.max_steps, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay, grad_clip=t.grad_clip, grad_accum=t.grad_accum,
+        eval_every=t.eval_every, eval_batches=t.eval_batches, sample_every=t.sample_every,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        compile=t.compile, device=t.device, seed=spec.seed, peak_flops=t.peak_flops,
+        log_every=t.log_every,
+    )
+
+
+def _sampler(tok, spec: Spec):
+    """Samples from fixed prompts with a fixed seed, so they are comparable across steps."""
+
+    def sample(model, step: int) -> list[dict]:
+        from engines.generate import SamplingParams, generate
+
+        params = SamplingParams(max_new_tokens=spec.train.sample_tokens, temperature=0.8,
+                                top_k=50, seed=spec.seed, stop_at_eos=True)
+        gens = generate(model, tok, list(spec.train.sample_prompts), params)
+        return [{"prompt": p, "completion": g.text}
+                for p, g in zip(spec.train.sample_prompts, gens)]
+
+    return sample
+
+
+def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
+    """Refuse to resume when the model shape or the tokenizer/data changed since the checkpoint."""
+    if not ctx.resume:
+        return
+    from engines.checkpoint import latest_checkpoint, read_extra
+    from engines.errors import UserError
+
+    ckpt = latest_checkpoint(ctx.checkpoint_dir)
+    if ckpt is None:
+        return
+    saved = read_extra(ckpt)
+    diffs = [f"model.{k}: {v} → {size.__dict__.get(k)}"
+             for k, v in saved.get("model_config", {}).items() if size.__dict__.get(k) != v]
+    if saved.get("data_key") not in (None, data_key):
+        diffs.append("tokenizer/data: the tokenizer or the data mixture changed")
+    if diffs:
+        raise UserError(f"cannot resume {ctx.run_id} from {ckpt.name}: " + "; ".join(diffs))
+
+
+def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
+    from engines.model import count_params
+
+    out = ctx.run_dir / "model"
+    yield Progress(step=0, total=1, phase="saving")
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    card = {"made_by": "gpt-workbench pretrain", "run_id": ctx.run_id,
+            "spec": spec.model_dump(mode="json"), "data": data.source_rows()}
+    (out / "workbench.json").write_text(json.dumps(card, indent=2))
+    yield Artifact(type="model", path=str(out), meta={
+        "name": spec.output.model_name or ctx.run_id, "kind": "base",
+        "params": count_params(model), "architecture": "LlamaForCausalLM",
+        "tokenizer": "byte-level BPE (trained here)" if not spec.tokenizer.from_model
+        else spec.tokenizer.from_model, "chat_template": bool(tok.chat_template),
+        "data": data.source_rows(),
+    })
+
+
+def inspect(spec: Spec, ctx, draws: int = 4000) -> Iterator[Event]:
+    """Per source: documents, bytes, tokens, weight, drawn share, epochs — without training."""
+    from engines.packing import MixtureBatches
+
+    data = yield from prepare_data(spec, ctx.store.cache_dir / "data", ctx.store)
+    T = spec.train.seq_len or spec.model.block_size
+    batches = MixtureBatches(data.paths("train"), data.weights, 1, T, seed=spec.seed,
+                             dtype=data.dtype)
+    for i in range(draws):
+        batches.next_batch()
+        if i % 500 == 0:
+            yield Progress(step=i, total=draws, phase="drawing")
+    yield Table(name="mixture", rows=data.report(batches.drawn_shares(), batches.tokens_drawn()))
+    yield RunFinished(status="done")

@@ -1,0 +1,118 @@
+"""`workbench data inspect` and `workbench tokenizer train|show`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench.cli import fail, open_store
+from workbench.tables import print_rows
+
+data_app = typer.Typer(help="Look at a data mixture before training on it.", no_args_is_help=True)
+tokenizer_app = typer.Typer(help="Train a tokenizer or see how one splits text.", no_args_is_help=True)
+
+
+def _pretrain_spec(spec: Path | None, preset: str | None, overrides: list[str]):
+    from pipelines.registry import load_spec
+    from pipelines.spec import SpecError
+
+    try:
+        job = load_spec(spec, preset=preset, overrides=overrides)
+    except SpecError as e:
+        fail(str(e))
+    if job.pipeline != "pretrain":
+        fail(f"{spec or preset}: `data inspect` takes a pretrain spec, not {job.pipeline!r}")
+    return job
+
+
+@data_app.command()
+def inspect(
+    spec: Annotated[Path | None, typer.Argument(help="a pretrain spec (TOML)")] = None,
+    preset: Annotated[str | None, typer.Option(help="a shipped pretrain preset")] = None,
+    set_: Annotated[list[str], typer.Option("--set")] = [],
+    draws: Annotated[int, typer.Option(help="rows to draw when measuring shares")] = 4000,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per source: documents, bytes, tokens, weight, drawn share, effective epochs."""
+    from pipelines import pretrain
+    from pipelines.runner import execute, prepare_run
+
+    job = _pretrain_spec(spec, preset, set_)
+    store = open_store()
+    run_id = prepare_run(store, job, pipeline="data-inspect")
+    out = execute(store, run_id, job, run_fn=lambda s, c: pretrain.inspect(s, c, draws))
+    if out.status != "done":
+        fail(out.reason or out.status, out.exit_code)
+    rows = store.table(run_id, "mixture")
+    cols = ["source", "docs", "bytes", "tokens", "bytes_per_token", "weight", "drawn_share",
+            "epochs", "bad_utf8_docs"]
+    print_rows(cols, [tuple(r.get(c) for c in cols) for r in rows],
+               style="json" if json_ else "table", title=f"mixture ({run_id})")
+
+
+@tokenizer_app.command()
+def show(
+    model: Annotated[str, typer.Argument(help="a registered model, run id or tokenizer folder")],
+    text: str,
+) -> None:
+    """Print TEXT split into tokens with their ids."""
+    from engines.errors import UserError
+    from engines.tokenizer import load_tokenizer, token_pieces
+
+    path = _tokenizer_path(model)
+    try:
+        tok = load_tokenizer(path)
+    except UserError as e:
+        fail(str(e))
+    pieces = token_pieces(tok, text)
+    from rich.console import Console
+    from rich.text import Text
+
+    colours = ["on #3b4252", "on #4c566a", "on #5e4b6b", "on #3f5e4b"]
+    out = Text()
+    for i, (_, piece) in enumerate(pieces):
+        out.append(piece.replace("\n", "⏎\n"), style=colours[i % len(colours)])
+    console = Console()
+    console.print(out)
+    console.print(" ".join(f"{tid}:{piece!r}" for tid, piece in pieces), markup=False)
+    console.print(f"{len(pieces)} tokens, {len(text.encode()) / max(1, len(pieces)):.2f} bytes/token")
+
+
+def _tokenizer_path(ref: str) -> Path:
+    store = open_store()
+    model = store.get_model(ref)
+    if model:
+        return Path(model["path"])
+    run = store.get_run(ref)
+    if run:
+        for sub in ("model", "tokenizer"):
+            if (Path(run["run_dir"]) / sub).exists():
+                return Path(run["run_dir"]) / sub
+    return Path(ref)
+
+
+@tokenizer_app.command()
+def train(
+    spec: Annotated[Path | None, typer.Argument(help="a pretrain spec: its sources and vocab")] = None,
+    preset: Annotated[str | None, typer.Option()] = None,
+    set_: Annotated[list[str], typer.Option("--set")] = [],
+    out: Annotated[Path, typer.Option(help="folder to write the tokenizer to")] = Path("tokenizer"),
+) -> None:
+    """Train the spec's BPE tokenizer on a sample of its mixture and save it."""
+    from engines.errors import UserError
+    from engines.tokenizer import bytes_per_token, train_bpe
+    from pipelines.pretrain_data import _tokenizer_sample
+
+    job = _pretrain_spec(spec, preset, set_)
+    if out.exists() and any(out.iterdir()):
+        fail(f"{out} exists and is not empty; choose another --out")
+    try:
+        texts = list(_tokenizer_sample(job))
+        tok = train_bpe(texts, job.tokenizer.vocab_size)
+    except UserError as e:
+        fail(str(e))
+    tok.save_pretrained(out)
+    typer.echo(f"saved {len(tok)}-token tokenizer to {out} "
+               f"({bytes_per_token(tok, texts[:200]):.2f} bytes/token on the sample)")
