@@ -181,12 +181,12 @@ class Store(RecordsMixin):
     # Event readers
 
     def metrics(self, run_id: str, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Metric rows (step, name, value, nonfinite, split, t) in logging order."""
+        """Metric rows (step, name, value, nonfinite, split, t, seq) in logging order."""
         query, params = "SELECT * FROM metrics WHERE run_id = ?", [run_id]
         if names is not None:
             query, params = query + " AND list_contains(?, name)", [*params, list(names)]
         with self.connect() as conn:
-            return rows_as_dicts(conn.execute(query + " ORDER BY t, seq, name", params))
+            return rows_as_dicts(conn.execute(query + " ORDER BY seq, t, name", params))
 
     def latest_metrics(self, run_id: str) -> dict[str, float]:
         """The last value logged per metric name (NaN where it was non-finite)."""
@@ -197,8 +197,8 @@ class Store(RecordsMixin):
         return {name: float("nan") if value is None else value for name, value in rows}
 
     def samples(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Samples in step order; with limit, only the latest `limit` of them."""
-        query = "SELECT * FROM samples WHERE run_id = ? ORDER BY step DESC, t DESC, seq DESC"
+        """Samples in logging order; with limit, only the latest `limit` of them."""
+        query = "SELECT * FROM samples WHERE run_id = ? ORDER BY seq DESC, t DESC"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         with self.connect() as conn:
@@ -216,7 +216,7 @@ class Store(RecordsMixin):
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT rows FROM run_tables WHERE run_id = ? AND name = ? "
-                "ORDER BY t DESC, seq DESC LIMIT 1",
+                "ORDER BY seq DESC, t DESC LIMIT 1",
                 [run_id, name],
             ).fetchone()
         return from_json(row[0]) if row else []

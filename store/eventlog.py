@@ -29,6 +29,8 @@ class EventLog:
         self._lock = threading.Lock()
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.seq = last_seq(self.path)
+        if not _ends_with_newline(self.path):
+            _write_all(self._fd, b"\n")  # end a line torn by a killed writer; readers flag it
 
     def append(self, event: Event | dict[str, Any]) -> dict[str, Any]:
         """Write one event as a line (adding `seq` and `t`) and return the dict written."""
@@ -139,6 +141,14 @@ def _seq_of(line: bytes) -> int | None:
     except (ValueError, AttributeError):
         return None
     return seq if isinstance(seq, int) else None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -93,12 +93,12 @@ _V1_VIEWS = """
 CREATE VIEW latest_metrics AS
 SELECT run_id, name, step, value, nonfinite, split, t
 FROM metrics
-QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY t DESC, seq DESC) = 1;
+QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY seq DESC, t DESC) = 1;
 
 CREATE VIEW run_summary AS
 WITH last AS (
     SELECT run_id, name, value FROM metrics WHERE name IN ('loss', 'val_loss')
-    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY t DESC, seq DESC) = 1
+    QUALIFY row_number() OVER (PARTITION BY run_id, name ORDER BY seq DESC, t DESC) = 1
 ), sample_counts AS (
     SELECT run_id, count(*) AS n_samples FROM samples GROUP BY run_id
 )
