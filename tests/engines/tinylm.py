@@ -20,7 +20,7 @@ CHATML = (
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEXT = (
     "The quick brown fox jumps over the lazy dog. Paris is the capital of France. "
-    "def add(a, b):\n    return a + b\n{\"name\": \"fox\", \"age\": 3, \"ok\": true}\n"
+    'def add(a, b):\n    return a + b\n{"name": "fox", "age": 3, "ok": true}\n'
     "0123456789 one two three four five six seven eight nine ten. Café naïve 東京 ✓\n"
 ) * 4
 
@@ -35,12 +35,16 @@ def tiny_tokenizer(vocab_size: int = 320, chat_template: bool = True):
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     core.train_from_iterator([TEXT], trainer)
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", bos_token="<|endoftext|>",
+        tokenizer_object=core,
+        eos_token="<|im_end|>",
+        bos_token="<|endoftext|>",
         pad_token="<|endoftext|>",
     )
     tok.chat_template = CHATML if chat_template else None
@@ -53,9 +57,17 @@ def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
 
     torch.manual_seed(seed)
     kw = dict(
-        vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=0, eos_token_id=2, pad_token_id=0,
+        vocab_size=vocab_size,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=0,
     )
     kw.update(overrides)
     model = LlamaForCausalLM(LlamaConfig(**kw)).eval()
@@ -73,18 +85,31 @@ def save_tiny(folder: Path, seed: int = 0) -> Path:
 
 def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     """HF → llama.cpp rotary layout of q/k rows (the inverse transformers undoes on load)."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def _gguf_tensors(model) -> dict[str, np.ndarray]:
     cfg = model.config
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
-    out = {"token_embd.weight": sd["model.embed_tokens.weight"],
-           "output_norm.weight": sd["model.norm.weight"]}
-    names = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
-             "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
-             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+    out = {
+        "token_embd.weight": sd["model.embed_tokens.weight"],
+        "output_norm.weight": sd["model.norm.weight"],
+    }
+    names = {
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "post_attention_layernorm": "ffn_norm",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
     for i in range(cfg.num_hidden_layers):
         for hf, gg in names.items():
             w = sd[f"model.layers.{i}.{hf}.weight"]
@@ -96,7 +121,9 @@ def _gguf_tensors(model) -> dict[str, np.ndarray]:
     return out
 
 
-def write_tiny_gguf(path: Path, model, tok, *, arch: str = "llama", chat_template: bool = True) -> Path:
+def write_tiny_gguf(
+    path: Path, model, tok, *, arch: str = "llama", chat_template: bool = True
+) -> Path:
     """A GGUF of `model` + `tok` (ffn_down as Q8_0, attention in F16, the rest F32)."""
     import gguf
 
@@ -116,8 +143,11 @@ def write_tiny_gguf(path: Path, model, tok, *, arch: str = "llama", chat_templat
     _add_tokenizer(w, tok, chat_template)
     for name, arr in _gguf_tensors(model).items():
         if "ffn_down" in name:
-            w.add_tensor(name, gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(
+                name,
+                gguf.quants.quantize(arr, gguf.GGMLQuantizationType.Q8_0),
+                raw_dtype=gguf.GGMLQuantizationType.Q8_0,
+            )
         elif "attn_" in name and "norm" not in name:
             w.add_tensor(name, arr.astype(np.float16))
         else:

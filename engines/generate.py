@@ -1,0 +1,314 @@
+"""Text generation with a KV cache: streamed for one prompt, batched for many.
+
+Our own loop around a Hugging Face causal LM's forward (not `model.generate`), so every step is
+ours to see: per-token log-probs and entropy, stop strings, per-row stopping, and a logits
+processor hook that constrained decoding (engines.constrained) plugs into.
+
+    params = SamplingParams(max_new_tokens=64, temperature=0.7, seed=1, stop=["\\n\\n"])
+    for piece in stream(model, tok, prompt, params):
+        print(piece, end="", flush=True)
+    outs = generate(model, tok, [p1, p2, p3], params)   # list[Generation]
+
+Log-probs and entropies are of the model's own next-token distribution (temperature 1, before
+top-k/top-p or any processor), so summing a completion's log-probs gives its log-likelihood.
+`token_ids` hold every sampled token, the end-of-sequence token and the token that completed
+a stop string included; `text` stops before either.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from engines.decoding import IncrementalDecoder, StopMatcher, sample_next
+from engines.errors import UserError
+
+
+class LogitsProcessor(Protocol):
+    """Rewrites next-token scores for the active rows (e.g. masks tokens a grammar forbids).
+
+    rows: the original batch index of each active row; generated: each row's tokens so far;
+    logits: (len(rows), V) float scores, returned (possibly in place) with the same shape.
+    """
+
+    def __call__(
+        self, rows: Sequence[int], generated: Sequence[Sequence[int]], logits: torch.Tensor
+    ) -> torch.Tensor: ...
+
+
+@dataclass
+class SamplingParams:
+    """How to pick tokens and when to stop. temperature 0 means greedy; top_k 0 means off."""
+
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    stop_at_eos: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens is {self.max_new_tokens}: set it to 1 or more")
+        if self.temperature < 0:
+            raise UserError(f"temperature is {self.temperature}: use 0 (greedy) or more")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p is {self.top_p}: set it in (0, 1]")
+        if self.top_k < 0:
+            raise UserError(f"top_k is {self.top_k}: use 0 (off) or a positive count")
+
+
+@dataclass
+class Generation:
+    """One completion: its text, tokens, per-token log-prob and entropy, and why it ended."""
+
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    entropies: list[float]
+    finish_reason: str  # "stop" | "eos" | "length"
+
+
+class _Row:
+    """One completion in progress: tokens, scores, text, and whether it has finished."""
+
+    def __init__(self, tok: Any, stop: list[str], prompt_ids: list[int]) -> None:
+        self.decoder = IncrementalDecoder(tok, context=prompt_ids)
+        self.stops = StopMatcher(stop)
+        self.token_ids: list[int] = []
+        self.logprobs: list[float] = []
+        self.entropies: list[float] = []
+        self.text = ""
+        self.emitted = 0
+        self.finish_reason: str | None = None
+
+    def push(self, token: int, logprob: float, entropy: float, is_eos: bool) -> str:
+        """Record a token; return the text that is now safe to show (held back near a stop)."""
+        self.token_ids.append(token)
+        self.logprobs.append(logprob)
+        self.entropies.append(entropy)
+        if is_eos:
+            self.finish_reason = "eos"
+            return self._flush()
+        self.text += self.decoder.push(token)
+        cut = self.stops.find(self.text)
+        if cut is not None:
+            self.text, self.finish_reason = self.text[:cut], "stop"
+            return self._flush()
+        safe = self.stops.safe_length(self.text)
+        piece, self.emitted = self.text[self.emitted : safe], max(self.emitted, safe)
+        return piece
+
+    def finish(self, reason: str) -> str:
+        self.finish_reason = reason
+        self.text += self.decoder.flush()
+        cut = self.stops.find(self.text)
+        if cut is not None:
+            self.text, self.finish_reason = self.text[:cut], "stop"
+        return self._flush()
+
+    def _flush(self) -> str:
+        piece, self.emitted = self.text[self.emitted :], len(self.text)
+        return piece
+
+    def result(self) -> Generation:
+        return Generation(
+            self.text, self.token_ids, self.logprobs, self.entropies, self.finish_reason or "length"
+        )
+
+
+def eos_ids(model: Any, tok: Any) -> set[int]:
+    """End-of-sequence ids from the generation config, the model config and the tokenizer."""
+    found: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tok):
+        value = getattr(source, "eos_token_id", None)
+        found |= set(value) if isinstance(value, (list, tuple)) else ({value} - {None})
+    return found
+
+
+def encode_prompt(tok: Any, prompt: str) -> list[int]:
+    """Token ids with the tokenizer's special tokens, without a doubled BOS from a chat template."""
+    ids = tok(prompt, add_special_tokens=True)["input_ids"]
+    bos = getattr(tok, "bos_token_id", None)
+    if bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == bos:
+        ids = ids[1:]
+    return ids
+
+
+def _pad_id(tok: Any) -> int:
+    for value in (tok.pad_token_id, tok.eos_token_id, 0):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _encode_all(tok: Any, prompts: list[str]) -> list[list[int]]:
+    encoded = [encode_prompt(tok, p) for p in prompts]
+    if any(len(ids) == 0 for ids in encoded):
+        raise UserError("a prompt encoded to zero tokens: give each prompt some text")
+    return encoded
+
+
+def _left_pad(tok: Any, encoded: list[list[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    T = max(len(ids) for ids in encoded)
+    ids = torch.full((len(encoded), T), _pad_id(tok), dtype=torch.long)
+    mask = torch.zeros((len(encoded), T), dtype=torch.long)
+    for i, row in enumerate(encoded):
+        ids[i, T - len(row) :] = torch.tensor(row)
+        mask[i, T - len(row) :] = 1
+    return ids.to(device), mask.to(device)  # (B, T), (B, T)
+
+
+class _Forward:
+    """Calls model.forward with a DynamicCache, whatever the cache keyword is called."""
+
+    def __init__(self, model: Any) -> None:
+        from transformers import DynamicCache
+
+        params = inspect.signature(model.forward).parameters
+        self.model = model
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.keep_last = "logits_to_keep" in params
+        self.cache = DynamicCache(config=model.config)
+
+    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        kwargs = {self.cache_kw: self.cache, "use_cache": True}
+        if self.keep_last:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs)
+        return out.logits[:, -1, :].float()  # (B, V)
+
+    def keep(self, index: torch.Tensor) -> None:
+        self.cache.batch_select_indices(index)
+
+
+def _generator(seed: int | None, device: Any) -> torch.Generator | None:
+    if seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _step_scores(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (B, V) and entropies (B,) of the raw next-token distribution."""
+    logp = torch.log_softmax(logits, dim=-1)
+    entropy = -(logp.exp() * logp.clamp(min=-1e30)).sum(-1)
+    return logp, entropy
+
+
+def _decode(
+    model: Any,
+    tok: Any,
+    encoded: list[list[int]],
+    params: SamplingParams,
+    processor: LogitsProcessor | None,
+    rows: list[_Row],
+) -> Iterator[tuple[int, str]]:
+    """The loop: prefill, then one token per active row per step; yields (row, text piece)."""
+    device = next(model.parameters()).device
+    ids, mask = _left_pad(tok, encoded, device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions that skip the left padding
+    forward, gen, eos = _Forward(model), _generator(params.seed, device), eos_ids(model, tok)
+    active = list(range(len(encoded)))
+    logits = forward(ids, mask, pos)
+    for step in range(params.max_new_tokens):
+        scores = logits
+        if processor is not None:
+            scores = processor(active, [rows[r].token_ids for r in active], logits.clone())
+        tokens = sample_next(scores, params.temperature, params.top_k, params.top_p, gen)  # (B,)
+        logp, entropy = _step_scores(logits)
+        chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
+        for r, t, lp, h in zip(active, tokens.tolist(), chosen.tolist(), entropy.tolist()):
+            piece = rows[r].push(t, lp, h, params.stop_at_eos and t in eos)
+            if piece:
+                yield r, piece
+        keep = [i for i, r in enumerate(active) if rows[r].finish_reason is None]
+        if not keep or step == params.max_new_tokens - 1:
+            break
+        if len(keep) < len(active):
+            index = torch.tensor(keep, device=device)
+            forward.keep(index)
+            mask, pos, tokens = mask[index], pos[index], tokens[index]
+            active = [active[i] for i in keep]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        pos = pos[:, -1:] + 1
+        logits = forward(tokens[:, None], mask, pos)
+    for r in active:
+        if rows[r].finish_reason is None:
+            piece = rows[r].finish("length")
+            if piece:
+                yield r, piece
+
+
+def _check_prompts(prompts: Any) -> list[str]:
+    if isinstance(prompts, str):
+        raise UserError("generate() takes a list of prompts: wrap a single prompt in a list")
+    if not prompts:
+        raise UserError("generate() got no prompts: pass at least one")
+    return list(prompts)
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tok: Any,
+    prompts: list[str],
+    params: SamplingParams,
+    *,
+    logits_processor: LogitsProcessor | None = None,
+) -> list[Generation]:
+    """Complete every prompt in one left-padded batch; each row stops on its own."""
+    encoded = _encode_all(tok, _check_prompts(prompts))
+    rows = [_Row(tok, params.stop, ids) for ids in encoded]
+    for _ in _decode(model, tok, encoded, params, logits_processor, rows):
+        pass
+    return [row.result() for row in rows]
+
+
+def stream(
+    model: Any,
+    tok: Any,
+    prompt: str,
+    params: SamplingParams,
+    *,
+    logits_processor: LogitsProcessor | None = None,
+) -> Iterator[str]:
+    """Yield text pieces of one completion as tokens arrive (whole characters only)."""
+    encoded = _encode_all(tok, [prompt])
+    rows = [_Row(tok, params.stop, encoded[0])]
+    with torch.inference_mode():
+        for _, piece in _decode(model, tok, encoded, params, logits_processor, rows):
+            yield piece
+
+
+def chat_prompt(
+    tok: Any, messages: list[dict], add_generation_prompt: bool = True, *, fallback: bool = False
+) -> str:
+    """The prompt text for `messages` from the tokenizer's chat template.
+
+    A tokenizer without one (a base model) is a UserError unless `fallback` is set, which gives
+    a plain "User: ...\\nAssistant:" transcript instead.
+    """
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    if not fallback:
+        name = getattr(tok, "name_or_path", "") or "this tokenizer"
+        raise UserError(
+            f"{name} has no chat template (a base model?): use a few-shot prompt, pick an "
+            "assistant model, or pass fallback=True for a plain 'User:/Assistant:' format"
+        )
+    return plain_transcript(messages, add_generation_prompt)
+
+
+def plain_transcript(messages: list[dict], add_generation_prompt: bool = True) -> str:
+    """ "System: …\\nUser: …\\nAssistant: …" lines, ending with "Assistant:" when asked."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    if add_generation_prompt:
+        lines.append("Assistant:")
+    return "\n".join(lines)
