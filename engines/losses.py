@@ -19,7 +19,9 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 def next_token_loss(logits: Tensor, targets: Tensor, ignore_index: int = -100) -> Tensor:
     """Mean cross-entropy of logits (B, T, V) against targets (B, T), skipping ignore_index. -> ()"""
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=ignore_index
+    )
 
 
 def token_logprobs(logits: Tensor, labels: Tensor) -> Tensor:

@@ -37,16 +37,22 @@ class ModelSize:
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
             if int(getattr(self, name)) < 1:
-                raise UserError(f"model size: {name} must be a positive integer, got {getattr(self, name)}")
+                raise UserError(
+                    f"model size: {name} must be a positive integer, got {getattr(self, name)}"
+                )
         if self.n_embd % self.n_head:
             raise UserError(
                 f"model size: n_head ({self.n_head}) must divide n_embd ({self.n_embd}); "
                 f"pick n_embd a multiple of n_head, e.g. {self.n_head * max(1, self.n_embd // self.n_head)}"
             )
         if self.kv_heads < 1 or self.n_head % self.kv_heads:
-            raise UserError(f"model size: n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head})")
+            raise UserError(
+                f"model size: n_kv_head ({self.n_kv_head}) must divide n_head ({self.n_head})"
+            )
         if self.intermediate_size is not None and self.intermediate_size < 1:
-            raise UserError(f"model size: intermediate_size must be positive, got {self.intermediate_size}")
+            raise UserError(
+                f"model size: intermediate_size must be positive, got {self.intermediate_size}"
+            )
 
     @property
     def kv_heads(self) -> int:
@@ -128,7 +134,9 @@ def init_weights(model: LlamaForCausalLM, *, seed: int) -> None:
     with torch.no_grad():
         for name, module in model.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                if module.weight is model.get_input_embeddings().weight and isinstance(module, nn.Linear):
+                if module.weight is model.get_input_embeddings().weight and isinstance(
+                    module, nn.Linear
+                ):
                     continue  # tied lm_head: already initialised as the embedding
                 std = residual_std if name.endswith(("o_proj", "down_proj")) else 0.02
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * std)
@@ -178,7 +186,9 @@ def flops_per_token(model_or_size: nn.Module | ModelSize, seq_len: int | None = 
 def describe(size: ModelSize) -> str:
     """One line: '6 layers × 384 wide, 6 heads, ctx 256: 13.8M params (10.6M non-embedding), ...'."""
     total, non_embedding = size_params(size)
-    heads = f"{size.n_head} heads" + (f" ({size.kv_heads} kv)" if size.kv_heads != size.n_head else "")
+    heads = f"{size.n_head} heads" + (
+        f" ({size.kv_heads} kv)" if size.kv_heads != size.n_head else ""
+    )
     flops, unit = _scaled(flops_per_token(size), "TGMk")
     return (
         f"{size.n_layer} layers × {size.n_embd} wide, {heads}, ctx {size.block_size}: "

@@ -17,7 +17,11 @@ def t(*values):
 
 
 def approx(x, expected):
-    assert torch.allclose(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(expected, dtype=torch.float32), atol=1e-5), (x, expected)
+    assert torch.allclose(
+        torch.as_tensor(x, dtype=torch.float32),
+        torch.as_tensor(expected, dtype=torch.float32),
+        atol=1e-5,
+    ), (x, expected)
 
 
 def two_token_logits():
@@ -31,7 +35,9 @@ def test_next_token_loss_skips_ignore_index():
 
 
 def test_masked_lm_loss_means_over_mask_only():
-    loss = L.masked_lm_loss(two_token_logits(), torch.tensor([[0, 1, 1]]), torch.tensor([[1, 1, 0]]))
+    loss = L.masked_lm_loss(
+        two_token_logits(), torch.tensor([[0, 1, 1]]), torch.tensor([[1, 1, 0]])
+    )
     approx(loss, (-math.log(0.75) + math.log(2.0)) / 2)
 
 
@@ -41,13 +47,18 @@ def test_masked_lm_loss_empty_mask_is_zero():
 
 
 def test_sequence_logprobs_sums_masked_positions():
-    logp = L.sequence_logprobs(two_token_logits(), torch.tensor([[0, 1, -100]]), torch.tensor([[1, 1, 0]]))
+    logp = L.sequence_logprobs(
+        two_token_logits(), torch.tensor([[0, 1, -100]]), torch.tensor([[1, 1, 0]])
+    )
     assert logp.shape == (1,)
     approx(logp, [math.log(0.75) + math.log(0.5)])
 
 
 def test_bradley_terry():
-    approx(L.bradley_terry_loss(t(1.0, 0.0), t(0.0, 0.0)), (math.log(1 + math.exp(-1)) + math.log(2)) / 2)
+    approx(
+        L.bradley_terry_loss(t(1.0, 0.0), t(0.0, 0.0)),
+        (math.log(1 + math.exp(-1)) + math.log(2)) / 2,
+    )
 
 
 def test_ranked_bt_all_pairs():
@@ -83,7 +94,9 @@ def test_ppo_policy_loss_clips():
 
 def test_ppo_policy_loss_negative_advantage():
     logp = torch.log(t(0.5))[None]
-    loss, clip_frac = L.ppo_policy_loss(logp, torch.zeros(1, 1), -torch.ones(1, 1), torch.ones(1, 1), 0.2)
+    loss, clip_frac = L.ppo_policy_loss(
+        logp, torch.zeros(1, 1), -torch.ones(1, 1), torch.ones(1, 1), 0.2
+    )
     approx(loss, 0.8)  # max(0.5, 0.8): pessimistic bound with the ratio clipped to 0.8
     approx(clip_frac, 1.0)
 
@@ -94,13 +107,17 @@ def test_ppo_value_loss_takes_worse_of_clipped():
 
 
 def test_gae_hand_values():
-    adv, ret = L.gae(t(0.0, 0.0, 1.0)[None], t(0.5, 0.5, 0.5)[None], torch.ones(1, 3), gamma=0.9, lam=0.5)
+    adv, ret = L.gae(
+        t(0.0, 0.0, 1.0)[None], t(0.5, 0.5, 0.5)[None], torch.ones(1, 3), gamma=0.9, lam=0.5
+    )
     approx(adv, [[0.02875, 0.175, 0.5]])
     approx(ret, [[0.52875, 0.675, 1.0]])
 
 
 def test_gae_stops_at_mask_end():
-    adv, ret = L.gae(t(0.0, 1.0, 7.0)[None], t(0.5, 0.5, 0.5)[None], torch.tensor([[1, 1, 0]]), 0.9, 0.5)
+    adv, ret = L.gae(
+        t(0.0, 1.0, 7.0)[None], t(0.5, 0.5, 0.5)[None], torch.tensor([[1, 1, 0]]), 0.9, 0.5
+    )
     approx(adv, [[0.175, 0.5, 0.0]])
     approx(ret, [[0.675, 1.0, 0.0]])
 

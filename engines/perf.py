@@ -1,0 +1,76 @@
+"""Throughput arithmetic: the device's measured matmul peak, tokens/s and MFU.
+
+peak = measure_peak_flops(torch.device("cpu"), torch.float32)  # FLOP/s, cached per process
+mfu = flops_per_token * tokens_per_s / peak
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+_PEAK_CACHE: dict[tuple[str, torch.dtype], float] = {}
+
+
+def measure_peak_flops(
+    device: torch.device | str, dtype: torch.dtype | None = None, seconds: float = 1.0
+) -> float:
+    """FLOP/s of a big square matmul on `device` (fp32 on CPU, bf16 on CUDA), timed ~1 s."""
+    device = torch.device(device)
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    key = (str(device), dtype)
+    if key not in _PEAK_CACHE:
+        _PEAK_CACHE[key] = _time_matmul(device, dtype, seconds)
+    return _PEAK_CACHE[key]
+
+
+def _time_matmul(device: torch.device, dtype: torch.dtype, seconds: float) -> float:
+    n = 8192 if device.type == "cuda" else 1024
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    torch.matmul(a, b, out=out)  # warm-up
+    _sync(device)
+    iters, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or iters < 3:
+        for _ in range(4 if device.type == "cuda" else 1):
+            torch.matmul(a, b, out=out)
+            iters += 1
+        _sync(device)
+    return 2.0 * n**3 * iters / elapsed
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the device peak (0..1)."""
+    return flops_per_token * tokens_per_s / peak_flops if peak_flops > 0 else 0.0
+
+
+class Throughput:
+    """Tokens/s over the interval since the last `rate()` call (CUDA-synchronised on read)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def add(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    def rate(self) -> float:
+        _sync(self.device)
+        now = time.perf_counter()
+        rate = self.tokens / max(now - self.start, 1e-9)
+        self.tokens, self.start = 0, now
+        return rate
+
+    def restart(self) -> None:
+        """Start a new interval now (after eval or checkpointing, which are not training)."""
+        _sync(self.device)
+        self.tokens, self.start = 0, time.perf_counter()

@@ -1,0 +1,367 @@
+"""The trainer core shared by pretraining, SFT, reward modelling and DPO.
+
+A `Trainer` owns the optimizer (AdamW), the warmup + cosine schedule, gradient accumulation
+and clipping, bf16 autocast on CUDA (fp32 on CPU), optional torch.compile, DDP under torchrun,
+periodic eval, samples and atomic checkpoints. `train()` is a generator of plain dict records:
+
+    trainer = Trainer(model, TrainConfig(max_steps=100), train_batches=batches,
+                      loss_fn=causal_lm_loss, ckpt_root="runs/x/checkpoints")
+    for record in trainer.train(should_stop=stop_flag.is_set, resume=True):
+        print(record)  # {"type": "metrics", "step": 10, "split": "train", "values": {...}}
+
+Batches objects have `next_batch()` (a tuple or dict of tensors), `state_dict()` and
+`load_state_dict()`. `loss_fn(model, batch) -> (loss, extra_metrics)`; the model it gets may be
+wrapped (DDP, compile), so it should only call it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from engines import distributed as D
+from engines.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from engines.errors import UserError
+from engines.losses import next_token_loss
+from engines.model import flops_per_token as model_flops_per_token
+from engines.perf import Throughput, measure_peak_flops, mfu
+
+Batch = Any  # a tuple/list or dict of tensors
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict]]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings; saved with every checkpoint."""
+
+    max_steps: int = 1000
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # 0: no clipping (the norm is still checked)
+    grad_accum: int = 1
+    eval_every: int = 250  # 0: only before training and at the end
+    eval_batches: int = 20
+    sample_every: int = 0  # 0: never
+    checkpoint_every: int = 500  # 0: only when stopped and at the end
+    keep_checkpoints: int = 2
+    compile: bool = False
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: int = 0
+    peak_flops: float | None = None  # None: measured with a matmul on the device
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise UserError(
+                    f"train config: {name} must be at least 1, got {getattr(self, name)}"
+                )
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"train config: device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise UserError("train config: device is 'cuda' but no GPU is visible; use 'auto'")
+
+
+class WarmupCosine:
+    """LR multiplier: linear warmup to 1, then cosine down to min_ratio at max_steps."""
+
+    def __init__(self, warmup_steps: int, max_steps: int, min_ratio: float) -> None:
+        self.warmup_steps, self.max_steps, self.min_ratio = warmup_steps, max_steps, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+        return self.min_ratio + 0.5 * (1.0 - self.min_ratio) * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on ≥2-D parameters only, fused kernels on CUDA and CPU."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
+
+
+def causal_lm_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, dict]:
+    """Next-token loss for a batch (x, y) or {"input_ids", "labels"} of (B, T) ids."""
+    x, y = (batch["input_ids"], batch["labels"]) if isinstance(batch, dict) else batch
+    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
+    return next_token_loss(logits, y), {}
+
+
+def _first_tensor(batch: Batch) -> Tensor:
+    if isinstance(batch, dict):
+        return batch["input_ids"] if "input_ids" in batch else next(iter(batch.values()))
+    return batch[0]
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch.to(device, non_blocking=True) if isinstance(batch, Tensor) else batch
+
+
+class Trainer:
+    """One training run of `model` on `train_batches`; see the module docstring."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        *,
+        train_batches: Any,
+        val_batches: Any = None,
+        loss_fn: LossFn,
+        ckpt_root: Any,
+        sample_fn: Callable[[nn.Module, int], list[dict]] | None = None,
+        flops_per_token: float | None = None,
+        data_state_fn: Callable[[], dict] | None = None,
+    ) -> None:
+        self.cfg, self.loss_fn, self.ckpt_root = cfg, loss_fn, ckpt_root
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.sample_fn, self.data_state_fn = sample_fn, data_state_fn
+        self.device = D.pick_device(cfg.device, D.local_rank())
+        self.is_main = D.rank() == 0
+        self.model = model.to(self.device)  # the plain module: checkpoints and samples
+        self.fwd_model = torch.compile(self.model) if cfg.compile else self.model
+        self.train_model = D.wrap_model(self.fwd_model, self.device)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+        schedule = WarmupCosine(cfg.warmup_steps, cfg.max_steps, ratio)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        self.flops_per_token = flops_per_token
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self._val_start = self._snapshot(val_batches)
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device.type == "cuda"
+            else nullcontext()
+        )
+        self.step, self.tokens_seen = 0, 0
+        self.resumed: dict | None = None  # what load_checkpoint returned, after a resume
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def train(
+        self, should_stop: Callable[[], bool] = lambda: False, resume: bool = False
+    ) -> Iterator[dict]:
+        """Run to max_steps (or until should_stop), yielding metrics/sample/checkpoint records."""
+        cfg = self.cfg
+        if not (resume and self._resume()):
+            torch.manual_seed(cfg.seed + D.rank())
+            yield from self._evaluate()
+        self.model.train()
+        peak = cfg.peak_flops or measure_peak_flops(self.device)
+        self._reset_interval()
+        while self.step < cfg.max_steps:
+            reason = self._train_step()
+            if reason is not None:
+                yield {"type": "diverged", "step": self.step + 1, "reason": reason}
+                return
+            self.step += 1
+            yield {"type": "progress", "step": self.step, "total": cfg.max_steps}
+            last, stop = self.step == cfg.max_steps, should_stop()
+            if self.step % cfg.log_every == 0 or last or stop:
+                yield self._train_metrics(peak)
+            yield from self._periodic(last, stop)
+            if stop and not last:
+                yield {"type": "stopped", "step": self.step}
+                return
+
+    def _periodic(self, last: bool, stop: bool) -> Iterator[dict]:
+        """Eval, samples and checkpoint when due; their time is left out of tokens/s."""
+        cfg, step, busy = self.cfg, self.step, False
+        if last or (cfg.eval_every and step % cfg.eval_every == 0):
+            busy = True
+            yield from self._evaluate()
+        if self.sample_fn and cfg.sample_every and (last or step % cfg.sample_every == 0):
+            busy = True
+            yield from self._samples()
+        if last or stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
+            busy = True
+            yield from self._checkpoint()
+        if busy:
+            self.throughput.restart()
+
+    def _train_step(self) -> str | None:
+        """One optimizer step over grad_accum micro-batches; a reason string if not finite."""
+        accum, model = self.cfg.grad_accum, self.train_model
+        step_loss, n_tokens = None, 0
+        for micro in range(accum):
+            batch = _to_device(self.train_batches.next_batch(), self.device)
+            tokens = _first_tensor(batch)
+            n_tokens += tokens.numel()
+            if self.flops_per_token is None:
+                self.flops_per_token = self._guess_flops(tokens.shape[-1])
+            sync = (
+                model.no_sync()
+                if micro < accum - 1 and hasattr(model, "no_sync")
+                else nullcontext()
+            )
+            with sync:
+                with self.autocast:
+                    loss, extra = self.loss_fn(model, batch)
+                (loss / accum).backward()
+            step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
+            self._accumulate(extra)
+        step_loss = step_loss / accum
+        grad_norm = torch.nn.utils.get_total_norm(
+            [p.grad for p in self.params if p.grad is not None]
+        )
+        finite = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
+        if not bool(D.all_reduce_min(finite.to(torch.float32)).item()):  # the one sync per step
+            self.optimizer.zero_grad(set_to_none=True)
+            return f"non-finite loss ({step_loss.item()}) or gradient norm ({grad_norm.item()})"
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, grad_norm)
+        self.last_lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_sum = self.loss_sum + step_loss
+        self.grad_norm, self.steps_in_interval = grad_norm, self.steps_in_interval + 1
+        self.throughput.add(n_tokens)
+        self.tokens_seen += n_tokens * D.world_size()
+        return None
+
+    def _accumulate(self, extra: dict) -> None:
+        for k, v in extra.items():
+            v = v.detach().float() if isinstance(v, Tensor) else float(v)
+            self.extra_sum[k] = self.extra_sum.get(k, 0.0) + v
+
+    def _reset_interval(self) -> None:
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.extra_sum: dict[str, Any] = {}
+        self.steps_in_interval = 0
+        self.throughput = Throughput(self.device)
+
+    # ---- records ---------------------------------------------------------------------------
+
+    def _train_metrics(self, peak: float) -> dict:
+        n = max(1, self.steps_in_interval)
+        names = ["loss", *self.extra_sum]
+        sums = [
+            self.loss_sum / n,
+            *(self._as_tensor(v) / (n * self.cfg.grad_accum) for v in self.extra_sum.values()),
+        ]
+        means = D.all_reduce_mean(torch.stack(sums)).tolist()
+        tokens_per_s = self.throughput.rate() * D.world_size()
+        values = dict(zip(names, means))
+        values.update(
+            lr=self.last_lr,
+            grad_norm=float(self.grad_norm),
+            tokens_per_s=tokens_per_s,
+            tokens=float(self.tokens_seen),
+        )
+        if self.flops_per_token:
+            values["mfu"] = mfu(self.flops_per_token, tokens_per_s, peak * D.world_size())
+        self._reset_interval()
+        return {"type": "metrics", "step": self.step, "split": "train", "values": values}
+
+    def _as_tensor(self, v: Any) -> Tensor:
+        return v.to(self.device) if isinstance(v, Tensor) else torch.tensor(v, device=self.device)
+
+    @torch.no_grad()
+    def _evaluate(self) -> Iterator[dict]:
+        """Mean loss (and extra metrics) over eval_batches from the same starting position."""
+        if self.val_batches is None or self.cfg.eval_batches < 1:
+            return
+        if self._val_start is not None:
+            self.val_batches.load_state_dict(copy.deepcopy(self._val_start))
+        self.fwd_model.eval()
+        sums: dict[str, Tensor] = {}
+        for _ in range(self.cfg.eval_batches):
+            batch = _to_device(self.val_batches.next_batch(), self.device)
+            with self.autocast:
+                loss, extra = self.loss_fn(self.fwd_model, batch)
+            for k, v in {"loss": loss, **extra}.items():
+                sums[k] = sums.get(k, 0.0) + self._as_tensor(v).detach().float()
+        self.fwd_model.train()
+        means = D.all_reduce_mean(torch.stack(list(sums.values())) / self.cfg.eval_batches)
+        values = dict(zip(sums, means.tolist()))
+        yield {"type": "metrics", "step": self.step, "split": "val", "values": values}
+
+    def _samples(self) -> Iterator[dict]:
+        if not self.is_main:
+            return
+        self.model.eval()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            samples = self.sample_fn(self.model, self.step)
+        self.model.train()
+        for sample in samples:
+            yield {"type": "sample", "step": self.step, **sample}
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def _checkpoint(self) -> Iterator[dict]:
+        data_state = {"train": self._snapshot(self.train_batches)}
+        if self.data_state_fn is not None:
+            data_state.update(self.data_state_fn())
+        states = D.all_gather_object(data_state)  # every rank's data position, rank order
+        if self.is_main:
+            path = save_checkpoint(
+                self.ckpt_root,
+                self.step,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                data_state=states[0] if len(states) == 1 else {"per_rank": states},
+                counters={"step": self.step, "tokens": self.tokens_seen},
+                extra={"train_config": asdict(self.cfg), "world_size": D.world_size()},
+                keep=self.cfg.keep_checkpoints,
+            )
+            yield {"type": "checkpoint", "step": self.step, "path": str(path)}
+        D.barrier()
+
+    def _resume(self) -> bool:
+        """Load the newest complete checkpoint; False when there is none."""
+        path = latest_checkpoint(self.ckpt_root)
+        if path is None:
+            return False
+        state = load_checkpoint(
+            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+        )
+        data_state = state["data_state"]
+        if "per_rank" in data_state:
+            if len(data_state["per_rank"]) != D.world_size():
+                raise UserError(
+                    f"checkpoint {path} was written by {len(data_state['per_rank'])} processes; "
+                    f"resume it with the same --nproc_per_node (this job has {D.world_size()})"
+                )
+            data_state = data_state["per_rank"][D.rank()]
+        if data_state.get("train") is not None:
+            self.train_batches.load_state_dict(data_state["train"])
+        self.step = state["counters"]["step"]
+        self.tokens_seen = state["counters"].get("tokens", 0)
+        self.resumed = {**state, "data_state": data_state, "path": str(path)}
+        return True
+
+    @staticmethod
+    def _snapshot(batches: Any) -> dict | None:
+        return copy.deepcopy(batches.state_dict()) if hasattr(batches, "state_dict") else None
+
+    def _guess_flops(self, seq_len: int) -> float:
+        """6N + 12LHQT for transformers causal LMs; 0 (no MFU) for anything else."""
+        try:
+            return model_flops_per_token(self.model, seq_len=seq_len)
+        except (AttributeError, TypeError):
+            return 0.0
