@@ -15,7 +15,9 @@ from pipelines.spec import JobSpec
 from store import Store
 
 
-def run_distributed(job: JobSpec, parents: list[str], printer: Callable[[dict[str, Any]], None]) -> Outcome:
+def run_distributed(
+    job: JobSpec, parents: list[str], printer: Callable[[dict[str, Any]], None]
+) -> Outcome:
     import torch.distributed as dist
 
     from engines.distributed import cleanup, init_distributed
@@ -28,7 +30,13 @@ def run_distributed(job: JobSpec, parents: list[str], printer: Callable[[dict[st
         box[0] = prepare_run(store, job, parents=parents)
     dist.broadcast_object_list(box, src=0)
     try:
-        return execute(store, box[0], job, rank=info.rank, world_size=info.world_size,
-                       on_event=printer if info.is_main else (lambda e: None))
+        return execute(
+            store,
+            box[0],
+            job,
+            rank=info.rank,
+            world_size=info.world_size,
+            on_event=printer if info.is_main else (lambda e: None),
+        )
     finally:
         cleanup()

@@ -33,22 +33,38 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     tok = data.tokenizer
     T = spec.train.seq_len or spec.model.block_size
     size = M.ModelSize(
-        n_layer=spec.model.n_layer, n_head=spec.model.n_head, n_embd=spec.model.n_embd,
-        block_size=spec.model.block_size, vocab_size=len(tok), n_kv_head=spec.model.n_kv_head,
+        n_layer=spec.model.n_layer,
+        n_head=spec.model.n_head,
+        n_embd=spec.model.n_embd,
+        block_size=spec.model.block_size,
+        vocab_size=len(tok),
+        n_kv_head=spec.model.n_kv_head,
     )
     model = M.build_model(size, seed=spec.seed, **_special_ids(tok))
     yield Note(text=f"model: {M.describe(size)}")
     _check_resume(spec, ctx, size, data.key)
     train, val = (
-        MixtureBatches(data.paths(split), data.weights, spec.train.batch_size, T,
-                       seed=spec.seed + i, dtype=data.dtype, rank=ctx.rank,
-                       world_size=ctx.world_size)
+        MixtureBatches(
+            data.paths(split),
+            data.weights,
+            spec.train.batch_size,
+            T,
+            seed=spec.seed + i,
+            dtype=data.dtype,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
         for i, split in enumerate(("train", "val"))
     )
     trainer = Trainer(
-        model, _train_config(spec), train_batches=train, val_batches=val,
-        loss_fn=next_token_step, ckpt_root=ctx.checkpoint_dir,
-        sample_fn=_sampler(tok, spec), flops_per_token=M.flops_per_token(size, T),
+        model,
+        _train_config(spec),
+        train_batches=train,
+        val_batches=val,
+        loss_fn=next_token_step,
+        ckpt_root=ctx.checkpoint_dir,
+        sample_fn=_sampler(tok, spec),
+        flops_per_token=M.flops_per_token(size, T),
         extra_state={"model_config": size.__dict__, "data_key": data.key},
         is_main=ctx.is_main,
     )
@@ -89,8 +105,11 @@ def _data(spec: Spec, ctx, barrier):
 
 
 def _special_ids(tok) -> dict[str, int]:
-    return {"eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-            "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id}
+    return {
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
+    }
 
 
 def _train_config(spec: Spec):
@@ -98,11 +117,22 @@ def _train_config(spec: Spec):
 
     t = spec.train
     return TrainConfig(
-        max_steps=t.max_steps, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay, grad_clip=t.grad_clip, grad_accum=t.grad_accum,
-        eval_every=t.eval_every, eval_batches=t.eval_batches, sample_every=t.sample_every,
-        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-        compile=t.compile, device=t.device, seed=spec.seed, peak_flops=t.peak_flops,
+        max_steps=t.max_steps,
+        lr=t.lr,
+        min_lr=t.min_lr,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        grad_accum=t.grad_accum,
+        eval_every=t.eval_every,
+        eval_batches=t.eval_batches,
+        sample_every=t.sample_every,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        compile=t.compile,
+        device=t.device,
+        seed=spec.seed,
+        peak_flops=t.peak_flops,
         log_every=t.log_every,
     )
 
@@ -113,11 +143,17 @@ def _sampler(tok, spec: Spec):
     def sample(model, step: int) -> list[dict]:
         from engines.generate import SamplingParams, generate
 
-        params = SamplingParams(max_new_tokens=spec.train.sample_tokens, temperature=0.8,
-                                top_k=50, seed=spec.seed, stop_at_eos=True)
+        params = SamplingParams(
+            max_new_tokens=spec.train.sample_tokens,
+            temperature=0.8,
+            top_k=50,
+            seed=spec.seed,
+            stop_at_eos=True,
+        )
         gens = generate(model, tok, list(spec.train.sample_prompts), params)
-        return [{"prompt": p, "completion": g.text}
-                for p, g in zip(spec.train.sample_prompts, gens)]
+        return [
+            {"prompt": p, "completion": g.text} for p, g in zip(spec.train.sample_prompts, gens)
+        ]
 
     return sample
 
@@ -133,8 +169,11 @@ def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
     if ckpt is None:
         return
     saved = read_extra(ckpt)
-    diffs = [f"model.{k}: {v} → {size.__dict__.get(k)}"
-             for k, v in saved.get("model_config", {}).items() if size.__dict__.get(k) != v]
+    diffs = [
+        f"model.{k}: {v} → {size.__dict__.get(k)}"
+        for k, v in saved.get("model_config", {}).items()
+        if size.__dict__.get(k) != v
+    ]
     if saved.get("data_key") not in (None, data_key):
         diffs.append("tokenizer/data: the tokenizer or the data mixture changed")
     if diffs:
@@ -149,16 +188,28 @@ def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     model.generation_config.save_pretrained(out)
-    card = {"made_by": "gpt-workbench pretrain", "run_id": ctx.run_id,
-            "spec": spec.model_dump(mode="json"), "data": data.source_rows()}
-    (out / "workbench.json").write_text(json.dumps(card, indent=2))
-    yield Artifact(type="model", path=str(out), meta={
-        "name": spec.output.model_name or ctx.run_id, "kind": "base",
-        "params": count_params(model), "architecture": "LlamaForCausalLM",
-        "tokenizer": "byte-level BPE (trained here)" if not spec.tokenizer.from_model
-        else spec.tokenizer.from_model, "chat_template": bool(tok.chat_template),
+    card = {
+        "made_by": "gpt-workbench pretrain",
+        "run_id": ctx.run_id,
+        "spec": spec.model_dump(mode="json"),
         "data": data.source_rows(),
-    })
+    }
+    (out / "workbench.json").write_text(json.dumps(card, indent=2))
+    yield Artifact(
+        type="model",
+        path=str(out),
+        meta={
+            "name": spec.output.model_name or ctx.run_id,
+            "kind": "base",
+            "params": count_params(model),
+            "architecture": "LlamaForCausalLM",
+            "tokenizer": "byte-level BPE (trained here)"
+            if not spec.tokenizer.from_model
+            else spec.tokenizer.from_model,
+            "chat_template": bool(tok.chat_template),
+            "data": data.source_rows(),
+        },
+    )
 
 
 def inspect(spec: Spec, ctx, draws: int = 4000) -> Iterator[Event]:
@@ -167,8 +218,9 @@ def inspect(spec: Spec, ctx, draws: int = 4000) -> Iterator[Event]:
 
     data = yield from prepare_data(spec, ctx.store.cache_dir / "data", ctx.store)
     T = spec.train.seq_len or spec.model.block_size
-    batches = MixtureBatches(data.paths("train"), data.weights, 1, T, seed=spec.seed,
-                             dtype=data.dtype)
+    batches = MixtureBatches(
+        data.paths("train"), data.weights, 1, T, seed=spec.seed, dtype=data.dtype
+    )
     for i in range(draws):
         batches.next_batch()
         if i % 500 == 0:

@@ -42,20 +42,29 @@ class PreparedData:
         rows = []
         for s in self.sources:
             name = s["source"]
-            rows.append({
-                "source": name, "docs": s["docs"], "bytes": s["bytes"],
-                "tokens": s["tokens_train"], "bytes_per_token": s["bytes_per_token"],
-                "weight": s["weight"] / total_w, "drawn_share": drawn.get(name, 0.0),
-                "epochs": tokens_drawn.get(name, 0) / max(1, s["tokens_train"]),
-                "bad_utf8_docs": s["bad_utf8_docs"],
-            })
+            rows.append(
+                {
+                    "source": name,
+                    "docs": s["docs"],
+                    "bytes": s["bytes"],
+                    "tokens": s["tokens_train"],
+                    "bytes_per_token": s["bytes_per_token"],
+                    "weight": s["weight"] / total_w,
+                    "drawn_share": drawn.get(name, 0.0),
+                    "epochs": tokens_drawn.get(name, 0) / max(1, s["tokens_train"]),
+                    "bad_utf8_docs": s["bad_utf8_docs"],
+                }
+            )
         return rows
 
 
 def data_key(spec: Spec) -> str:
     blob = json.dumps(
-        {"data": spec.data.model_dump(mode="json", exclude={"workers"}),
-         "tokenizer": spec.tokenizer.model_dump(mode="json"), "seed": spec.seed},
+        {
+            "data": spec.data.model_dump(mode="json", exclude={"workers"}),
+            "tokenizer": spec.tokenizer.model_dump(mode="json"),
+            "seed": spec.seed,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -65,8 +74,14 @@ def documents(src: SourceSpec, seed: int, stats=None) -> Iterator[str]:
     from engines.sources import iter_documents
 
     return iter_documents(
-        src.kind, path=src.path, glob=src.glob, text_field=src.text_field,
-        name=src.generator, seed=seed, n_docs=src.max_docs, stats=stats,
+        src.kind,
+        path=src.path,
+        glob=src.glob,
+        text_field=src.text_field,
+        name=src.generator,
+        seed=seed,
+        n_docs=src.max_docs,
+        stats=stats,
     )
 
 
@@ -80,8 +95,9 @@ def prepare_data(spec: Spec, cache_root: Path, store) -> Generator[Event, None, 
     if manifest.exists():
         info = json.loads(manifest.read_text())
         yield Note(text=f"data: reusing tokenized shards in {root}")
-        return PreparedData(root, key, load_tokenizer(root / "tokenizer"), info["dtype"],
-                            info["sources"])
+        return PreparedData(
+            root, key, load_tokenizer(root / "tokenizer"), info["dtype"], info["sources"]
+        )
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     tok = yield from _tokenizer(spec, root, store)
@@ -103,8 +119,10 @@ def _tokenizer(spec: Spec, root: Path, store) -> Generator[Event, None, Any]:
         texts = list(_tokenizer_sample(spec))
         nbytes = sum(len(t.encode()) for t in texts)
         tok = train_bpe(texts, spec.tokenizer.vocab_size)
-        yield Note(text=f"tokenizer: trained byte-level BPE, {len(tok)} tokens on "
-                        f"{nbytes / 1e6:.1f} MB of the mixture")
+        yield Note(
+            text=f"tokenizer: trained byte-level BPE, {len(tok)} tokens on "
+            f"{nbytes / 1e6:.1f} MB of the mixture"
+        )
     tok.save_pretrained(root / "tokenizer")
     return tok
 
@@ -138,22 +156,39 @@ def _pack(spec: Spec, root: Path, tok) -> Generator[Event, None, list[dict]]:
         yield Progress(step=i, total=len(labels), phase="packing", message=label)
         stats = SourceStats()
         packed = pack_source(
-            documents(src, spec.seed, stats), encode, tok.eos_token_id, root / label,
-            vocab_size=len(tok), val_fraction=spec.data.val_fraction, seed=spec.seed,
+            documents(src, spec.seed, stats),
+            encode,
+            tok.eos_token_id,
+            root / label,
+            vocab_size=len(tok),
+            val_fraction=spec.data.val_fraction,
+            seed=spec.seed,
             workers=spec.data.workers,
         )
         if stats.bad_utf8_docs:
-            yield Note(level="warning", text=f"{label}: {stats.bad_utf8_docs} document(s) had "
-                       "bytes that are not UTF-8; they were replaced with U+FFFD")
+            yield Note(
+                level="warning",
+                text=f"{label}: {stats.bad_utf8_docs} document(s) had "
+                "bytes that are not UTF-8; they were replaced with U+FFFD",
+            )
         tokens = packed["tokens_train"] + packed["tokens_val"]
-        rows.append({
-            "source": label, "kind": src.kind, "weight": src.weight, "docs": packed["docs"],
-            "bytes": packed["bytes"], "tokens_train": packed["tokens_train"],
-            "tokens_val": packed["tokens_val"], "bad_utf8_docs": stats.bad_utf8_docs,
-            "bytes_per_token": packed["bytes"] / max(1, tokens),
-        })
-        yield Note(text=f"data: {label}: {packed['docs']} docs, {packed['bytes'] / 1e6:.2f} MB, "
-                        f"{tokens} tokens ({rows[-1]['bytes_per_token']:.2f} bytes/token)")
+        rows.append(
+            {
+                "source": label,
+                "kind": src.kind,
+                "weight": src.weight,
+                "docs": packed["docs"],
+                "bytes": packed["bytes"],
+                "tokens_train": packed["tokens_train"],
+                "tokens_val": packed["tokens_val"],
+                "bad_utf8_docs": stats.bad_utf8_docs,
+                "bytes_per_token": packed["bytes"] / max(1, tokens),
+            }
+        )
+        yield Note(
+            text=f"data: {label}: {packed['docs']} docs, {packed['bytes'] / 1e6:.2f} MB, "
+            f"{tokens} tokens ({rows[-1]['bytes_per_token']:.2f} bytes/token)"
+        )
     return rows
 
 

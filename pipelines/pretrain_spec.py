@@ -30,11 +30,11 @@ class SourceSpec(Section):
     @model_validator(mode="after")
     def _needs(self) -> SourceSpec:
         if self.kind in PATH_KINDS and not self.path:
-            raise ValueError(f"a {self.kind} source needs path = \"...\"")
+            raise ValueError(f'a {self.kind} source needs path = "..."')
         if self.kind == "glob" and not self.glob:
-            raise ValueError("a glob source needs glob = \"data/**/*.txt\"")
+            raise ValueError('a glob source needs glob = "data/**/*.txt"')
         if self.kind == "synthetic" and not self.generator:
-            raise ValueError("a synthetic source needs generator = \"stories\" (or tasks, facts)")
+            raise ValueError('a synthetic source needs generator = "stories" (or tasks, facts)')
         return self
 
     @property

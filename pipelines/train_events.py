@@ -7,7 +7,9 @@ from collections.abc import Generator
 from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
 
 
-def trainer_events(trainer, ctx, phase: str = "train") -> Generator[Event, None, RunFinished | None]:
+def trainer_events(
+    trainer, ctx, phase: str = "train"
+) -> Generator[Event, None, RunFinished | None]:
     """Yield events while the trainer runs; return a RunFinished when it ended early."""
     for rec in trainer.train(should_stop=ctx.should_stop, resume=ctx.resume):
         kind = rec["type"]
@@ -16,8 +18,12 @@ def trainer_events(trainer, ctx, phase: str = "train") -> Generator[Event, None,
         elif kind == "progress":
             yield Progress(step=rec["step"], total=rec["total"], phase=phase)
         elif kind == "sample":
-            yield Sample(step=rec["step"], prompt=rec["prompt"], completion=rec["completion"],
-                         meta=rec.get("meta", {}))
+            yield Sample(
+                step=rec["step"],
+                prompt=rec["prompt"],
+                completion=rec["completion"],
+                meta=rec.get("meta", {}),
+            )
         elif kind == "checkpoint":
             yield Artifact(type="checkpoint", path=str(rec["path"]), step=rec["step"])
         elif kind == "diverged":

@@ -12,12 +12,13 @@ that need them, so `workbench --help` answers at once.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from workbench.common import execute_run, fail, open_store, run_distributed_job, spawn_detached
 
 app = typer.Typer(
     help="GPT Workbench: pretrain, fine-tune, align, prompt and compare GPTs; one DuckDB store.",
@@ -25,22 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def open_store():
-    from store import Store, StoreError
-
-    try:
-        store = Store()
-        store.refresh()
-        return store
-    except StoreError as e:
-        fail(str(e))
 
 
 @app.callback(invoke_without_command=True)
@@ -56,8 +41,12 @@ def main_callback(ctx: typer.Context) -> None:
 @app.command()
 def run(
     spec: Annotated[Path | None, typer.Argument(help="a job spec (TOML)")] = None,
-    preset: Annotated[str | None, typer.Option(help="a shipped spec: see `workbench presets`")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="override a field: --set train.lr=3e-4")] = [],
+    preset: Annotated[
+        str | None, typer.Option(help="a shipped spec: see `workbench presets`")
+    ] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", help="override a field: --set train.lr=3e-4")
+    ] = [],
     detach: Annotated[bool, typer.Option(help="run in the background, detached (setsid)")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print events as JSON lines")] = False,
     parent: Annotated[list[str], typer.Option(help="a parent run id (lineage)")] = [],
@@ -72,7 +61,7 @@ def run(
         fail(str(e))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        raise typer.Exit(_run_distributed(job, json_, parent))
+        raise typer.Exit(run_distributed_job(job, json_, parent))
     store = open_store()
     from pipelines.runner import prepare_run
 
@@ -81,38 +70,7 @@ def run(
         pid = spawn_detached(store, run_id)
         typer.echo(f"started {run_id} (pid {pid}); follow with: workbench runs logs {run_id} -f")
         return
-    raise typer.Exit(_execute(store, run_id, job, json_))
-
-
-def _execute(store, run_id: str, job, json_: bool, resume: bool = False) -> int:
-    from pipelines.runner import execute
-    from workbench.progress import make_printer
-
-    if not json_:
-        typer.echo(f"run {run_id}  ({store.runs_dir / run_id})")
-    outcome = execute(store, run_id, job, resume=resume, on_event=make_printer(json_))
-    if outcome.status not in ("done", "cancelled") and not json_:
-        typer.echo(f"error: run {run_id} {outcome.status}: {outcome.reason}", err=True)
-    return outcome.exit_code
-
-
-def _run_distributed(job, json_: bool, parents: list[str]) -> int:
-    from pipelines.distributed import run_distributed
-    from workbench.progress import make_printer
-
-    return run_distributed(job, parents, make_printer(json_)).exit_code
-
-
-def spawn_detached(store, run_id: str, resume: bool = False) -> int:
-    """Start `workbench _exec RUN_ID` in its own session, output to the run folder."""
-    run_dir = store.runs_dir / run_id
-    cmd = [sys.executable, "-m", "workbench.cli", "_exec", run_id] + (["--resume"] if resume else [])
-    with open(run_dir / "stdout.log", "ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    return proc.pid
+    raise typer.Exit(execute_run(store, run_id, job, json_))
 
 
 @app.command("_exec", hidden=True)
@@ -126,7 +84,7 @@ def exec_run(run_id: str, resume: bool = False) -> None:
         job = load_run_spec(store, run_id)
     except SpecError as e:
         fail(str(e))
-    raise typer.Exit(_execute(store, run_id, job, json_=False, resume=resume))
+    raise typer.Exit(execute_run(store, run_id, job, json_=False, resume=resume))
 
 
 @app.command()
@@ -174,7 +132,7 @@ def tui(
     if serve:
         from textual_serve.server import Server
 
-        Server(f"{sys.executable} -m workbench.app", host=host, port=port).serve()
+        Server(f"{sys.executable} -m workbench tui", host=host, port=port).serve()
         return
     from workbench.app import WorkbenchApp
 

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli import fail, open_store
+from workbench.common import fail, open_store
 from workbench.tables import print_rows
 
 data_app = typer.Typer(help="Look at a data mixture before training on it.", no_args_is_help=True)
-tokenizer_app = typer.Typer(help="Train a tokenizer or see how one splits text.", no_args_is_help=True)
+tokenizer_app = typer.Typer(
+    help="Train a tokenizer or see how one splits text.", no_args_is_help=True
+)
 
 
 def _pretrain_spec(spec: Path | None, preset: str | None, overrides: list[str]):
@@ -46,10 +48,23 @@ def inspect(
     if out.status != "done":
         fail(out.reason or out.status, out.exit_code)
     rows = store.table(run_id, "mixture")
-    cols = ["source", "docs", "bytes", "tokens", "bytes_per_token", "weight", "drawn_share",
-            "epochs", "bad_utf8_docs"]
-    print_rows(cols, [tuple(r.get(c) for c in cols) for r in rows],
-               style="json" if json_ else "table", title=f"mixture ({run_id})")
+    cols = [
+        "source",
+        "docs",
+        "bytes",
+        "tokens",
+        "bytes_per_token",
+        "weight",
+        "drawn_share",
+        "epochs",
+        "bad_utf8_docs",
+    ]
+    print_rows(
+        cols,
+        [tuple(r.get(c) for c in cols) for r in rows],
+        style="json" if json_ else "table",
+        title=f"mixture ({run_id})",
+    )
 
 
 @tokenizer_app.command()
@@ -77,7 +92,9 @@ def show(
     console = Console()
     console.print(out)
     console.print(" ".join(f"{tid}:{piece!r}" for tid, piece in pieces), markup=False)
-    console.print(f"{len(pieces)} tokens, {len(text.encode()) / max(1, len(pieces)):.2f} bytes/token")
+    console.print(
+        f"{len(pieces)} tokens, {len(text.encode()) / max(1, len(pieces)):.2f} bytes/token"
+    )
 
 
 def _tokenizer_path(ref: str) -> Path:
@@ -95,7 +112,9 @@ def _tokenizer_path(ref: str) -> Path:
 
 @tokenizer_app.command()
 def train(
-    spec: Annotated[Path | None, typer.Argument(help="a pretrain spec: its sources and vocab")] = None,
+    spec: Annotated[
+        Path | None, typer.Argument(help="a pretrain spec: its sources and vocab")
+    ] = None,
     preset: Annotated[str | None, typer.Option()] = None,
     set_: Annotated[list[str], typer.Option("--set")] = [],
     out: Annotated[Path, typer.Option(help="folder to write the tokenizer to")] = Path("tokenizer"),
@@ -114,5 +133,7 @@ def train(
     except UserError as e:
         fail(str(e))
     tok.save_pretrained(out)
-    typer.echo(f"saved {len(tok)}-token tokenizer to {out} "
-               f"({bytes_per_token(tok, texts[:200]):.2f} bytes/token on the sample)")
+    typer.echo(
+        f"saved {len(tok)}-token tokenizer to {out} "
+        f"({bytes_per_token(tok, texts[:200]):.2f} bytes/token on the sample)"
+    )

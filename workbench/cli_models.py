@@ -10,10 +10,12 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli import fail, open_store
+from workbench.common import fail, open_store
 from workbench.tables import print_rows
 
-app = typer.Typer(help="The model registry: pull, import, export, list, remove.", no_args_is_help=True)
+app = typer.Typer(
+    help="The model registry: pull, import, export, list, remove.", no_args_is_help=True
+)
 
 
 def _user_errors():
@@ -168,7 +170,9 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
-    chat: Annotated[bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")] = None,
+    chat: Annotated[
+        bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")
+    ] = None,
     stop: Annotated[list[str], typer.Option(help="stop string")] = [],
 ) -> None:
     """Complete a prompt with a model, streaming the text."""
@@ -177,8 +181,14 @@ def generate(
     lm, tok = _load(model)
     use_chat = bool(tok.chat_template) if chat is None else chat
     text = chat_prompt(tok, [{"role": "user", "content": prompt}]) if use_chat else prompt
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                            top_p=top_p, seed=seed, stop=list(stop))
+    params = SamplingParams(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        stop=list(stop),
+    )
     for piece in stream(lm, tok, text, params):
         sys.stdout.write(piece)
         sys.stdout.flush()

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli import fail, open_store
+from workbench.common import fail, open_store
 from workbench.tables import fmt, human_age, print_rows
 
 app = typer.Typer(help="List, inspect, follow, stop, resume and delete runs.", no_args_is_help=True)
@@ -46,8 +46,17 @@ def ls(
     for r in runs:
         m = store.latest_metrics(r["run_id"])
         step = f"{r.get('progress_step') or 0}/{r.get('progress_total') or '?'}"
-        rows.append((r["run_id"], r["pipeline"], r["status"], step, m.get("loss"),
-                     m.get("val_loss"), human_age(r.get("created_at"))))
+        rows.append(
+            (
+                r["run_id"],
+                r["pipeline"],
+                r["status"],
+                step,
+                m.get("loss"),
+                m.get("val_loss"),
+                human_age(r.get("created_at")),
+            )
+        )
     print_rows(cols, rows, style="json" if json_ else "table")
 
 
@@ -84,7 +93,9 @@ def show(run_id: str, json_: Annotated[bool, typer.Option("--json")] = False) ->
 @app.command()
 def logs(
     run_id: str,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="keep printing as the run writes")] = False,
+    follow: Annotated[
+        bool, typer.Option("-f", "--follow", help="keep printing as the run writes")
+    ] = False,
     lines: Annotated[int, typer.Option("-n", help="how many lines from the end")] = 40,
 ) -> None:
     """The run's output log (stdout.log), or its events when it ran in a terminal."""
@@ -111,7 +122,9 @@ def logs(
 @app.command()
 def stop(
     run_id: str,
-    now: Annotated[bool, typer.Option(help="kill at once (SIGKILL) instead of a clean stop")] = False,
+    now: Annotated[
+        bool, typer.Option(help="kill at once (SIGKILL) instead of a clean stop")
+    ] = False,
 ) -> None:
     """Ask a running job to finish its step, checkpoint and end as cancelled."""
     store = open_store()
@@ -133,7 +146,7 @@ def resume(
     detach: Annotated[bool, typer.Option(help="resume in the background")] = False,
 ) -> None:
     """Continue a stopped, crashed or failed run from its newest complete checkpoint."""
-    from workbench.cli import _execute, spawn_detached
+    from workbench.common import execute_run, spawn_detached
     from pipelines.runner import load_run_spec
     from pipelines.spec import SpecError
 
@@ -149,7 +162,7 @@ def resume(
         pid = spawn_detached(store, run["run_id"], resume=True)
         typer.echo(f"resumed {run['run_id']} (pid {pid})")
         return
-    raise typer.Exit(_execute(store, run["run_id"], job, json_=False, resume=True))
+    raise typer.Exit(execute_run(store, run["run_id"], job, json_=False, resume=True))
 
 
 @app.command()

@@ -7,13 +7,27 @@ import platform
 import shutil
 from importlib import metadata
 
-LIBS = ("gpt-workbench", "torch", "transformers", "tokenizers", "peft", "textual", "duckdb",
-        "llama-index-core", "guidance", "llguidance", "pydantic", "typer")
+LIBS = (
+    "gpt-workbench",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "peft",
+    "textual",
+    "duckdb",
+    "llama-index-core",
+    "guidance",
+    "llguidance",
+    "pydantic",
+    "typer",
+)
 
 
 def report() -> int:
     """Print the report; returns the exit code (1 when the store cannot be opened)."""
-    print(f"python        {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)")
+    print(
+        f"python        {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)"
+    )
     for lib in LIBS:
         try:
             print(f"{lib:<14}{metadata.version(lib)}")

@@ -88,7 +88,9 @@ class RichPrinter(PlainPrinter):
         kind = e.get("kind")
         if kind == "progress":
             self.bar.update(
-                self.task, completed=e["step"], total=e.get("total") or None,
+                self.task,
+                completed=e["step"],
+                total=e.get("total") or None,
                 phase=e.get("phase", "train"),
             )
         elif kind == "metrics" and e.get("split") == "train":

@@ -30,7 +30,9 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
-def print_rows(columns: list[str], rows: list[tuple], style: str = "table", title: str | None = None):
+def print_rows(
+    columns: list[str], rows: list[tuple], style: str = "table", title: str | None = None
+):
     if style == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(columns)

@@ -1,0 +1,53 @@
+"""The CLI through its real entry point: help, doctor, sql, presets, startup imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_help_imports_no_heavy_modules():
+    code = (
+        "import sys; from workbench.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'textual', 'llama_index', 'guidance',"
+        " 'duckdb') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY=\n" in out.stdout or out.stdout.strip().endswith("HEAVY="), out.stdout
+
+
+def test_doctor_reports_versions_device_and_store(wb, home):
+    p = wb("doctor")
+    assert p.returncode == 0, p.stderr
+    for needle in ("torch", "transformers", "duckdb", "device", str(home / "workbench.duckdb")):
+        assert needle in p.stdout
+
+
+def test_sql_answers_and_formats(wb):
+    p = wb("sql", "select count(*) as n from runs", "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip()) == {"n": 0}
+    p = wb("sql", "select 1 as a, 'x' as b", "--csv")
+    assert p.stdout.splitlines() == ["a,b", "1,x"]
+    p = wb("sql", "select * from no_such_table")
+    assert p.returncode == 2 and "no_such_table" in p.stderr
+
+
+def test_presets_lists_shipped_specs(wb):
+    p = wb("presets")
+    names = [line.split()[0] for line in p.stdout.splitlines()]
+    assert {"pretrain-tiny", "pretrain-small", "pretrain-gpt2-124m", "echo"} <= set(names)
+
+
+def test_every_preset_validates(wb):
+    from pipelines.registry import load_spec
+    from pipelines.spec import list_presets
+
+    for name in list_presets():
+        spec = load_spec(preset=name)
+        assert spec.pipeline
