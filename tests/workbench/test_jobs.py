@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
-import pytest
 
 from store import Store
-from tests.conftest import ROOT
 
 
 def wait_for(pred, timeout=30.0, every=0.1):
