@@ -9,7 +9,7 @@ import torch
 
 from engines.checkpoint import latest_checkpoint
 from engines.errors import UserError
-from engines.trainer import Trainer, TrainConfig, WarmupCosine, causal_lm_loss
+from engines.trainer import TrainConfig, Trainer, WarmupCosine, causal_lm_loss
 from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
 
 torch.set_num_threads(1)

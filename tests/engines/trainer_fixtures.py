@@ -15,20 +15,20 @@ def tiny_model(seed: int = 0):
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    base = dict(
-        max_steps=6,
-        lr=3e-3,
-        min_lr=3e-4,
-        warmup_steps=2,
-        weight_decay=0.1,
-        grad_clip=1.0,
-        eval_every=0,
-        eval_batches=2,
-        checkpoint_every=0,
-        device="cpu",
-        peak_flops=1e12,
-        log_every=1,
-    )
+    base = {
+        "max_steps": 6,
+        "lr": 3e-3,
+        "min_lr": 3e-4,
+        "warmup_steps": 2,
+        "weight_decay": 0.1,
+        "grad_clip": 1.0,
+        "eval_every": 0,
+        "eval_batches": 2,
+        "checkpoint_every": 0,
+        "device": "cpu",
+        "peak_flops": 1e12,
+        "log_every": 1,
+    }
     return TrainConfig(**{**base, **overrides})
 
 
