@@ -29,7 +29,7 @@ from store.migrations import SCHEMA_VERSION, schema_version, utc_now
 from store.records import RecordsMixin
 
 RUN_JSON_COLUMNS = ("spec", "meta")
-EVENT_TABLES = ("metrics", "samples", "artifacts", "notes", "run_tables", "ingest_offsets")
+PER_RUN_TABLES = ("metrics", "samples", "artifacts", "notes", "run_tables", "ingest_offsets")
 
 
 def default_home() -> Path:
@@ -141,7 +141,7 @@ class Store(RecordsMixin):
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows everywhere (its folder is the caller's to remove)."""
         with self.connect() as conn:
-            for table in (*EVENT_TABLES, "runs"):
+            for table in (*PER_RUN_TABLES, "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
 
     def children(self, run_id: str) -> list[dict[str, Any]]:

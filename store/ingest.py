@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from store.eventlog import read_events
 from store.events import FINAL_STATUSES
-from store.ingest_rows import EventRows, ts
+from store.ingest_rows import EventRows, insert_rows, ts
 
 EVENTS_FILE = "events.jsonl"
 RUN_FILE = "run.json"
@@ -199,18 +198,5 @@ def _update_runs(conn: duckdb.DuckDBPyConnection, updates: dict[str, dict[str, A
 
 
 def _save_offsets(conn: duckdb.DuckDBPyConnection, offsets: list[tuple[str, int, int]]) -> None:
-    if not offsets:
-        return
-    run_ids, byte_offsets, seqs = zip(*offsets, strict=True)
-    table = pa.table(
-        {
-            "run_id": pa.array(run_ids, pa.string()),
-            "byte_offset": pa.array(byte_offsets, pa.int64()),
-            "last_seq": pa.array(seqs, pa.int64()),
-        }
-    )
-    conn.register("_offsets", table)
-    try:
-        conn.execute("INSERT OR REPLACE INTO ingest_offsets SELECT * FROM _offsets")
-    finally:
-        conn.unregister("_offsets")
+    if offsets:
+        insert_rows(conn, "ingest_offsets", offsets, verb="INSERT OR REPLACE")

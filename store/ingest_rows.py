@@ -12,32 +12,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from store.events import metric_value
 
-_STR, _INT, _F64, _BOOL, _TS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us")
-
-SCHEMAS: dict[str, pa.Schema] = {
-    "metrics": pa.schema(
-        [("run_id", _STR), ("step", _INT), ("name", _STR), ("value", _F64),
-         ("nonfinite", _BOOL), ("split", _STR), ("t", _TS), ("seq", _INT)]
-    ),
-    "samples": pa.schema(
-        [("run_id", _STR), ("step", _INT), ("prompt", _STR), ("completion", _STR),
-         ("meta", _STR), ("t", _TS), ("seq", _INT)]
-    ),
-    "artifacts": pa.schema(
-        [("run_id", _STR), ("type", _STR), ("path", _STR), ("step", _INT), ("meta", _STR),
-         ("t", _TS), ("seq", _INT)]
-    ),
-    "notes": pa.schema(
-        [("run_id", _STR), ("level", _STR), ("text", _STR), ("t", _TS), ("seq", _INT)]
-    ),
-    "run_tables": pa.schema(
-        [("run_id", _STR), ("name", _STR), ("rows", _STR), ("t", _TS), ("seq", _INT)]
-    ),
+# Column names and Arrow type names of the event tables, in insert order. pyarrow is
+# imported only when rows are inserted, which keeps `import store` quick for front ends.
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "metrics": [("run_id", "string"), ("step", "int64"), ("name", "string"),
+                ("value", "float64"), ("nonfinite", "bool_"), ("split", "string"),
+                ("t", "timestamp"), ("seq", "int64")],
+    "samples": [("run_id", "string"), ("step", "int64"), ("prompt", "string"),
+                ("completion", "string"), ("meta", "string"), ("t", "timestamp"),
+                ("seq", "int64")],
+    "artifacts": [("run_id", "string"), ("type", "string"), ("path", "string"),
+                  ("step", "int64"), ("meta", "string"), ("t", "timestamp"), ("seq", "int64")],
+    "notes": [("run_id", "string"), ("level", "string"), ("text", "string"),
+              ("t", "timestamp"), ("seq", "int64")],
+    "run_tables": [("run_id", "string"), ("name", "string"), ("rows", "string"),
+                   ("t", "timestamp"), ("seq", "int64")],
+    "ingest_offsets": [("run_id", "string"), ("byte_offset", "int64"), ("last_seq", "int64")],
 }  # fmt: skip
+EVENT_TABLES = ("metrics", "samples", "artifacts", "notes", "run_tables")
 
 
 def ts(t: Any) -> datetime:
@@ -53,7 +48,7 @@ class EventRows:
     """Rows for the event tables, gathered across runs, then inserted once per table."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in SCHEMAS}
+        self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in EVENT_TABLES}
 
     def add_events(self, run_id: str, events: list[dict[str, Any]]) -> None:
         for e in events:
@@ -95,18 +90,23 @@ class EventRows:
                 insert_rows(conn, name, rows)
 
 
-def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert row tuples (in SCHEMAS[table] column order) with one INSERT … SELECT."""
-    schema = SCHEMAS[table]
-    columns = list(zip(*rows, strict=True))
-    batch = pa.table(
-        [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)],
-        schema=schema,
-    )
-    names = ", ".join(schema.names)
+def insert_rows(
+    conn: duckdb.DuckDBPyConnection, table: str, rows: list[tuple[Any, ...]], verb: str = "INSERT"
+) -> None:
+    """Insert row tuples (in COLUMNS[table] order) with one `verb INTO … SELECT` from Arrow."""
+    import pyarrow as pa
+
+    spec = COLUMNS[table]
+    arrays = [
+        pa.array(col, type=pa.timestamp("us") if kind == "timestamp" else getattr(pa, kind)())
+        for col, (_, kind) in zip(zip(*rows, strict=True), spec, strict=True)
+    ]
+    names = [name for name, _ in spec]
+    batch = pa.table(arrays, names=names)
     conn.register("_batch", batch)
     try:
-        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _batch")
+        cols = ", ".join(names)
+        conn.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _batch")
     finally:
         conn.unregister("_batch")
 

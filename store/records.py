@@ -177,5 +177,3 @@ def _one(cur: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise StoreError(f"unknown {what} {value!r}: use one of {', '.join(choices)}")
-
-

@@ -11,7 +11,7 @@ import pytest
 from store import Store, StoreError
 from store.events import Artifact, Metrics, Note, RunFinished, RunStarted, Sample, Table
 
-from .conftest import REPO, new_run
+from .conftest import new_run
 
 
 def test_home_comes_from_the_environment(home: Path) -> None:
@@ -66,7 +66,12 @@ def test_event_readers_and_delete(store: Store) -> None:
         log.append(RunFinished(status="done"))
     store.ingest()
     run = store.get_run(run_id)
-    assert (run["status"], run["device"], run["world_size"], run["pid"]) == ("done", "cuda:0", 2, 123)
+    assert (run["status"], run["device"], run["world_size"], run["pid"]) == (
+        "done",
+        "cuda:0",
+        2,
+        123,
+    )
     assert (run["loss"], run["val_loss"], run["n_samples"]) == (1.0, 1.5, 3)
     assert run["duration_s"] >= 0
     assert [m["value"] for m in store.metrics(run_id, names=["loss"])] == [3.0, 2.0, 1.0]
@@ -128,13 +133,12 @@ def test_sql_and_health(store: Store) -> None:
 
 def test_waits_for_another_program_holding_the_file(store: Store) -> None:
     store.list_runs()
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time\n"
-         f"c = duckdb.connect({str(store.db_path)!r})\n"
-         "print('held', flush=True); time.sleep(0.6); c.close()"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO,
-    )  # fmt: skip
+    code = (
+        "import duckdb, time\n"
+        f"c = duckdb.connect({str(store.db_path)!r})\n"
+        "print('held', flush=True); time.sleep(0.6); c.close()"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     store.create_run("a-1", "a", {})  # retries until the holder lets go
     assert holder.wait(timeout=10) == 0

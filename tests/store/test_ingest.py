@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from store import Store, ingest as ingest_mod
+from store import Store
+from store import ingest as ingest_mod
 from store.events import Metrics, Note, Progress, RunFinished, RunStarted, Sample
 
 from .conftest import new_run

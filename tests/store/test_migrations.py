@@ -7,14 +7,30 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from store import Store, StoreError
-from store import migrations
+from store import Store, StoreError, migrations
 from store.db import forget_migrated
+
+EXPECTED_TABLES = [
+    "runs",
+    "metrics",
+    "samples",
+    "artifacts",
+    "notes",
+    "run_tables",
+    "ingest_offsets",
+    "models",
+    "comparisons",
+    "votes",
+    "prompt_experiments",
+    "schema_version",
+]
 
 
 def _versions(db: Path) -> list[int]:
     with duckdb.connect(str(db)) as conn:
-        return [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()]
+        return [
+            v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1").fetchall()
+        ]
 
 
 def test_new_store_gets_every_table_and_one_version_row(store: Store) -> None:
@@ -23,8 +39,7 @@ def test_new_store_gets_every_table_and_one_version_row(store: Store) -> None:
     Store(store.home).list_runs()  # a second open in a "new process" adds nothing
     assert _versions(store.db_path) == list(range(1, migrations.SCHEMA_VERSION + 1))
     names = {n for (n,) in store.sql("SELECT table_name FROM duckdb_tables()")[1]}
-    assert {"runs", "metrics", "samples", "artifacts", "notes", "run_tables", "ingest_offsets",
-            "models", "comparisons", "votes", "prompt_experiments", "schema_version"} <= names
+    assert set(EXPECTED_TABLES) <= names
     views = {n for (n,) in store.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal")[1]}
     assert {"latest_metrics", "run_summary"} <= views
 
