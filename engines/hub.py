@@ -136,7 +136,7 @@ def fetch_package(requirement: str, cache_dir: Path, *, progress: Progress | Non
         str(cache_dir),
         requirement,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     hit = cached_wheel(requirement, cache_dir)
     if done.returncode != 0 or hit is None:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]

@@ -96,7 +96,7 @@ def guess_kind(architecture: str, chat_template: bool, folder: Path) -> str:
         return "embedding"
     if architecture.endswith("ForSequenceClassification"):
         return "reward"
-    if architecture.endswith("ForCausalLM") or architecture.endswith("LMHeadModel"):
+    if architecture.endswith(("ForCausalLM", "LMHeadModel")):
         return "assistant" if chat_template else "base"
     return "other"
 

@@ -25,7 +25,7 @@ TEXT = (
 ) * 4
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_tokenizer(vocab_size: int = 320, chat_template: bool = True):
     """A byte-level BPE (`PreTrainedTokenizerFast`) with ChatML specials; eos is `<|im_end|>`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -56,19 +56,19 @@ def tiny_llama(vocab_size: int, seed: int = 0, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    kw = dict(
-        vocab_size=vocab_size,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    kw = {
+        "vocab_size": vocab_size,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 256,
+        "tie_word_embeddings": True,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
     kw.update(overrides)
     model = LlamaForCausalLM(LlamaConfig(**kw)).eval()
     model.generation_config.pad_token_id = 0
