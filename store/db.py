@@ -70,8 +70,13 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(str(path), config=CONFIG)
         except duckdb.IOException as err:
-            if "lock" not in str(err).lower() or attempt == CONNECT_ATTEMPTS - 1:
+            if "lock" not in str(err).lower():
                 raise StoreError(f"could not open {path}: {err}") from err
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise StoreError(
+                    f"{path} is held open by another program; close it (a duckdb shell?) "
+                    f"and try again. DuckDB said: {err}"
+                ) from err
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")

@@ -31,7 +31,10 @@ def ingest(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None =
     offsets: list[tuple[str, int, int]] = []
     count = 0
     for run in _candidates(conn, runs_dir, run_id):
-        events, offset, last = _new_events(run)
+        try:
+            events, offset, last = _new_events(run)
+        except OSError:
+            continue  # unreadable just now (permissions, a network filesystem): next time
         if not events and offset == run["byte_offset"]:
             continue
         updates[run["run_id"]] = run_updates(run, events)
@@ -65,21 +68,28 @@ def _folder_names(runs_dir: Path) -> list[str]:
 
 def _insert_discovered(conn: duckdb.DuckDBPyConnection, run_id: str, folder: Path) -> None:
     info = _read_run_json(folder / RUN_FILE)
-    created = info.get("created_at") or folder.stat().st_mtime
+    created = info.get("created_at")
+    if not isinstance(created, int | float):
+        created = folder.stat().st_mtime
+    parents = info.get("parents")
     conn.execute(
         "INSERT INTO runs (run_id, name, pipeline, status, created_at, spec, meta, parents, "
         "run_dir) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
         [
             run_id,
-            info.get("name"),
-            info.get("pipeline") or run_id.split("-")[0],
-            ts(created) if isinstance(created, int | float) else created,
+            _str_or_none(info.get("name")),
+            _str_or_none(info.get("pipeline")) or run_id.split("-")[0],
+            ts(created),
             json.dumps(info.get("spec", {}), default=str),
             json.dumps(info.get("meta", {}), default=str),
-            list(info.get("parents") or []),
+            [str(p) for p in parents] if isinstance(parents, list) else [],
             str(folder),
         ],
     )
+
+
+def _str_or_none(v: Any) -> str | None:
+    return None if v is None else str(v)
 
 
 def _read_run_json(path: Path) -> dict[str, Any]:
