@@ -143,3 +143,25 @@ def test_waits_for_another_program_holding_the_file(store: Store) -> None:
     store.create_run("a-1", "a", {})  # retries until the holder lets go
     assert holder.wait(timeout=10) == 0
     assert store.get_run("a-1") is not None
+
+
+def test_gives_up_with_a_clear_error_when_the_file_stays_held(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from store import db
+
+    store.list_runs()
+    code = (
+        "import duckdb, time\n"
+        f"c = duckdb.connect({str(store.db_path)!r})\n"
+        "print('held', flush=True); time.sleep(5)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(db, "CONNECT_ATTEMPTS", 2)
+        with pytest.raises(StoreError, match="held open by another program"):
+            store.list_runs()
+    finally:
+        holder.kill()
+        holder.wait()
