@@ -65,16 +65,15 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(tok, spec),
         flops_per_token=M.flops_per_token(size, T),
-        extra_state={"model_config": size.__dict__, "data_key": data.key},
-        is_main=ctx.is_main,
+        data_state_fn=lambda: {"model_config": dict(size.__dict__), "data_key": data.key},
     )
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
         yield outcome
         return
-    yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn()))
+    yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn))
     if ctx.is_main:
-        yield from _save(spec, ctx, trainer.raw_model, tok, data)
+        yield from _save(spec, ctx, trainer.model, tok, data)
 
 
 def next_token_step(model, batch):
@@ -105,11 +104,8 @@ def _data(spec: Spec, ctx, barrier):
 
 
 def _special_ids(tok) -> dict[str, int]:
-    return {
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-        "bos_token_id": tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id,
-    }
+    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    return {"eos_id": tok.eos_token_id, "pad_id": tok.pad_token_id, "bos_id": bos}
 
 
 def _train_config(spec: Spec):
@@ -162,13 +158,15 @@ def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
     """Refuse to resume when the model shape or the tokenizer/data changed since the checkpoint."""
     if not ctx.resume:
         return
-    from engines.checkpoint import latest_checkpoint, read_extra
+    import torch
+
+    from engines.checkpoint import latest_checkpoint
     from engines.errors import UserError
 
     ckpt = latest_checkpoint(ctx.checkpoint_dir)
     if ckpt is None:
         return
-    saved = read_extra(ckpt)
+    saved = torch.load(ckpt / "state.pt", weights_only=True)["data_state"]
     diffs = [
         f"model.{k}: {v} → {size.__dict__.get(k)}"
         for k, v in saved.get("model_config", {}).items()
@@ -183,6 +181,9 @@ def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
 def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
     from engines.model import count_params
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     out = ctx.run_dir / "model"
     yield Progress(step=0, total=1, phase="saving")
     model.save_pretrained(out, safe_serialization=True)
@@ -225,5 +226,5 @@ def inspect(spec: Spec, ctx, draws: int = 4000) -> Iterator[Event]:
         batches.next_batch()
         if i % 500 == 0:
             yield Progress(step=i, total=draws, phase="drawing")
-    yield Table(name="mixture", rows=data.report(batches.drawn_shares(), batches.tokens_drawn()))
+    yield Table(name="mixture", rows=data.report(batches.drawn_shares(), batches.tokens_drawn))
     yield RunFinished(status="done")

@@ -150,6 +150,7 @@ def _pack(spec: Spec, root: Path, tok) -> Generator[Event, None, list[dict]]:
     from engines.tokenizer import fast_encoder
 
     encode = fast_encoder(tok)
+    dtype = "uint16" if len(tok) < 65535 else "uint32"
     labels = _unique_labels(spec.data.sources)
     rows = []
     for i, (src, label) in enumerate(zip(spec.data.sources, labels)):
@@ -160,7 +161,7 @@ def _pack(spec: Spec, root: Path, tok) -> Generator[Event, None, list[dict]]:
             encode,
             tok.eos_token_id,
             root / label,
-            vocab_size=len(tok),
+            dtype=dtype,
             val_fraction=spec.data.val_fraction,
             seed=spec.seed,
             workers=spec.data.workers,

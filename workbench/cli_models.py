@@ -167,8 +167,8 @@ def generate(
     prompt: str,
     max_new_tokens: int = 128,
     temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    top_k: int = 0,
+    top_p: float = 1.0,
     seed: int = 0,
     chat: Annotated[
         bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")
