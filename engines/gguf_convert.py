@@ -77,12 +77,19 @@ def _plain_copy(model):
     """The same weights in a fresh, unquantised model of the same class (fp32)."""
     import torch
 
+    state = model.state_dict()
+    packed = sorted(k for k, v in state.items() if not v.is_floating_point())
+    if packed:  # transformers keeps some GGUF types packed when a matmul kernel is installed
+        raise UserError(
+            f"transformers kept GGUF weights packed ({packed[0]}, ...), so they cannot be saved "
+            "as safetensors: convert in an environment without the `kernels` package"
+        )
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
     plain = type(model)(config)
-    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    missing, unexpected = plain.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in _tied_keys(plain)]
     assert not missing and not unexpected, (
         f"GGUF rebuild: missing {missing}, unexpected {unexpected}"
