@@ -1,0 +1,229 @@
+"""Trainer overhead: the workbench Trainer vs a plain PyTorch GPT loop, same size and batch.
+
+    .venv/bin/python benchmarks/train_throughput.py            # ~10M-param GPT, a few minutes on CPU
+    .venv/bin/python benchmarks/train_throughput.py --small    # tiny smoke run (seconds)
+    .venv/bin/python benchmarks/train_throughput.py --device cuda --steps 50 --rounds 5
+
+Measures the device's matmul peak first (fp32 on CPU, bf16 on CUDA), then alternates timed
+rounds of the two loops on random tokens after a warm-up, and prints tokens/s of each, their
+ratio (workbench / plain; the goal is ≥ 0.9) and each one's MFU against the measured peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engines.distributed import pick_device
+from engines.model import ModelSize, build_model, describe
+from engines.model import flops_per_token as llama_flops
+from engines.perf import measure_peak_flops
+from engines.trainer import TrainConfig, Trainer, causal_lm_loss
+
+DEFAULT = ModelSize(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=8192)
+SMALL = ModelSize(n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=512)
+
+
+class RandomBatches:
+    """(x, y) of random token ids on the device; the state is the generator's."""
+
+    def __init__(self, B: int, T: int, V: int, device: torch.device) -> None:
+        self.B, self.T, self.V, self.device = B, T, V, device
+        self.gen = torch.Generator(device=device).manual_seed(0)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = torch.randint(0, self.V, (self.B, self.T + 1), generator=self.gen, device=self.device)
+        return w[:, :-1], w[:, 1:]  # (B, T) each
+
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+
+
+# ---- the plain PyTorch GPT: RMSNorm, RoPE, SwiGLU, tied embeddings, like nanoGPT/nanochat ----
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class Block(nn.Module):
+    def __init__(self, s: ModelSize) -> None:
+        super().__init__()
+        self.n_head = s.n_head
+        self.norm1, self.norm2 = nn.RMSNorm(s.n_embd, eps=1e-5), nn.RMSNorm(s.n_embd, eps=1e-5)
+        self.qkv = nn.Linear(s.n_embd, 3 * s.n_embd, bias=False)
+        self.proj = nn.Linear(s.n_embd, s.n_embd, bias=False)
+        self.gate_up = nn.Linear(s.n_embd, 2 * s.ffn_size, bias=False)
+        self.down = nn.Linear(s.ffn_size, s.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.norm1(x)).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(rope(q, cos, sin), rope(k, cos, sin), v, is_causal=True)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+        gate, up = self.gate_up(self.norm2(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class PlainGPT(nn.Module):
+    def __init__(self, s: ModelSize) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(s.vocab_size, s.n_embd)
+        self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layer))
+        self.norm = nn.RMSNorm(s.n_embd, eps=1e-5)
+        self.lm_head = nn.Linear(s.n_embd, s.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+        hs = s.head_dim
+        inv_freq = 1.0 / (s.rope_theta ** (torch.arange(0, hs, 2).float() / hs))
+        angles = torch.outer(torch.arange(s.block_size).float(), inv_freq)  # (T, hs/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(
+                    p,
+                    std=0.02
+                    / (math.sqrt(2 * s.n_layer) if "down" in name or "proj" in name else 1),
+                )
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        x = self.wte(idx)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, self.cos[:T], self.sin[:T])
+        return self.lm_head(self.norm(x))  # (B, T, V)
+
+
+def plain_flops_per_token(model: PlainGPT, s: ModelSize) -> float:
+    n = sum(p.numel() for p in model.parameters())  # the tied embedding counts once, as lm_head
+    return 6.0 * n + 12.0 * s.n_layer * s.n_head * s.head_dim * s.block_size
+
+
+def plain_loop(model: PlainGPT, batches: RandomBatches, device: torch.device, lr: float):
+    """A nanoGPT-style training step closure: forward, loss, backward, clip, AdamW."""
+    fused = device.type == "cuda"  # as nanoGPT: fused AdamW where CUDA has it
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
+    ctx = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+    def step() -> None:
+        x, y = batches.next_batch()
+        with ctx:
+            logits = model(x)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def workbench_loop(size: ModelSize, batch: int, device: torch.device, total_steps: int, steps: int):
+    """A closure that advances the workbench Trainer's generator by `n` optimizer steps."""
+    cfg = TrainConfig(
+        max_steps=total_steps + 1, lr=3e-4, min_lr=3e-5, warmup_steps=10, eval_every=0,
+        checkpoint_every=0, device=device.type, log_every=steps, peak_flops=1.0,
+    )  # fmt: skip
+    batches = RandomBatches(batch, size.block_size, size.vocab_size, device)
+    ckpt = tempfile.mkdtemp(prefix="bench-ckpt-")
+    trainer = Trainer(
+        build_model(size, seed=0),
+        cfg,
+        train_batches=batches,
+        loss_fn=causal_lm_loss,
+        ckpt_root=ckpt,
+    )
+    records = trainer.train()
+
+    def run(n: int) -> None:
+        done = 0
+        while done < n:
+            record = next(records)
+            done += record["type"] == "progress"
+
+    return run
+
+
+def timed(fn, n: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn(n)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each loop")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each loop first")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="rows per batch (default 8; 4 small)"
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--small", action="store_true", help="a tiny model for a quick smoke run")
+    args = parser.parse_args()
+
+    device = pick_device(args.device)
+    size, batch = (SMALL, args.batch or 4) if args.small else (DEFAULT, args.batch or 8)
+    peak = measure_peak_flops(device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
+    print(f"model: {describe(size)}; batch {batch} × {size.block_size}")
+
+    plain_model = PlainGPT(size).to(device)
+    plain_batches = RandomBatches(batch, size.block_size, size.vocab_size, device)
+    plain_step = plain_loop(plain_model, plain_batches, device, lr=3e-4)
+    loops = {
+        "workbench": workbench_loop(
+            size, batch, device, args.warmup + args.rounds * args.steps, args.steps
+        ),
+        "plain": lambda n: [plain_step() for _ in range(n)],
+    }
+    flops = {"workbench": llama_flops(size), "plain": plain_flops_per_token(plain_model, size)}
+    n_params = sum(p.numel() for p in plain_model.parameters())
+    print(
+        f"plain GPT: {n_params / 1e6:.2f}M params (workbench {describe(size).split(': ')[1].split(' params')[0]})"
+    )
+
+    for fn in loops.values():
+        timed(fn, args.warmup, device)
+    seconds = {name: 0.0 for name in loops}
+    for r in range(args.rounds):
+        for name, fn in loops.items():
+            dt = timed(fn, args.steps, device)
+            seconds[name] += dt
+            print(
+                f"  round {r + 1} {name:9s} {batch * size.block_size * args.steps / dt:10.0f} tok/s"
+            )
+    tokens = batch * size.block_size * args.steps * args.rounds
+    rate = {name: tokens / s for name, s in seconds.items()}
+    for name in loops:
+        print(f"{name:9s}: {rate[name]:10.0f} tok/s  MFU {flops[name] * rate[name] / peak:6.1%}")
+    print(f"ratio workbench / plain: {rate['workbench'] / rate['plain']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
