@@ -133,7 +133,7 @@ def prepare_run(
         "cwd": os.getcwd(),
     }
     resolved = spec.model_dump(mode="json")
-    parents = list(parents or []) + list(getattr(spec, "parent_runs", lambda: [])())
+    parents = list(parents or []) + _lineage(store, spec)
     record = {"run_id": run_id, "spec": resolved, "meta": meta, "parents": parents}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     store.create_run(
@@ -146,6 +146,17 @@ def prepare_run(
         run_dir=str(run_dir),
     )
     return run_id
+
+
+def _lineage(store: Store, spec: JobSpec) -> list[str]:
+    """Runs that made the models this spec starts from (base → SFT → RM → PPO)."""
+    out = []
+    for ref in getattr(spec, "model_refs", lambda: [])():
+        model = store.get_model(ref)
+        run_id = model.get("run_id") if model else (ref if store.get_run(ref) else None)
+        if run_id and run_id not in out:
+            out.append(run_id)
+    return out
 
 
 def load_run_spec(store: Store, run_id: str) -> JobSpec:

@@ -18,6 +18,8 @@ def trainer_events(
         elif kind == "progress":
             yield Progress(step=rec["step"], total=rec["total"], phase=phase)
         elif kind == "sample":
+            if rec.get("metrics"):
+                yield Metrics(step=rec["step"], values=rec["metrics"], split="eval")
             yield Sample(
                 step=rec["step"],
                 prompt=rec["prompt"],

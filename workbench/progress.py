@@ -38,7 +38,7 @@ class PlainPrinter:
                 self.last = now
                 of = f"/{self.total}" if self.total else ""
                 self.line(f"[{e.get('split')}] step {e['step']}{of} {fmt_values(e['values'])}")
-        elif kind == "progress":
+        elif kind == "progress" and e.get("phase", "train") == "train":
             self.total = e.get("total") or self.total
         elif kind == "sample":
             text = (e["prompt"] + e["completion"]).replace("\n", "⏎")

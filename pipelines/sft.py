@@ -1,0 +1,219 @@
+"""Supervised fine-tuning: a base model into an assistant, fully or with LoRA.
+
+    workbench run --preset sft-tiny                 # the pretrain-tiny model on built-in tasks
+    workbench run --preset sft-smollm2-lora         # LoRA on SmolLM2-135M-Instruct
+
+Loss only on assistant tokens (engines.chat). Held-out task accuracy is measured before
+training (the base model's), every `train.sample_every` steps and at the end; both ends go to
+the store as `eval` metrics and the `eval` table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from pipelines.sft_spec import Spec
+from pipelines.train_events import trainer_events
+from store.events import Artifact, Event, Metrics, Note, Progress, Sample, Table
+
+__all__ = ["Spec", "run"]
+
+
+def run(spec: Spec, ctx) -> Iterator[Event]:
+    import torch
+
+    from engines.chat import ensure_chat_template, set_turn_ends
+    from engines.models import load_causal_lm
+    from engines.sft_data import SFTBatches, sft_loss
+    from engines.trainer import Trainer
+
+    torch.manual_seed(spec.seed)
+    base_path = ctx.resolve_model(spec.model.base)
+    yield Note(text=f"base model: {spec.model.base} ({base_path})")
+    model, tok = load_causal_lm(base_path, device="cpu")
+    model.float()
+    if ensure_chat_template(tok):
+        yield Note(text="the base tokenizer has no chat template: using a plain User:/Assistant: one")
+    set_turn_ends(model, tok)
+    max_len = min(spec.data.max_len, _context(model))
+    train_set, val_set = yield from _datasets(spec, tok, max_len)
+    base_eval = None
+    if not ctx.resume:
+        base_eval = _accuracy(model, tok, spec)
+        yield from _eval_events(0, base_eval, "base model")
+    if spec.lora.enabled:
+        from engines.lora import apply_lora
+
+        model, share = apply_lora(model, r=spec.lora.r, alpha=spec.lora.alpha,
+                                  dropout=spec.lora.dropout, targets=spec.lora.target_modules)
+        yield Note(text=f"LoRA r={spec.lora.r}: {share:.2%} of parameters train")
+        yield Metrics(step=0, values={"trainable_share": share}, split="info")
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    batches = [SFTBatches(s, spec.train.batch_size, pad_id=pad, seed=spec.seed + i,
+                          rank=ctx.rank, world_size=ctx.world_size)
+               for i, s in enumerate((train_set, val_set))]
+    trainer = Trainer(
+        model, _train_config(spec), train_batches=batches[0], val_batches=batches[1],
+        loss_fn=sft_loss, ckpt_root=ctx.checkpoint_dir,
+        sample_fn=lambda m, step: _eval_samples(m, tok, spec),
+    )
+    outcome = yield from trainer_events(trainer, ctx)
+    if outcome is not None:
+        yield outcome
+        return
+    final = _accuracy(trainer.model, tok, spec)
+    yield from _eval_events(spec.train.max_steps, final, "fine-tuned model")
+    yield Table(name="eval", rows=_eval_rows(base_eval, final))
+    if ctx.is_main:
+        yield from _save(spec, ctx, trainer.model, tok, base_path, final)
+
+
+def _context(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+
+def _conversations(spec: Spec, split: str) -> list[list[dict]]:
+    from engines.chat import read_conversations
+    from engines.tasks import get_task
+
+    system = [{"role": "system", "content": spec.data.system}] if spec.data.system else []
+    convs = []
+    tasks = spec.data.tasks if split == "train" else (spec.data.eval_tasks or spec.data.tasks)
+    n = spec.data.n_per_task if split == "train" else spec.data.eval_n
+    for name in tasks:
+        for ex in get_task(name).examples(n, seed=spec.seed, split=split):
+            convs.append(system + [{"role": "user", "content": ex.prompt},
+                                   {"role": "assistant", "content": ex.answer}])
+    if spec.data.path and split == "train":
+        convs.extend(system + c for c in read_conversations(spec.data.path))
+    return convs
+
+
+def _datasets(spec: Spec, tok, max_len: int):
+    """Encoded training and held-out conversations (5% of a file when no eval tasks)."""
+    train = yield from _encode(_conversations(spec, "train"), "training", tok, max_len)
+    test = _conversations(spec, "test")
+    if test:
+        val = yield from _encode(test, "held-out", tok, max_len)
+    else:
+        k = max(1, len(train) // 20)
+        val, train = train[-k:], (train[:-k] if len(train) > k else train)
+    n_tok = sum(len(e.ids) for e in train)
+    yield Note(text=f"data: {len(train)} training conversations ({n_tok} tokens), "
+                    f"{len(val)} held out")
+    return train, val
+
+
+def _encode(convs: list[list[dict]], label: str, tok, max_len: int):
+    from engines.chat import encode_conversation
+    from engines.errors import UserError
+
+    encoded = [encode_conversation(tok, c, max_len) for c in convs]
+    lost = sum(1 for e in encoded if e.n_target == 0)
+    if encoded and lost == len(encoded):
+        raise UserError(
+            f"all {len(encoded)} {label} examples are longer than the context ({max_len} "
+            "tokens) before any assistant token: raise data.max_len or shorten the prompts"
+        )
+    if lost:
+        yield Note(level="warning", text=f"{lost} {label} example(s) lost every assistant "
+                   f"token to truncation at {max_len} tokens and are skipped")
+    return [e for e in encoded if e.n_target > 0]
+
+
+def _accuracy(model, tok, spec: Spec):
+    from engines.evaluate import task_accuracy
+
+    tasks = spec.data.eval_tasks or spec.data.tasks
+    if not tasks:
+        return None
+    return task_accuracy(model, tok, tasks, n=spec.data.eval_n, seed=spec.seed,
+                         max_new_tokens=spec.data.eval_max_new_tokens, system=spec.data.system)
+
+
+def _eval_values(result) -> dict[str, float]:
+    values = {"accuracy": result.accuracy, "ended_turn": result.ended_turn}
+    values |= {f"accuracy_{k}": v for k, v in result.per_task.items()}
+    return values
+
+
+def _eval_events(step: int, result, label: str) -> Iterator[Event]:
+    if result is None:
+        return
+    yield Metrics(step=step, values=_eval_values(result), split="eval")
+    yield Note(text=f"{label}: held-out accuracy {result.accuracy:.1%} "
+                    f"({', '.join(f'{k} {v:.0%}' for k, v in result.per_task.items())}), "
+                    f"ended its turn {result.ended_turn:.0%}")
+    for row in result.transcripts[:3]:
+        yield Sample(step=step, prompt=row["prompt"], completion=row["completion"],
+                     meta={"task": row["task"], "correct": row["correct"], "eval": label})
+
+
+def _eval_samples(model, tok, spec: Spec) -> list[dict]:
+    """Called by the trainer every sample_every steps: accuracy plus a few transcripts."""
+    result = _accuracy(model, tok, spec)
+    if result is None:
+        return []
+    rows = result.transcripts[:2]
+    out = [{"prompt": r["prompt"], "completion": r["completion"],
+            "meta": {"task": r["task"], "correct": r["correct"]}} for r in rows]
+    if out:
+        out[0]["metrics"] = _eval_values(result)
+    return out
+
+
+def _eval_rows(base, final) -> list[dict]:
+    if final is None:
+        return []
+    rows = []
+    for task, acc in final.per_task.items():
+        rows.append({"task": task, "base_accuracy": base.per_task.get(task) if base else None,
+                     "final_accuracy": acc})
+    rows.append({"task": "all", "base_accuracy": base.accuracy if base else None,
+                 "final_accuracy": final.accuracy})
+    return rows
+
+
+def _train_config(spec: Spec):
+    from engines.trainer import TrainConfig
+
+    t = spec.train
+    return TrainConfig(
+        max_steps=t.max_steps, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay, grad_clip=t.grad_clip, grad_accum=t.grad_accum,
+        eval_every=t.eval_every, eval_batches=t.eval_batches, sample_every=t.sample_every,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        compile=t.compile, device=t.device, seed=spec.seed, log_every=t.log_every,
+    )
+
+
+def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
+    from transformers.utils import logging as hf_logging
+
+    from engines.lora import merged_model
+    from engines.model import count_params
+
+    hf_logging.disable_progress_bar()
+    yield Progress(step=0, total=1, phase="saving")
+    out = ctx.run_dir / "model"
+    meta = {"base": spec.model.base, "base_path": str(base_path)}
+    if spec.lora.enabled:
+        adapter = ctx.run_dir / "adapter"
+        model.save_pretrained(adapter)
+        tok.save_pretrained(adapter)
+        yield Artifact(type="adapter", path=str(adapter), meta={"register": False})
+        model = merged_model(model)
+        meta["adapter"] = str(adapter)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    card = {"made_by": "gpt-workbench sft", "run_id": ctx.run_id,
+            "spec": spec.model_dump(mode="json"),
+            "final_accuracy": final.accuracy if final else None}
+    (out / "workbench.json").write_text(json.dumps(card, indent=2))
+    yield Artifact(type="model", path=str(out), meta={
+        "name": spec.output.model_name or ctx.run_id, "kind": "assistant",
+        "params": count_params(model), "architecture": type(model).__name__,
+        "tokenizer": str(base_path), "chat_template": True, "parent_model": spec.model.base,
+        **meta,
+    })

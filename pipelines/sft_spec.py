@@ -1,0 +1,101 @@
+"""The SFT job spec: a base model, conversations (JSONL or built-in tasks), LoRA, schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.spec import JobSpec, Section, SpecError
+
+
+def _check_tasks(names: list[str]) -> list[str]:
+    from engines.tasks import TASKS  # no torch: plain generators
+
+    unknown = [n for n in names if n not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; built-in tasks: {', '.join(TASKS)}")
+    return names
+
+
+class BaseModelRef(Section):
+    base: str = Field(description="registry name, run id or folder of the model to fine-tune")
+
+
+class SFTData(Section):
+    path: str | None = Field(None, description="JSONL: {messages: [...]} or {prompt, completion}")
+    tasks: list[str] = Field(default_factory=list, description="built-in task sets to train on")
+    n_per_task: int = Field(400, ge=1, description="training examples per built-in task")
+    max_len: int = Field(256, ge=8, description="tokens per example (longer ones are cut)")
+    eval_tasks: list[str] | None = Field(None, description="held-out tasks (default: tasks)")
+    eval_n: int = Field(40, ge=1, description="held-out examples per eval task")
+    eval_max_new_tokens: int = Field(32, ge=1)
+    system: str | None = Field(None, description="a system prompt added to every conversation")
+
+    _tasks = field_validator("tasks")(lambda cls, v: _check_tasks(v))
+
+    @field_validator("eval_tasks")
+    @classmethod
+    def _eval_tasks(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_tasks(v)
+
+    @model_validator(mode="after")
+    def _some_data(self) -> SFTData:
+        if not self.path and not self.tasks:
+            raise ValueError('give data.path = "file.jsonl" or data.tasks = ["arithmetic", ...]')
+        return self
+
+
+class LoraSpec(Section):
+    enabled: bool = False
+    r: int = Field(8, ge=1, le=1024)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+class SFTTrain(Section):
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(300, ge=1)
+    lr: float = Field(1e-3, gt=0, le=1)
+    min_lr: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(100, ge=1, description="validation loss every N steps")
+    eval_batches: int = Field(4, ge=1)
+    sample_every: int = Field(100, ge=1, description="held-out accuracy every N steps")
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=2)
+    log_every: int = Field(10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+
+
+class SFTOutput(Section):
+    model_name: str | None = Field(None, description="registry name (default: the run id)")
+
+
+class Spec(JobSpec):
+    pipeline: Literal["sft"] = "sft"
+    model: BaseModelRef
+    data: SFTData
+    lora: LoraSpec = LoraSpec()
+    train: SFTTrain = SFTTrain()
+    output: SFTOutput = SFTOutput()
+
+    def model_refs(self) -> list[str]:
+        return [self.model.base]
+
+    def check_files(self, base_dir: Path, where: str) -> None:
+        if self.data.path:
+            p = Path(self.data.path).expanduser()
+            p = p if p.is_absolute() else base_dir / p
+            if not p.exists():
+                raise SpecError(
+                    f"{where}: field 'data.path': {p} does not exist "
+                    "(paths are relative to the spec file)"
+                )
+            self.data.path = str(p.resolve())
