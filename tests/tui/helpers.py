@@ -1,0 +1,36 @@
+"""Helpers for the TUI tests: what the screen shows as text, and bounded waits."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+
+from rich.console import Console
+
+
+def screen_text(app) -> str:
+    """The current screen (with any screens under a modal) as plain text."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                      legacy_windows=False, safe_box=False)  # fmt: skip
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_for(pilot, pred: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+    """Pause the app in 0.2 s steps until pred() is truthy; fail after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        await pilot.pause(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or pred}\n"
+                         + screen_text(pilot.app))
+
+
+async def wait_loaded(pilot, timeout: float = 30.0) -> None:
+    """Until the current screen has shown its first read of the store."""
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", True), timeout, "first read")
+    await pilot.pause()

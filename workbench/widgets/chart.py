@@ -1,0 +1,158 @@
+"""A line chart drawn with braille dots: several series overlaid, a legend, any metric.
+
+    chart = LineChart("loss")
+    chart.set_series({"loss": [(1, 4.1), (2, 3.7)], "val_loss": [(2, 3.9)]})
+
+Each terminal cell holds a 2×4 grid of braille dots, so a 40×10 chart has 80×40 points.
+Series colours come from the component classes `linechart--series-N` (theme variables in
+DEFAULT_CSS), so the chart follows the light or dark theme. `plot()` is the pure part.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.console import RenderableType
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+Point = tuple[float, float]
+GUTTER = 9  # width of the y-axis labels
+# Bit of each dot in a braille cell, indexed [dy][dx].
+DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
+N_COLOURS = 6
+
+
+def fmt_num(v: float) -> str:
+    """A short label: 3 significant digits, k/M/G for big values, exponent for tiny ones."""
+    if v is None or not math.isfinite(v):
+        return "-"
+    a = abs(v)
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= size:
+            return f"{v / size:.3g}{unit}"
+    if 0 < a < 1e-2:
+        return f"{v:.1e}"
+    return f"{v:.3g}"
+
+
+def _clean(points: Sequence[Point]) -> list[Point]:
+    return [(x, y) for x, y in points if y is not None and math.isfinite(y)]
+
+
+def bounds(series: dict[str, Sequence[Point]]) -> tuple[float, float, float, float] | None:
+    """(xmin, xmax, ymin, ymax) over every finite point, or None when there are none."""
+    pts = [p for s in series.values() for p in _clean(s)]
+    if not pts:
+        return None
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def _line(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
+    """Dots on the segment (x0, y0)–(x1, y1), Bresenham."""
+    out, dx, dy = [], abs(x1 - x0), -abs(y1 - y0)
+    sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
+    err = dx + dy
+    while True:
+        out.append((x0, y0))
+        if x0 == x1 and y0 == y1:
+            return out
+        e2 = 2 * err
+        if e2 >= dy:
+            err, x0 = err + dy, x0 + sx
+        if e2 <= dx:
+            err, y0 = err + dx, y0 + sy
+
+
+def plot(
+    series: dict[str, Sequence[Point]], cols: int, rows: int
+) -> list[list[tuple[str, int]]]:
+    """A rows × cols grid of (braille character, series index; -1 for empty) cells."""
+    bits = [[0] * cols for _ in range(rows)]
+    owner = [[-1] * cols for _ in range(rows)]
+    box = bounds(series)
+    if box is not None and cols > 0 and rows > 0:
+        xmin, xmax, ymin, ymax = box
+        w, h = cols * 2 - 1, rows * 4 - 1
+
+        def to_dot(p: Point) -> tuple[int, int]:
+            fx = (p[0] - xmin) / (xmax - xmin) if xmax > xmin else 0.5
+            fy = (ymax - p[1]) / (ymax - ymin) if ymax > ymin else 0.5
+            return round(fx * w), round(fy * h)
+
+        for index, points in enumerate(series.values()):
+            dots = [to_dot(p) for p in _clean(points)]
+            pairs = zip(dots, dots[1:]) if len(dots) > 1 else [(d, d) for d in dots]
+            for a, b in pairs:
+                for x, y in _line(*a, *b):
+                    bits[y // 4][x // 2] |= DOTS[y % 4][x % 2]
+                    owner[y // 4][x // 2] = index
+    return [
+        [(chr(0x2800 + b) if b else " ", o) for b, o in zip(brow, orow)]
+        for brow, orow in zip(bits, owner)
+    ]
+
+
+class LineChart(Widget):
+    """Overlaid line series with a legend (latest values), y labels and the x range."""
+
+    COMPONENT_CLASSES = {
+        *(f"linechart--series-{i}" for i in range(N_COLOURS)),
+        "linechart--axis",
+        "linechart--title",
+    }
+    DEFAULT_CSS = """
+    LineChart { height: 10; min-height: 4; padding: 0 1; }
+    LineChart > .linechart--series-0 { color: $primary; }
+    LineChart > .linechart--series-1 { color: $warning; }
+    LineChart > .linechart--series-2 { color: $success; }
+    LineChart > .linechart--series-3 { color: $error; }
+    LineChart > .linechart--series-4 { color: $accent; }
+    LineChart > .linechart--series-5 { color: $secondary; }
+    LineChart > .linechart--axis { color: $text-muted; }
+    LineChart > .linechart--title { color: $text; text-style: bold; }
+    """
+
+    def __init__(self, title: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+        self.series: dict[str, list[Point]] = {}
+
+    def set_series(self, series: dict[str, Sequence[Point]]) -> None:
+        self.series = {name: list(points) for name, points in series.items()}
+        self.refresh()
+
+    def _style(self, index: int) -> Style:
+        return self.get_component_rich_style(f"linechart--series-{index % N_COLOURS}")
+
+    def legend(self) -> Text:
+        text = Text(self.title, style=self.get_component_rich_style("linechart--title"))
+        for i, (name, points) in enumerate(self.series.items()):
+            last = _clean(points)[-1][1] if _clean(points) else None
+            text.append("  ● ", style=self._style(i))
+            text.append(f"{name} {fmt_num(last) if last is not None else '-'}")
+        return text
+
+    def render(self) -> RenderableType:
+        width, height = self.content_size.width, self.content_size.height
+        axis = self.get_component_rich_style("linechart--axis")
+        out = self.legend()
+        box = bounds(self.series)
+        if box is None or height < 3:
+            out.append(f"\nwaiting for {self.title or 'data'}…", style=axis)
+            return out
+        xmin, xmax, ymin, ymax = box
+        cols, rows = max(1, width - GUTTER), height - 2
+        grid = plot(self.series, cols, rows)
+        for r, cells in enumerate(grid):
+            label = fmt_num(ymax) if r == 0 else fmt_num(ymin) if r == rows - 1 else ""
+            out.append("\n" + label.rjust(GUTTER - 2) + " ┤", style=axis)
+            for ch, owner in cells:
+                out.append(ch, style=self._style(owner) if owner >= 0 else None)
+        left, right = f"{xmin:g}", f"{xmax:g}"
+        pad = max(1, cols - len(left) - len(right))
+        out.append("\n" + " " * GUTTER + left + " " * pad + right, style=axis)
+        return out
