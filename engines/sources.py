@@ -134,7 +134,7 @@ def _glob_paths(pattern: str) -> Iterator[Path]:
 def stdlib_files() -> list[Path]:
     """The .py files of the running Python's standard library, tests excluded, sorted."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    return [p for p in _walk(root, STDLIB_SKIP_DIRS) if p.suffix == ".py"]
+    return sorted(p for p in _walk(root, STDLIB_SKIP_DIRS) if p.suffix == ".py")
 
 
 # ---------------------------------------------------------------- record-based kinds
