@@ -23,9 +23,13 @@ import sysconfig
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.errors import UserError
 from engines.tasks import SYNTHETIC, synthetic_documents
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 KINDS = ("file", "folder", "glob", "jsonl", "parquet", "stdlib", "synthetic")
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages"}
@@ -112,8 +116,6 @@ def _file_docs(paths: Iterator[Path], stats: SourceStats) -> Iterator[str]:
 
 
 def _folder_paths(root: Path, extensions: list[str] | None) -> Iterator[Path]:
-    if not root.is_dir():
-        raise UserError(f"folder source path {root} is not a folder; use kind = 'file' for a file")
     wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions or []}
     for path in _walk(root, SKIP_DIRS):
         keep = path.suffix.lower() in wanted if wanted else not _looks_binary(path)
@@ -121,14 +123,14 @@ def _folder_paths(root: Path, extensions: list[str] | None) -> Iterator[Path]:
             yield path
 
 
-def _glob_paths(pattern: str) -> Iterator[Path]:
-    matches = sorted(p for p in globlib.glob(os.path.expanduser(pattern), recursive=True))
+def _glob_paths(pattern: str) -> list[Path]:
+    matches = sorted(globlib.glob(os.path.expanduser(pattern), recursive=True))
     files = [Path(p) for p in matches if Path(p).is_file()]
     if not files:
         raise UserError(
             f"glob {pattern!r} matched no files; check the pattern (use ** for subfolders)"
         )
-    yield from files
+    return files
 
 
 def stdlib_files() -> list[Path]:
@@ -173,6 +175,7 @@ def _jsonl_text(path: Path, lineno: int, line: bytes, field: str, stats: SourceS
 
 
 def _parquet_docs(path: Path, text_field: str, stats: SourceStats) -> Iterator[str]:
+    """Opens the file and checks the column now; rows are read batch by batch later."""
     import pyarrow.parquet as pq
 
     try:
@@ -185,6 +188,10 @@ def _parquet_docs(path: Path, text_field: str, stats: SourceStats) -> Iterator[s
             f"{path}: no column {text_field!r} (columns: {', '.join(columns)}); "
             "set text_field to the column that holds the text"
         )
+    return _parquet_rows(pf, text_field, stats)
+
+
+def _parquet_rows(pf: pq.ParquetFile, text_field: str, stats: SourceStats) -> Iterator[str]:
     stats.files += 1
     for batch in pf.iter_batches(columns=[text_field], batch_size=PARQUET_BATCH_ROWS):
         for value in batch.column(0).to_pylist():
@@ -206,11 +213,13 @@ def _documents(kind: str, opts: dict, stats: SourceStats) -> Iterator[str]:
         return _file_docs(iter([path]), stats)
     if kind == "folder":
         _need(opts["path"], "path", kind, "'data/'")
-        paths = _folder_paths(_existing(opts["path"], kind), opts["extensions"])
-        return _file_docs(paths, stats)
+        root = _existing(opts["path"], kind)
+        if not root.is_dir():
+            raise UserError(f"folder source path {root} is not a folder; use kind = 'file'")
+        return _file_docs(_folder_paths(root, opts["extensions"]), stats)
     if kind == "glob":
         _need(opts["glob"], "glob", kind, "'data/**/*.md'")
-        return _file_docs(_glob_paths(opts["glob"]), stats)
+        return _file_docs(iter(_glob_paths(opts["glob"])), stats)
     if kind in ("jsonl", "parquet"):
         _need(opts["path"], "path", kind, f"'data.{kind}'")
         read = _jsonl_docs if kind == "jsonl" else _parquet_docs
@@ -238,9 +247,9 @@ def iter_documents(
 ) -> Iterator[str]:
     """Stream the documents of one source; at most `n_docs` of them when it is set.
 
-    Raises UserError for an unknown kind, a missing path, a glob that matches nothing, an
-    unreadable file, a JSONL line that is not JSON or lacks `text_field`, or a source that
-    yields no documents at all.
+    Raises UserError at once for an unknown kind, a missing path or a glob that matches
+    nothing, and while iterating for an unreadable file, a JSONL line that is not JSON or
+    lacks `text_field`, or a source that yields no documents at all.
     """
     if kind not in KINDS:
         raise UserError(f"unknown source kind {kind!r}; valid kinds: {', '.join(KINDS)}")
@@ -251,7 +260,7 @@ def iter_documents(
     if n_docs is not None:
         docs = itertools.islice(docs, n_docs)
     where = path or glob or name or kind
-    yield from _non_empty(docs, f"{kind} source {where}")
+    return _non_empty(docs, f"{kind} source {where}")
 
 
 def _non_empty(docs: Iterator[str], label: str) -> Iterator[str]:

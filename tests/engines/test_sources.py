@@ -51,7 +51,7 @@ def test_glob(tree):
     docs = list(iter_documents("glob", glob=str(tree / "**" / "*.txt")))
     assert docs == ["alpha", "caf\ufffd ok"]
     with pytest.raises(UserError, match=r"glob .*\*\.rst.* matched no files"):
-        list(iter_documents("glob", glob=str(tree / "*.rst")))
+        iter_documents("glob", glob=str(tree / "*.rst"))  # at once, before any iteration
 
 
 def test_jsonl(tmp_path):
@@ -97,7 +97,7 @@ def test_parquet_batch_by_batch(tmp_path, monkeypatch):
     docs = list(iter_documents("parquet", path=path, text_field="content", stats=stats))
     assert docs == ["a", "bb", "dddd", "é"] and stats.bytes == 1 + 2 + 4 + 2
     with pytest.raises(UserError, match=r"no column 'text' \(columns: id, content\)"):
-        list(iter_documents("parquet", path=path))
+        iter_documents("parquet", path=path)
 
 
 def test_stdlib_is_sorted_code_without_tests():
@@ -120,12 +120,15 @@ def test_synthetic_is_deterministic():
 
 
 def test_user_errors(tmp_path):
+    # spec-like mistakes raise at the call, before any document is read
     with pytest.raises(UserError, match="valid kinds: " + ", ".join(KINDS)):
-        list(iter_documents("http", path="x"))
+        iter_documents("http", path="x")
     with pytest.raises(UserError, match=rf"{tmp_path / 'missing.txt'} does not exist"):
-        list(iter_documents("file", path=tmp_path / "missing.txt"))
+        iter_documents("file", path=tmp_path / "missing.txt")
     with pytest.raises(UserError, match="needs path"):
-        list(iter_documents("folder"))
+        iter_documents("folder")
+    with pytest.raises(UserError, match="is not a folder"):
+        iter_documents("folder", path=__file__)
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=rf"folder source {tmp_path / 'empty'} has no documents"):
         list(iter_documents("folder", path=tmp_path / "empty"))
