@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import PreTrainedModel
 
 COMPLETE = "COMPLETE"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -143,9 +144,8 @@ def _write_model(folder: Path, model: nn.Module) -> None:
         tensors[name] = tensor.detach().contiguous()
     save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
     _fsync(folder / "model.safetensors")
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "to_json_string"):
-        (folder / "config.json").write_text(config.to_json_string())
+    if isinstance(model, PreTrainedModel):  # weight names match: the folder loads as a model
+        (folder / "config.json").write_text(model.config.to_json_string())
         _fsync(folder / "config.json")
 
 

@@ -120,3 +120,12 @@ def test_same_step_written_twice_is_replaced(tmp_path):
     path = save(tmp_path, 1, tiny_model(seed=2))
     assert latest_checkpoint(tmp_path) == path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-1"]
+
+
+def test_plain_module_without_config(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    path = save_checkpoint(tmp_path, 7, model=net)
+    assert not (path / "config.json").exists()
+    other = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    state = load_checkpoint(latest_checkpoint(tmp_path), model=other)
+    assert state["step"] == 7 and torch.equal(other[0].weight, net[0].weight)
