@@ -99,26 +99,32 @@ class WorkbenchApp(App[None]):
 
     # jobs
 
-    @work(thread=True, group="jobs")
+    @work(thread=True, group="jobs", exit_on_error=False)
     def start_job(self, spec: Any) -> None:
         """Create the run for a validated spec and start it detached; post a Notice."""
         from pipelines.runner import prepare_run
         from workbench.common import spawn_detached
 
         store = self.store()
-        run_id = prepare_run(store, spec)
-        pid = spawn_detached(store, run_id)
+        os.environ["WORKBENCH_HOME"] = str(self.home)  # the job opens the same store
+        try:
+            run_id = prepare_run(store, spec)
+            pid = spawn_detached(store, run_id)
+        except Exception as e:  # noqa: BLE001 - a full disk, a store held elsewhere: say so
+            self.post_message(Notice(f"could not start the job: {e}", "error"))
+            return
         self.children_pids.add(pid)
         store.set_process(run_id, pid)
         self.post_message(Notice(f"started {run_id} (pid {pid})"))
 
-    @work(thread=True, group="jobs")
+    @work(thread=True, group="jobs", exit_on_error=False)
     def resume_run(self, run: dict) -> None:
         from workbench.common import spawn_detached
 
         if run["status"] in ("running", "queued", "done"):
             self.post_message(Notice(f"{run['run_id']} is {run['status']}", "warning"))
             return
+        os.environ["WORKBENCH_HOME"] = str(self.home)
         pid = spawn_detached(self.store(), run["run_id"], resume=True)
         self.children_pids.add(pid)
         self.post_message(Notice(f"resumed {run['run_id']} (pid {pid})"))

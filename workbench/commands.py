@@ -45,10 +45,12 @@ class WorkbenchCommands(Provider):
             (f"Go to {title}", f"switch to the {title} screen", partial(self.app.switch_mode, mode))
             for mode, title in SCREEN_TITLES.items()
         ]
+        where = type(screen).__name__.removesuffix("Screen")
         for key, desc, action, node in binding_entries(screen):
             if action.startswith("switch_mode"):
                 continue
-            out.append((desc, f"key: {key}", partial(node.run_action, action)))
+            name = desc if node is self.app else f"{where}: {desc}"
+            out.append((name, f"key: {key}", partial(node.run_action, action)))
         return out
 
     async def discover(self) -> Hits:

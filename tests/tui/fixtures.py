@@ -104,3 +104,27 @@ def fill_store(home: Path) -> Store:
                          architecture="LlamaForCausalLM", chat_template=True)  # fmt: skip
     store.sql("UPDATE models SET created_at = ?", [FIXED_NOW - dt.timedelta(hours=2)])
     return store
+
+
+DOCS = ["def add(a, b):\n    return a + b\n", "The little fox ran home.",
+        "Q: What is 12 + 7?\nA: 19", "import os\nprint(os.getcwd())\n"] * 30  # fmt: skip
+
+
+def write_shards(home: Path, spec: dict = PRETRAIN_SPEC) -> Path:
+    """The cached data folder a pretrain run with `spec` would have made: tokenizer + shards."""
+    import numpy as np
+
+    from engines.tokenizer import train_bpe
+    from workbench.screens.data_read import data_folder
+
+    root = data_folder(home, spec)
+    root.mkdir(parents=True, exist_ok=True)
+    tok = train_bpe(DOCS, vocab_size=300)
+    tok.save_pretrained(root / "tokenizer")
+    sources = []
+    for name, docs in (("stdlib", DOCS[::2]), ("synthetic-stories", DOCS[1::2])):
+        ids = [i for d in docs for i in [*tok(d, add_special_tokens=False)["input_ids"], tok.eos_token_id]]
+        np.array(ids, dtype=np.uint16).tofile(root / f"{name}.train.bin")
+        sources.append({"source": name, "weight": 0.5, "docs": len(docs), "tokens_train": len(ids)})
+    (root / "manifest.json").write_text(json.dumps({"dtype": "uint16", "sources": sources}))
+    return root
