@@ -17,7 +17,7 @@ from pipelines.pretrain_spec import Spec
 from pipelines.train_events import trainer_events
 from store.events import Artifact, Event, Note, Progress, RunFinished, Table
 
-__all__ = ["Spec", "run", "inspect"]
+__all__ = ["Spec", "inspect", "run"]
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:
@@ -43,19 +43,23 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     model = M.build_model(size, seed=spec.seed, **_special_ids(tok))
     yield Note(text=f"model: {M.describe(size)}")
     _check_resume(spec, ctx, size, data.key)
-    train, val = (
-        MixtureBatches(
-            data.paths(split),
-            data.weights,
-            spec.train.batch_size,
-            T,
-            seed=spec.seed + i,
-            dtype=data.dtype,
-            rank=ctx.rank,
-            world_size=ctx.world_size,
-        )
-        for i, split in enumerate(("train", "val"))
+    train = MixtureBatches(
+        data.paths("train"),
+        data.weights,
+        spec.train.batch_size,
+        T,
+        seed=spec.seed,
+        dtype=data.dtype,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
     )
+    val = _val_batches(spec, data, T, ctx)
+    if val is None:
+        yield Note(
+            level="warning",
+            text="no source has enough held-out tokens for a "
+            f"validation batch of {T + 1}: val_loss is not measured (raise data.val_fraction)",
+        )
     trainer = Trainer(
         model,
         _train_config(spec),
@@ -74,6 +78,27 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn))
     if ctx.is_main:
         yield from _save(spec, ctx, trainer.model, tok, data)
+
+
+def _val_batches(spec: Spec, data, T: int, ctx):
+    """Validation windows from every source with at least T+1 held-out tokens (None if none)."""
+    from engines.packing import MixtureBatches
+
+    ok = {s["source"] for s in data.sources if s["tokens_val"] > T + 1}
+    if not ok:
+        return None
+    paths = {k: v for k, v in data.paths("val").items() if k in ok}
+    weights = {k: v for k, v in data.weights.items() if k in ok}
+    return MixtureBatches(
+        paths,
+        weights,
+        spec.train.batch_size,
+        T,
+        seed=spec.seed + 1,
+        dtype=data.dtype,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+    )
 
 
 def next_token_step(model, batch):
@@ -179,9 +204,9 @@ def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
 
 
 def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
-    from engines.model import count_params
-
     from transformers.utils import logging as hf_logging
+
+    from engines.model import count_params
 
     hf_logging.disable_progress_bar()
     out = ctx.run_dir / "model"

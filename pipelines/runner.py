@@ -151,7 +151,7 @@ def prepare_run(
 def _lineage(store: Store, spec: JobSpec) -> list[str]:
     """Runs that made the models this spec starts from (base → SFT → RM → PPO)."""
     out = []
-    for ref in getattr(spec, "model_refs", lambda: [])():
+    for ref in getattr(spec, "model_refs", list)():
         model = store.get_model(ref)
         run_id = model.get("run_id") if model else (ref if store.get_run(ref) else None)
         if run_id and run_id not in out:

@@ -34,7 +34,9 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     model, tok = load_causal_lm(base_path, device="cpu")
     model.float()
     if ensure_chat_template(tok):
-        yield Note(text="the base tokenizer has no chat template: using a plain User:/Assistant: one")
+        yield Note(
+            text="the base tokenizer has no chat template: using a plain User:/Assistant: one"
+        )
     set_turn_ends(model, tok)
     max_len = min(spec.data.max_len, _context(model))
     train_set, val_set = yield from _datasets(spec, tok, max_len)
@@ -45,17 +47,34 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if spec.lora.enabled:
         from engines.lora import apply_lora
 
-        model, share = apply_lora(model, r=spec.lora.r, alpha=spec.lora.alpha,
-                                  dropout=spec.lora.dropout, targets=spec.lora.target_modules)
+        model, share = apply_lora(
+            model,
+            r=spec.lora.r,
+            alpha=spec.lora.alpha,
+            dropout=spec.lora.dropout,
+            targets=spec.lora.target_modules,
+        )
         yield Note(text=f"LoRA r={spec.lora.r}: {share:.2%} of parameters train")
         yield Metrics(step=0, values={"trainable_share": share}, split="info")
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    batches = [SFTBatches(s, spec.train.batch_size, pad_id=pad, seed=spec.seed + i,
-                          rank=ctx.rank, world_size=ctx.world_size)
-               for i, s in enumerate((train_set, val_set))]
+    batches = [
+        SFTBatches(
+            s,
+            spec.train.batch_size,
+            pad_id=pad,
+            seed=spec.seed + i,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        for i, s in enumerate((train_set, val_set))
+    ]
     trainer = Trainer(
-        model, _train_config(spec), train_batches=batches[0], val_batches=batches[1],
-        loss_fn=sft_loss, ckpt_root=ctx.checkpoint_dir,
+        model,
+        _train_config(spec),
+        train_batches=batches[0],
+        val_batches=batches[1],
+        loss_fn=sft_loss,
+        ckpt_root=ctx.checkpoint_dir,
         sample_fn=lambda m, step: _eval_samples(m, tok, spec),
     )
     outcome = yield from trainer_events(trainer, ctx)
@@ -83,8 +102,13 @@ def _conversations(spec: Spec, split: str) -> list[list[dict]]:
     n = spec.data.n_per_task if split == "train" else spec.data.eval_n
     for name in tasks:
         for ex in get_task(name).examples(n, seed=spec.seed, split=split):
-            convs.append(system + [{"role": "user", "content": ex.prompt},
-                                   {"role": "assistant", "content": ex.answer}])
+            convs.append(
+                system
+                + [
+                    {"role": "user", "content": ex.prompt},
+                    {"role": "assistant", "content": ex.answer},
+                ]
+            )
     if spec.data.path and split == "train":
         convs.extend(system + c for c in read_conversations(spec.data.path))
     return convs
@@ -100,8 +124,9 @@ def _datasets(spec: Spec, tok, max_len: int):
         k = max(1, len(train) // 20)
         val, train = train[-k:], (train[:-k] if len(train) > k else train)
     n_tok = sum(len(e.ids) for e in train)
-    yield Note(text=f"data: {len(train)} training conversations ({n_tok} tokens), "
-                    f"{len(val)} held out")
+    yield Note(
+        text=f"data: {len(train)} training conversations ({n_tok} tokens), {len(val)} held out"
+    )
     return train, val
 
 
@@ -117,8 +142,11 @@ def _encode(convs: list[list[dict]], label: str, tok, max_len: int):
             "tokens) before any assistant token: raise data.max_len or shorten the prompts"
         )
     if lost:
-        yield Note(level="warning", text=f"{lost} {label} example(s) lost every assistant "
-                   f"token to truncation at {max_len} tokens and are skipped")
+        yield Note(
+            level="warning",
+            text=f"{lost} {label} example(s) lost every assistant "
+            f"token to truncation at {max_len} tokens and are skipped",
+        )
     return [e for e in encoded if e.n_target > 0]
 
 
@@ -128,8 +156,15 @@ def _accuracy(model, tok, spec: Spec):
     tasks = spec.data.eval_tasks or spec.data.tasks
     if not tasks:
         return None
-    return task_accuracy(model, tok, tasks, n=spec.data.eval_n, seed=spec.seed,
-                         max_new_tokens=spec.data.eval_max_new_tokens, system=spec.data.system)
+    return task_accuracy(
+        model,
+        tok,
+        tasks,
+        n=spec.data.eval_n,
+        seed=spec.seed,
+        max_new_tokens=spec.data.eval_max_new_tokens,
+        system=spec.data.system,
+    )
 
 
 def _eval_values(result) -> dict[str, float]:
@@ -142,12 +177,18 @@ def _eval_events(step: int, result, label: str) -> Iterator[Event]:
     if result is None:
         return
     yield Metrics(step=step, values=_eval_values(result), split="eval")
-    yield Note(text=f"{label}: held-out accuracy {result.accuracy:.1%} "
-                    f"({', '.join(f'{k} {v:.0%}' for k, v in result.per_task.items())}), "
-                    f"ended its turn {result.ended_turn:.0%}")
+    yield Note(
+        text=f"{label}: held-out accuracy {result.accuracy:.1%} "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in result.per_task.items())}), "
+        f"ended its turn {result.ended_turn:.0%}"
+    )
     for row in result.transcripts[:3]:
-        yield Sample(step=step, prompt=row["prompt"], completion=row["completion"],
-                     meta={"task": row["task"], "correct": row["correct"], "eval": label})
+        yield Sample(
+            step=step,
+            prompt=row["prompt"],
+            completion=row["completion"],
+            meta={"task": row["task"], "correct": row["correct"], "eval": label},
+        )
 
 
 def _eval_samples(model, tok, spec: Spec) -> list[dict]:
@@ -156,8 +197,14 @@ def _eval_samples(model, tok, spec: Spec) -> list[dict]:
     if result is None:
         return []
     rows = result.transcripts[:2]
-    out = [{"prompt": r["prompt"], "completion": r["completion"],
-            "meta": {"task": r["task"], "correct": r["correct"]}} for r in rows]
+    out = [
+        {
+            "prompt": r["prompt"],
+            "completion": r["completion"],
+            "meta": {"task": r["task"], "correct": r["correct"]},
+        }
+        for r in rows
+    ]
     if out:
         out[0]["metrics"] = _eval_values(result)
     return out
@@ -168,10 +215,20 @@ def _eval_rows(base, final) -> list[dict]:
         return []
     rows = []
     for task, acc in final.per_task.items():
-        rows.append({"task": task, "base_accuracy": base.per_task.get(task) if base else None,
-                     "final_accuracy": acc})
-    rows.append({"task": "all", "base_accuracy": base.accuracy if base else None,
-                 "final_accuracy": final.accuracy})
+        rows.append(
+            {
+                "task": task,
+                "base_accuracy": base.per_task.get(task) if base else None,
+                "final_accuracy": acc,
+            }
+        )
+    rows.append(
+        {
+            "task": "all",
+            "base_accuracy": base.accuracy if base else None,
+            "final_accuracy": final.accuracy,
+        }
+    )
     return rows
 
 
@@ -180,11 +237,22 @@ def _train_config(spec: Spec):
 
     t = spec.train
     return TrainConfig(
-        max_steps=t.max_steps, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay, grad_clip=t.grad_clip, grad_accum=t.grad_accum,
-        eval_every=t.eval_every, eval_batches=t.eval_batches, sample_every=t.sample_every,
-        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
-        compile=t.compile, device=t.device, seed=spec.seed, log_every=t.log_every,
+        max_steps=t.max_steps,
+        lr=t.lr,
+        min_lr=t.min_lr,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        grad_accum=t.grad_accum,
+        eval_every=t.eval_every,
+        eval_batches=t.eval_batches,
+        sample_every=t.sample_every,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        compile=t.compile,
+        device=t.device,
+        seed=spec.seed,
+        log_every=t.log_every,
     )
 
 
@@ -207,13 +275,24 @@ def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
         meta["adapter"] = str(adapter)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    card = {"made_by": "gpt-workbench sft", "run_id": ctx.run_id,
-            "spec": spec.model_dump(mode="json"),
-            "final_accuracy": final.accuracy if final else None}
+    card = {
+        "made_by": "gpt-workbench sft",
+        "run_id": ctx.run_id,
+        "spec": spec.model_dump(mode="json"),
+        "final_accuracy": final.accuracy if final else None,
+    }
     (out / "workbench.json").write_text(json.dumps(card, indent=2))
-    yield Artifact(type="model", path=str(out), meta={
-        "name": spec.output.model_name or ctx.run_id, "kind": "assistant",
-        "params": count_params(model), "architecture": type(model).__name__,
-        "tokenizer": str(base_path), "chat_template": True, "parent_model": spec.model.base,
-        **meta,
-    })
+    yield Artifact(
+        type="model",
+        path=str(out),
+        meta={
+            "name": spec.output.model_name or ctx.run_id,
+            "kind": "assistant",
+            "params": count_params(model),
+            "architecture": type(model).__name__,
+            "tokenizer": str(base_path),
+            "chat_template": True,
+            "parent_model": spec.model.base,
+            **meta,
+        },
+    )

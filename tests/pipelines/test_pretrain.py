@@ -1,0 +1,186 @@
+"""The pretraining pipeline through `workbench`: inspect, train, load, resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from store import Store
+from tests.conftest import ROOT, workbench
+
+TINY = """
+pipeline = "pretrain"
+seed = 3
+[[data.sources]]
+kind = "synthetic"
+generator = "stories"
+max_docs = 400
+weight = {w1}
+[[data.sources]]
+kind = "synthetic"
+generator = "tasks"
+max_docs = 200
+weight = {w2}
+[tokenizer]
+vocab_size = 300
+sample_bytes = 100000
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+block_size = 32
+[train]
+batch_size = {B}
+max_steps = {steps}
+lr = 1e-2
+min_lr = 1e-3
+warmup_steps = 2
+eval_every = 5
+eval_batches = 2
+sample_every = 5
+checkpoint_every = {ckpt}
+log_every = 1
+sample_prompts = ["The "]
+sample_tokens = 8
+device = "cpu"
+"""
+
+
+def spec(tmp_path: Path, name="job.toml", w1=0.8, w2=0.2, B=8, steps=15, ckpt=5) -> Path:
+    path = tmp_path / name
+    path.write_text(TINY.format(w1=w1, w2=w2, B=B, steps=steps, ckpt=ckpt))
+    return path
+
+
+def only_run(home: Path) -> dict:
+    store = Store(home)
+    store.refresh()
+    runs = [r for r in store.list_runs() if r["pipeline"] == "pretrain"]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_data_inspect_reports_drawn_shares(wb, tmp_path, home):
+    p = wb("data", "inspect", str(spec(tmp_path)), "--json", "--draws", "3000")
+    assert p.returncode == 0, p.stderr
+    rows = {r["source"]: r for r in map(json.loads, p.stdout.splitlines())}
+    assert abs(rows["synthetic-stories"]["drawn_share"] - 0.8) <= 0.02
+    assert abs(rows["synthetic-tasks"]["drawn_share"] - 0.2) <= 0.02
+    for r in rows.values():
+        assert r["docs"] > 0 and r["tokens"] > 0 and r["bytes"] > 0 and r["epochs"] > 0
+    store = Store(home)
+    inspect_run = store.list_runs(pipeline="data-inspect")[0]
+    assert len(store.table(inspect_run["run_id"], "mixture")) == 2
+
+
+def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
+    p = wb("run", str(spec(tmp_path, steps=20)))
+    assert p.returncode == 0, p.stdout + p.stderr
+    run = only_run(home)
+    store = Store(home)
+    rid = run["run_id"]
+    val = [m["value"] for m in store.metrics(rid, ["loss"]) if m["split"] == "val"]
+    assert len(val) >= 3 and val[-1] < 0.8 * val[0]
+    assert len({s["step"] for s in store.samples(rid)}) >= 3
+    assert {r["source"] for r in store.table(rid, "mixture")} == {
+        "synthetic-stories",
+        "synthetic-tasks",
+    }
+    model_dir = Path(run["run_dir"]) / "model"
+    assert store.get_model(rid)["path"] == str(model_dir)
+    code = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(model_dir)!r})\n"
+        f"t = AutoTokenizer.from_pretrained({str(model_dir)!r})\n"
+        "ids = t('The ', return_tensors='pt').input_ids\n"
+        "out = m.generate(ids, max_new_tokens=5, do_sample=False)\n"
+        "assert out.shape[1] == ids.shape[1] + 5 or t.eos_token_id in out[0].tolist()\n"
+        "assert not any(k.split('.')[0] in ('engines', 'pipelines', 'store', 'workbench')"
+        " for k in sys.modules)\n"
+        "print('OK', t.decode(out[0]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert out.returncode == 0 and out.stdout.startswith("OK"), out.stderr
+
+
+def final_weights(home: Path) -> dict[str, torch.Tensor]:
+    return load_file(Path(only_run(home)["run_dir"]) / "model" / "model.safetensors")
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    steps = 24
+    ref_home, cut_home = tmp_path / "ref", tmp_path / "cut"
+    job = spec(tmp_path, steps=steps, ckpt=3)
+    assert workbench("run", str(job), home=ref_home).returncode == 0
+    p = workbench("run", str(job), "--detach", home=cut_home)
+    assert p.returncode == 0, p.stderr
+    store = Store(cut_home)
+    rid = store.list_runs()[0]["run_id"]
+    kill_after = random.Random().randint(4, 16)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        store.refresh()
+        run = store.get_run(rid)
+        if (run["progress_step"] or 0) >= kill_after and run["progress_phase"] == "train":
+            break
+        time.sleep(0.05)
+    os.kill(store.get_run(rid)["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    store.refresh()
+    assert store.get_run(rid)["status"] == "crashed"
+    p = workbench("runs", "resume", rid, home=cut_home)
+    assert p.returncode == 0, p.stdout + p.stderr
+    a, b = final_weights(ref_home), final_weights(cut_home)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume (killed at ~{kill_after})"
+
+
+def test_torchrun_two_ranks_match_one_process(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert workbench("run", str(spec(tmp_path, "b8.toml", B=8, steps=6)), home=one).returncode == 0
+    env = {**os.environ, "WORKBENCH_HOME": str(two), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+        "-m",
+        "workbench",
+        "run",
+        str(spec(tmp_path, "b4.toml", B=4, steps=6)),
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    a, b = final_weights(one), final_weights(two)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    run_dir = Path(only_run(two)["run_dir"])
+    starts = [
+        json.loads(x)
+        for x in (run_dir / "events.jsonl").read_text().splitlines()
+        if '"run_started"' in x
+    ]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2
+    assert len(list((two / "runs").iterdir())) == 1
