@@ -12,6 +12,8 @@ on the folder loads with `AutoModelForCausalLM.from_pretrained` and needs neithe
 from __future__ import annotations
 
 import copy
+import mmap
+import struct
 from pathlib import Path
 
 from engines.errors import UserError
@@ -19,36 +21,86 @@ from engines.errors import UserError
 
 def gguf_summary(gguf_path: Path) -> dict:
     """Architecture, name, tensor types and whether a chat template is present, from the header."""
-    from gguf import GGUFReader
-
     try:
-        reader = GGUFReader(str(gguf_path))
-    except Exception as exc:  # the gguf reader raises bare ValueError/struct errors
+        metadata, types = _read_header(gguf_path)
+    except Exception as exc:  # both readers raise bare ValueError/struct/index errors
         raise UserError(f"{gguf_path} is not a readable GGUF file ({exc}): check the file") from exc
+    from gguf import GGMLQuantizationType
+
     return {
-        "architecture": _field_str(reader, "general.architecture"),
-        "name": _field_str(reader, "general.name"),
-        "tensor_types": sorted({t.tensor_type.name for t in reader.tensors}),
-        "chat_template": "tokenizer.chat_template" in reader.fields,
+        "architecture": metadata.get("general.architecture"),
+        "name": metadata.get("general.name"),
+        "tensor_types": sorted({GGMLQuantizationType(t).name for t in types}),
+        "chat_template": "tokenizer.chat_template" in metadata,
     }
 
 
-def _field_str(reader, key: str) -> str | None:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    return bytes(field.parts[field.data[0]]).decode("utf-8", errors="replace")
+_WIDTH = {0: 1, 1: 1, 7: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def _read_header(gguf_path: Path) -> tuple[dict, list[int]]:
+    """(string metadata, tensor type ids), walking the header only: arrays are skipped, not read."""
+    with open(gguf_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as blob:
+        if blob[:4] != b"GGUF":
+            raise ValueError("no GGUF magic bytes at the start")
+        _version, n_tensors, n_kv = struct.unpack_from("<IQQ", blob, 4)
+        pos, metadata = 24, {}
+        for _ in range(n_kv):
+            key, pos = _string(blob, pos)
+            (vtype,) = struct.unpack_from("<I", blob, pos)
+            if vtype == _STRING:
+                metadata[key], pos = _string(blob, pos + 4)
+            else:
+                pos = _skip(blob, pos + 4, vtype)
+        types = []
+        for _ in range(n_tensors):
+            _name, pos = _string(blob, pos)
+            (n_dims,) = struct.unpack_from("<I", blob, pos)
+            pos += 4 + 8 * n_dims
+            types.append(struct.unpack_from("<I", blob, pos)[0])
+            pos += 12  # type (u32) + offset (u64)
+    return metadata, types
+
+
+def _string(blob, pos: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from("<Q", blob, pos)
+    return bytes(blob[pos + 8 : pos + 8 + n]).decode("utf-8", errors="replace"), pos + 8 + n
+
+
+def _skip(blob, pos: int, vtype: int) -> int:
+    if vtype in _WIDTH:
+        return pos + _WIDTH[vtype]
+    if vtype == _STRING:
+        return pos + 8 + struct.unpack_from("<Q", blob, pos)[0]
+    if vtype != _ARRAY:
+        raise ValueError(f"unknown metadata value type {vtype}")
+    item_type, count = struct.unpack_from("<IQ", blob, pos)
+    pos += 12
+    if item_type in _WIDTH:
+        return pos + count * _WIDTH[item_type]
+    for _ in range(count):
+        pos = _skip(blob, pos, item_type)
+    return pos
+
+
+def _supported_architectures() -> set[str]:
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    try:
+        from transformers.integrations.gguf import GGUF_CONFIG_ARCHS
+    except ImportError:
+        GGUF_CONFIG_ARCHS = ()
+    return set(GGUF_SUPPORTED_ARCHITECTURES) | set(GGUF_CONFIG_ARCHS)
 
 
 def _check_supported(gguf_path: Path, summary: dict) -> None:
-    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
-
-    arch = summary["architecture"]
-    if arch not in GGUF_SUPPORTED_ARCHITECTURES:
+    arch, supported = summary["architecture"], _supported_architectures()
+    if arch not in supported:
         raise UserError(
             f"{gguf_path}: transformers cannot read GGUF architecture {arch!r} "
             f"(tensor types {', '.join(summary['tensor_types'])}); supported architectures are "
-            f"{', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES))}. Import the model as a Hugging "
+            f"{', '.join(sorted(supported))}. Import the model as a Hugging "
             "Face folder instead"
         )
 
