@@ -1,0 +1,116 @@
+"""The SFT pipeline through `workbench`: full and LoRA fine-tuning of a tiny base model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from store import Store
+
+
+@pytest.fixture
+def base_model(tmp_path_factory) -> Path:
+    """A tiny random Llama with a tokenizer trained here, saved as a plain HF folder."""
+    from engines.model import ModelSize, build_model
+    from engines.tasks import get_task
+    from engines.tokenizer import train_bpe
+
+    out = tmp_path_factory.mktemp("base") / "tiny-base"
+    texts = [e.prompt + " " + e.answer for t in ("palindrome", "reverse")
+             for e in get_task(t).examples(200, seed=0)]
+    tok = train_bpe(texts, 400)
+    size = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=128, vocab_size=len(tok))
+    model = build_model(size, seed=0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
+                        bos_id=tok.eos_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+SFT = """
+pipeline = "sft"
+seed = 1
+[model]
+base = "tiny-base"
+[data]
+tasks = ["palindrome", "reverse"]
+n_per_task = 60
+max_len = 64
+eval_n = 6
+eval_max_new_tokens = 6
+{extra}
+[train]
+batch_size = 8
+max_steps = 6
+lr = 5e-3
+warmup_steps = 1
+eval_every = 3
+sample_every = 3
+checkpoint_every = 3
+log_every = 1
+device = "cpu"
+[output]
+model_name = "tiny-sft"
+"""
+
+
+def run_sft(wb, tmp_path, base_model, extra=""):
+    p = wb("models", "import", str(base_model), "--name", "tiny-base")
+    assert p.returncode == 0, p.stderr
+    spec = tmp_path / "sft.toml"
+    spec.write_text(SFT.format(extra=extra))
+    return wb("run", str(spec))
+
+
+def test_full_sft_records_accuracy_and_registers_an_assistant(wb, tmp_path, home, base_model):
+    p = run_sft(wb, tmp_path, base_model)
+    assert p.returncode == 0, p.stdout + p.stderr
+    store = Store(home)
+    run = store.list_runs(pipeline="sft")[0]
+    rid = run["run_id"]
+    evals = [m for m in store.metrics(rid, ["accuracy"]) if m["split"] == "eval"]
+    assert [m["step"] for m in evals][0] == 0 and evals[-1]["step"] == 6
+    assert {r["task"] for r in store.table(rid, "eval")} == {"palindrome", "reverse", "all"}
+    model = store.get_model("tiny-sft")
+    assert model["kind"] == "assistant" and model["parent_model"] == "tiny-base"
+    folder = Path(model["path"])
+    cfg = json.loads((folder / "generation_config.json").read_text())
+    assert isinstance(cfg["eos_token_id"], list) and len(cfg["eos_token_id"]) == 2
+
+
+def test_lora_trains_a_small_share_and_merged_export_loads(wb, tmp_path, home, base_model):
+    p = run_sft(wb, tmp_path, base_model, extra="[lora]\nenabled = true\nr = 2\nalpha = 4\n")
+    assert p.returncode == 0, p.stdout + p.stderr
+    store = Store(home)
+    rid = store.list_runs(pipeline="sft")[0]["run_id"]
+    share = [m["value"] for m in store.metrics(rid, ["trainable_share"])][0]
+    assert 0 < share < 0.2
+    assert (Path(store.get_run(rid)["run_dir"]) / "adapter" / "adapter_config.json").exists()
+    out = tmp_path / "exported"
+    assert wb("models", "export", "tiny-sft", str(out)).returncode == 0
+    code = ("from transformers import AutoModelForCausalLM as A; import sys\n"
+            f"m = A.from_pretrained({str(out)!r}); print(type(m).__name__)\n"
+            "assert 'peft' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path, check=False)
+    assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout, r.stderr
+
+
+def test_sft_bad_inputs_exit_2(wb, tmp_path, home, base_model):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", '
+                   '"content": "no answer"}]}\n')
+    p = run_sft(wb, tmp_path, base_model, extra=f'path = "{bad}"')
+    assert p.returncode == 2 and f"{bad}:2" in p.stderr and "no assistant turn" in p.stderr
+    spec = tmp_path / "s2.toml"
+    spec.write_text(SFT.format(extra="").replace('"tiny-base"', '"no-such-model"'))
+    p = wb("run", str(spec))
+    assert p.returncode == 2 and "no-such-model" in p.stderr
+    spec.write_text(SFT.format(extra="").replace('"reverse"]', '"revers"]'))
+    p = wb("run", str(spec))
+    assert p.returncode == 2 and "revers" in p.stderr
