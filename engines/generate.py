@@ -164,27 +164,67 @@ def _left_pad(tok: Any, encoded: list[list[int]], device: Any) -> tuple[torch.Te
     return ids.to(device), mask.to(device)  # (B, T), (B, T)
 
 
-class _Forward:
-    """Calls model.forward with a DynamicCache, whatever the cache keyword is called."""
+class _Batch:
+    """The tensors of one decode: model, KV cache, attention mask, positions and active rows.
 
-    def __init__(self, model: Any) -> None:
+    Its methods run under inference mode; the loop around them yields text outside it, so a
+    paused stream() leaves no grad mode switched off in the caller's thread.
+    """
+
+    def __init__(self, model: Any, tok: Any, encoded: list[list[int]], params: SamplingParams):
         from transformers import DynamicCache
 
-        params = inspect.signature(model.forward).parameters
-        self.model = model
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.keep_last = "logits_to_keep" in params
+        names = inspect.signature(model.forward).parameters
+        self.model, self.params = model, params
+        self.cache_kw = "cache" if "cache" in names else "past_key_values"
+        self.keep_last = "logits_to_keep" in names
         self.cache = DynamicCache(config=model.config)
+        self.device = next(model.parameters()).device
+        self.ids, self.mask = _left_pad(tok, encoded, self.device)  # (B, T), (B, T)
+        self.pos = (self.mask.cumsum(-1) - 1).clamp(min=0)  # positions skipping the left padding
+        self.gen = _generator(params.seed, self.device)
+        self.active = list(range(len(encoded)))  # original row index of each batch row
 
-    def __call__(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def _forward(self) -> torch.Tensor:
         kwargs = {self.cache_kw: self.cache, "use_cache": True}
         if self.keep_last:
             kwargs["logits_to_keep"] = 1
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs)
+        out = self.model(
+            input_ids=self.ids, attention_mask=self.mask, position_ids=self.pos, **kwargs
+        )
         return out.logits[:, -1, :].float()  # (B, V)
 
-    def keep(self, index: torch.Tensor) -> None:
-        self.cache.batch_select_indices(index)
+    @torch.inference_mode()
+    def prefill(self) -> torch.Tensor:
+        return self._forward()
+
+    @torch.inference_mode()
+    def pick(
+        self, logits: torch.Tensor, processor: LogitsProcessor | None, rows: list[_Row]
+    ) -> list[tuple[int, int, float, float]]:
+        """(row, token, log-prob, entropy) for every active row."""
+        scores = logits
+        if processor is not None:
+            scores = processor(
+                self.active, [rows[r].token_ids for r in self.active], logits.clone()
+            )
+        p = self.params
+        self.ids = sample_next(scores, p.temperature, p.top_k, p.top_p, self.gen)[:, None]  # (B, 1)
+        logp, entropy = _step_scores(logits)
+        chosen = logp.gather(-1, self.ids).squeeze(-1)
+        return list(zip(self.active, self.ids[:, 0].tolist(), chosen.tolist(), entropy.tolist()))
+
+    @torch.inference_mode()
+    def advance(self, keep: list[int]) -> torch.Tensor:
+        """Drop finished rows (by batch index) from the cache, then run the next position."""
+        if len(keep) < len(self.active):
+            index = torch.tensor(keep, device=self.device)
+            self.cache.batch_select_indices(index)
+            self.ids, self.mask, self.pos = self.ids[index], self.mask[index], self.pos[index]
+            self.active = [self.active[i] for i in keep]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(keep), 1))], dim=1)
+        self.pos = self.pos[:, -1:] + 1
+        return self._forward()
 
 
 def _generator(seed: int | None, device: Any) -> torch.Generator | None:
@@ -209,35 +249,18 @@ def _decode(
     rows: list[_Row],
 ) -> Iterator[tuple[int, str]]:
     """The loop: prefill, then one token per active row per step; yields (row, text piece)."""
-    device = next(model.parameters()).device
-    ids, mask = _left_pad(tok, encoded, device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions that skip the left padding
-    forward, gen, eos = _Forward(model), _generator(params.seed, device), eos_ids(model, tok)
-    active = list(range(len(encoded)))
-    logits = forward(ids, mask, pos)
+    batch, eos = _Batch(model, tok, encoded, params), eos_ids(model, tok)
+    logits = batch.prefill()
     for step in range(params.max_new_tokens):
-        scores = logits
-        if processor is not None:
-            scores = processor(active, [rows[r].token_ids for r in active], logits.clone())
-        tokens = sample_next(scores, params.temperature, params.top_k, params.top_p, gen)  # (B,)
-        logp, entropy = _step_scores(logits)
-        chosen = logp.gather(-1, tokens[:, None]).squeeze(-1)
-        for r, t, lp, h in zip(active, tokens.tolist(), chosen.tolist(), entropy.tolist()):
+        for r, t, lp, h in batch.pick(logits, processor, rows):
             piece = rows[r].push(t, lp, h, params.stop_at_eos and t in eos)
             if piece:
                 yield r, piece
-        keep = [i for i, r in enumerate(active) if rows[r].finish_reason is None]
+        keep = [i for i, r in enumerate(batch.active) if rows[r].finish_reason is None]
         if not keep or step == params.max_new_tokens - 1:
             break
-        if len(keep) < len(active):
-            index = torch.tensor(keep, device=device)
-            forward.keep(index)
-            mask, pos, tokens = mask[index], pos[index], tokens[index]
-            active = [active[i] for i in keep]
-        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-        pos = pos[:, -1:] + 1
-        logits = forward(tokens[:, None], mask, pos)
-    for r in active:
+        logits = batch.advance(keep)
+    for r in batch.active:
         if rows[r].finish_reason is None:
             piece = rows[r].finish("length")
             if piece:
@@ -252,7 +275,6 @@ def _check_prompts(prompts: Any) -> list[str]:
     return list(prompts)
 
 
-@torch.inference_mode()
 def generate(
     model: Any,
     tok: Any,
@@ -280,9 +302,8 @@ def stream(
     """Yield text pieces of one completion as tokens arrive (whole characters only)."""
     encoded = _encode_all(tok, [prompt])
     rows = [_Row(tok, params.stop, encoded[0])]
-    with torch.inference_mode():
-        for _, piece in _decode(model, tok, encoded, params, logits_processor, rows):
-            yield piece
+    for _, piece in _decode(model, tok, encoded, params, logits_processor, rows):
+        yield piece
 
 
 def chat_prompt(

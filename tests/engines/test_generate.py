@@ -108,7 +108,10 @@ def forcing(token_ids):
 def test_stream_yields_whole_characters(model, tok):
     forced = byte_tokens(tok, "東京 ✓ Café")
     params = SamplingParams(max_new_tokens=len(forced), seed=0)
-    pieces = list(stream(model, tok, "Paris", params, logits_processor=forcing(forced)))
+    pieces = []
+    for piece in stream(model, tok, "Paris", params, logits_processor=forcing(forced)):
+        assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+        pieces.append(piece)
     assert "".join(pieces) == "東京 ✓ Café"
     assert all("\ufffd" not in p for p in pieces)
     assert len(pieces) < len(forced)  # bytes of one character came out together
