@@ -26,7 +26,7 @@ def measure_peak_flops(
 
 
 def _time_matmul(device: torch.device, dtype: torch.dtype, seconds: float) -> float:
-    n = 8192 if device.type == "cuda" else 1024
+    n = 8192 if device.type == "cuda" else 2048
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
