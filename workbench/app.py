@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,9 @@ class WorkbenchApp(App[None]):
         self.home = Path(home).expanduser() if home is not None else default_home()
         self._fixed_now = now  # tests freeze the clock so ages in snapshots stay put
         self.children_pids: set[int] = set()
+        # Held while a run is being created, and by every store read of a screen: a refresh
+        # between prepare_run's run.json and its store row would "discover" the half-made run.
+        self.store_guard = threading.Lock()
 
     def now(self) -> dt.datetime:
         """Now as naive UTC, the form of every store timestamp."""
@@ -108,7 +112,8 @@ class WorkbenchApp(App[None]):
         store = self.store()
         os.environ["WORKBENCH_HOME"] = str(self.home)  # the job opens the same store
         try:
-            run_id = prepare_run(store, spec)
+            with self.store_guard:
+                run_id = prepare_run(store, spec)
             pid = spawn_detached(store, run_id)
         except Exception as e:  # noqa: BLE001 - a full disk, a store held elsewhere: say so
             self.post_message(Notice(f"could not start the job: {e}", "error"))

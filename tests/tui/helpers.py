@@ -26,11 +26,29 @@ async def wait_for(pilot, pred: Callable[[], object], timeout: float = 30.0, wha
         if value:
             return value
         await pilot.pause(0.2)
+    workers = [f"{w.name} {w.state.name}: {w.error!r}" for w in pilot.app.workers]
+    toasts = [n.message for n in pilot.app._notifications]
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what or pred}\n"
-                         + screen_text(pilot.app))
+                         + screen_text(pilot.app) + f"\nworkers: {workers}\ntoasts: {toasts}")
 
 
 async def wait_loaded(pilot, timeout: float = 30.0) -> None:
     """Until the current screen has shown its first read of the store."""
     await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", True), timeout, "first read")
     await pilot.pause()
+
+
+async def choose(pilot, select_id: str, label: str) -> None:
+    """Open a Select with a click and move down to the option whose label contains `label`."""
+    from textual.widgets._select import SelectOverlay
+
+    await pilot.click(f"#{select_id}")
+    overlay = await wait_for(pilot, lambda: isinstance(pilot.app.focused, SelectOverlay)
+                             and pilot.app.focused, 5, "the dropdown")  # fmt: skip
+    for _ in range(overlay.option_count + 1):
+        at = overlay.highlighted
+        if at is not None and label in str(overlay.get_option_at_index(at).prompt):
+            await pilot.press("enter")
+            return
+        await pilot.press("down")
+    raise AssertionError(f"no option {label!r} in #{select_id}")

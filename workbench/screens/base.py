@@ -132,7 +132,8 @@ class StoreScreen(Screen):
     @work(thread=True, group="read", exit_on_error=False)
     def _read_worker(self) -> None:
         try:
-            data = self.read(open_store(self.home))
+            with self.app.store_guard:
+                data = self.read(open_store(self.home))
         except Exception as e:  # noqa: BLE001 - shown to the user; the next poll retries
             self.post_message(self.ReadFailed(f"{type(e).__name__}: {e}"))
             return
