@@ -21,11 +21,12 @@ def measure_peak_flops(
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     key = (str(device), dtype)
     if key not in _PEAK_CACHE:
-        _PEAK_CACHE[key] = _time_matmul(device, dtype, seconds)
+        _PEAK_CACHE[key] = matmul_flops(device, dtype, seconds)
     return _PEAK_CACHE[key]
 
 
-def _time_matmul(device: torch.device, dtype: torch.dtype, seconds: float) -> float:
+def matmul_flops(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """One fresh (uncached) timing of square matmuls: FLOP/s over about `seconds`."""
     n = 8192 if device.type == "cuda" else 2048
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, dtype=dtype, generator=gen)
@@ -33,12 +34,13 @@ def _time_matmul(device: torch.device, dtype: torch.dtype, seconds: float) -> fl
     out = torch.empty(n, n, device=device, dtype=dtype)
     torch.matmul(a, b, out=out)  # warm-up
     _sync(device)
-    iters, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or iters < 3:
+    iters, elapsed, start = 0, 0.0, time.perf_counter()
+    while elapsed < seconds or iters < 3:
         for _ in range(4 if device.type == "cuda" else 1):
             torch.matmul(a, b, out=out)
             iters += 1
         _sync(device)
+        elapsed = time.perf_counter() - start
     return 2.0 * n**3 * iters / elapsed
 
 
