@@ -64,14 +64,16 @@ def default_model(vocab: int = 8192) -> tuple[object, object]:
     return LlamaForCausalLM(config).eval(), tok
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations, lazy inits
-    times = []
+def best_times(a, b, repeats: int) -> tuple[float, float]:
+    """Best wall time of `a` and of `b`, run alternately (a busy shared machine drifts)."""
+    a(), b()  # warm-up: first-call allocations, lazy inits
+    ta, tb = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for fn, times in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return min(ta), min(tb)
 
 
 def hf_generate(model, tok, prompts: list[str], n: int, sample: bool, seed: int = 0) -> None:
@@ -86,26 +88,28 @@ def hf_generate(model, tok, prompts: list[str], n: int, sample: bool, seed: int 
 
 def single_stream(model, tok, n: int, repeats: int) -> tuple[float, float]:
     greedy = SamplingParams(max_new_tokens=n, temperature=0, stop_at_eos=False)
-    ours = best_time(lambda: generate(model, tok, [PROMPT], greedy), repeats)
-    theirs = best_time(lambda: hf_generate(model, tok, [PROMPT], n, sample=False), repeats)
+    ours, theirs = best_times(
+        lambda: generate(model, tok, [PROMPT], greedy),
+        lambda: hf_generate(model, tok, [PROMPT], n, sample=False),
+        repeats,
+    )
     return n / ours, n / theirs
 
 
 def batch_vs_sequential(model, tok, n: int, repeats: int, rows: int = 8) -> tuple[float, float]:
     params = SamplingParams(max_new_tokens=n, temperature=1.0, seed=0, stop_at_eos=False)
-    batched = best_time(lambda: generate(model, tok, [PROMPT] * rows, params), repeats)
-    one = [PROMPT]
-    sequential = best_time(
-        lambda: [generate(model, tok, one, params) for _ in range(rows)], repeats
+    return best_times(
+        lambda: generate(model, tok, [PROMPT] * rows, params),
+        lambda: [generate(model, tok, [PROMPT], params) for _ in range(rows)],
+        repeats,
     )
-    return batched, sequential
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="an HF model folder (default: random ~10M Llama)")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per run")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = ap.parse_args()
     if args.threads:
