@@ -138,30 +138,30 @@ def plain_loop(model: PlainGPT, batches: RandomBatches, device: torch.device, lr
     return step
 
 
-def workbench_loop(size: ModelSize, batch: int, device: torch.device, total_steps: int, steps: int):
-    """A closure that advances the workbench Trainer's generator by `n` optimizer steps."""
+def trainer_loop(
+    model: nn.Module, loss_fn, size: ModelSize, batch: int, device, total: int, log: int
+):
+    """A closure that advances a workbench Trainer's generator by `n` optimizer steps."""
     cfg = TrainConfig(
-        max_steps=total_steps + 1, lr=3e-4, min_lr=3e-5, warmup_steps=10, eval_every=0,
-        checkpoint_every=0, device=device.type, log_every=steps, peak_flops=1.0,
+        max_steps=total + 1, lr=3e-4, min_lr=3e-5, warmup_steps=10, eval_every=0,
+        checkpoint_every=0, device=device.type, log_every=log, peak_flops=1.0,
     )  # fmt: skip
     batches = RandomBatches(batch, size.block_size, size.vocab_size, device)
     ckpt = tempfile.mkdtemp(prefix="bench-ckpt-")
-    trainer = Trainer(
-        build_model(size, seed=0),
-        cfg,
-        train_batches=batches,
-        loss_fn=causal_lm_loss,
-        ckpt_root=ckpt,
-    )
+    trainer = Trainer(model, cfg, train_batches=batches, loss_fn=loss_fn, ckpt_root=ckpt)
     records = trainer.train()
 
     def run(n: int) -> None:
         done = 0
         while done < n:
-            record = next(records)
-            done += record["type"] == "progress"
+            done += next(records)["type"] == "progress"
 
     return run
+
+
+def plain_model_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+    x, y = batch
+    return F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten()), {}
 
 
 def timed(fn, n: int, device: torch.device) -> float:
@@ -179,36 +179,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per timed round")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each loop")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps of each loop first")
-    parser.add_argument(
-        "--batch", type=int, default=None, help="rows per batch (default 8; 4 small)"
-    )
+    parser.add_argument("--batch", type=int, default=None, help="rows (default 8; 4 small)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--small", action="store_true", help="a tiny model for a quick smoke run")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = pick_device(args.device)
     size, batch = (SMALL, args.batch or 4) if args.small else (DEFAULT, args.batch or 8)
     peak_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     peak = measure_peak_flops(device, peak_dtype)
-    print(
-        f"device {device}, {torch.get_num_threads()} threads; matmul peak {peak / 1e9:.1f} GFLOP/s"
-    )
+    print(f"device {device}, {torch.get_num_threads()} threads; peak {peak / 1e9:.1f} GFLOP/s")
     print(f"model: {describe(size)}; batch {batch} × {size.block_size}")
-
-    plain_model = PlainGPT(size).to(device)
-    plain_batches = RandomBatches(batch, size.block_size, size.vocab_size, device)
-    plain_step = plain_loop(plain_model, plain_batches, device, lr=3e-4)
-    loops = {
-        "workbench": workbench_loop(
-            size, batch, device, args.warmup + args.rounds * args.steps, args.steps
-        ),
-        "plain": lambda n: [plain_step() for _ in range(n)],
-    }
-    flops = {"workbench": llama_flops(size), "plain": plain_flops_per_token(plain_model, size)}
-    n_params = sum(p.numel() for p in plain_model.parameters())
-    print(
-        f"plain GPT: {n_params / 1e6:.2f}M params (workbench {describe(size).split(': ')[1].split(' params')[0]})"
-    )
+    loops, flops = build_loops(size, batch, device, args)
 
     for fn in loops.values():
         timed(fn, args.warmup, device)
@@ -218,23 +203,48 @@ def main() -> None:
         peak = max(peak, matmul_flops(device, peak_dtype, seconds=0.3))  # best of the run
         for name, fn in loops.items():
             rates[name].append(tokens / timed(fn, args.steps, device))
-        w, p = rates["workbench"][-1], rates["plain"][-1]
-        print(
-            f"  round {r + 1}: workbench {w:8.0f} tok/s   plain {p:8.0f} tok/s   ratio {w / p:.3f}"
-        )
-    print(f"matmul peak (best of {args.rounds + 1} timings): {peak / 1e9:.1f} GFLOP/s")
-    for name in loops:  # best round: the least disturbed by other processes on the machine
-        med, best = statistics.median(rates[name]), max(rates[name])
-        print(
-            f"{name:9s}: median {med:8.0f} tok/s (MFU {flops[name] * med / peak:5.1%})   "
-            f"best {best:8.0f} tok/s (MFU {flops[name] * best / peak:5.1%})"
-        )
-    ratios = [w / p for w, p in zip(rates["workbench"], rates["plain"], strict=True)]
-    best_ratio = max(rates["workbench"]) / max(rates["plain"])
-    print(
-        f"ratio workbench / plain: median of rounds {statistics.median(ratios):.3f}, "
-        f"best vs best {best_ratio:.3f}"
+        print(f"  round {r + 1}: " + "   ".join(f"{n} {v[-1]:7.0f}" for n, v in rates.items()))
+    report(rates, flops, peak, args.rounds)
+
+
+def build_loops(size: ModelSize, batch: int, device: torch.device, args) -> tuple[dict, dict]:
+    """workbench (Trainer + Llama), trainer+plain (Trainer + PlainGPT) and plain loops."""
+    total = args.warmup + args.rounds * args.steps
+    plain_model = PlainGPT(size).to(device)
+    plain_step = plain_loop(
+        plain_model, RandomBatches(batch, size.block_size, size.vocab_size, device), device, 3e-4
     )
+    llama = build_model(size, seed=0)
+    loops = {
+        "workbench": trainer_loop(llama, causal_lm_loss, size, batch, device, total, args.steps),
+        "trainer+plain": trainer_loop(
+            PlainGPT(size), plain_model_loss, size, batch, device, total, args.steps
+        ),
+        "plain": lambda n: [plain_step() for _ in range(n)],
+    }
+    plain_flops = plain_flops_per_token(plain_model, size)
+    flops = {"workbench": llama_flops(size), "trainer+plain": plain_flops, "plain": plain_flops}
+    n_plain = sum(p.numel() for p in plain_model.parameters())
+    print(f"params: Llama {sum(p.numel() for p in llama.parameters()):,}, plain GPT {n_plain:,}")
+    return loops, flops
+
+
+def report(rates: dict[str, list[float]], flops: dict, peak: float, rounds: int) -> None:
+    """Median and best round per loop (best: least disturbed by other processes), ratios, MFU."""
+    print(f"matmul peak (best of {rounds + 1} timings): {peak / 1e9:.1f} GFLOP/s")
+    for name, values in rates.items():
+        med, best = statistics.median(values), max(values)
+        print(
+            f"{name:13s}: median {med:7.0f} tok/s (MFU {flops[name] * med / peak:5.1%})   "
+            f"best {best:7.0f} tok/s (MFU {flops[name] * best / peak:5.1%})"
+        )
+    for name in ("workbench", "trainer+plain"):
+        ratios = [a / b for a, b in zip(rates[name], rates["plain"], strict=True)]
+        best = max(rates[name]) / max(rates["plain"])
+        print(
+            f"ratio {name} / plain: median of rounds {statistics.median(ratios):.3f}, "
+            f"best vs best {best:.3f}"
+        )
 
 
 if __name__ == "__main__":
