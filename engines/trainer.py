@@ -313,10 +313,7 @@ class Trainer:
     # ---- checkpoints -----------------------------------------------------------------------
 
     def _checkpoint(self) -> Iterator[dict]:
-        data_state = {"train": self._snapshot(self.train_batches)}
-        if self.data_state_fn is not None:
-            data_state.update(self.data_state_fn())
-        states = D.all_gather_object(data_state)  # every rank's data position, rank order
+        trains = D.all_gather_object(self._snapshot(self.train_batches))  # rank order
         if self.is_main:
             path = save_checkpoint(
                 self.ckpt_root,
@@ -324,13 +321,21 @@ class Trainer:
                 model=self.model,
                 optimizer=self.optimizer,
                 scheduler=self.scheduler,
-                data_state=states[0] if len(states) == 1 else {"per_rank": states},
+                data_state=self._data_state(trains),
                 counters={"step": self.step, "tokens": self.tokens_seen},
                 extra={"train_config": asdict(self.cfg), "world_size": D.world_size()},
                 keep=self.cfg.keep_checkpoints,
             )
             yield {"type": "checkpoint", "step": self.step, "path": str(path)}
         D.barrier()
+
+    def _data_state(self, trains: list) -> dict:
+        """{"train": position, **data_state_fn()}; every rank's position when there are several."""
+        state = dict(self.data_state_fn()) if self.data_state_fn is not None else {}
+        state["train"] = trains[0]
+        if len(trains) > 1:
+            state["train_per_rank"] = trains
+        return state
 
     def _resume(self) -> bool:
         """Load the newest complete checkpoint; False when there is none."""
@@ -341,18 +346,18 @@ class Trainer:
             path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
         )
         data_state = state["data_state"]
-        if "per_rank" in data_state:
-            if len(data_state["per_rank"]) != D.world_size():
-                raise UserError(
-                    f"checkpoint {path} was written by {len(data_state['per_rank'])} processes; "
-                    f"resume it with the same --nproc_per_node (this job has {D.world_size()})"
-                )
-            data_state = data_state["per_rank"][D.rank()]
-        if data_state.get("train") is not None:
-            self.train_batches.load_state_dict(data_state["train"])
+        saved_world = len(data_state.get("train_per_rank", [None]))
+        if saved_world != D.world_size():
+            raise UserError(
+                f"checkpoint {path} was written by {saved_world} processes; resume it with "
+                f"the same number of processes (this job has {D.world_size()})"
+            )
+        train_state = data_state.get("train_per_rank", [data_state.get("train")])[D.rank()]
+        if train_state is not None:
+            self.train_batches.load_state_dict(train_state)
         self.step = state["counters"]["step"]
         self.tokens_seen = state["counters"].get("tokens", 0)
-        self.resumed = {**state, "data_state": data_state, "path": str(path)}
+        self.resumed = {**state, "path": str(path)}
         return True
 
     @staticmethod

@@ -180,3 +180,21 @@ def test_config_errors_name_the_field():
         TrainConfig(grad_accum=0)
     with pytest.raises(UserError, match="device"):
         TrainConfig(device="tpu")
+
+
+def test_data_state_fn_is_saved_and_world_size_must_match(tmp_path):
+    trainer = make(tmp_path, tiny_config(max_steps=1), data_state_fn=lambda: {"data_key": "abc"})
+    list(trainer.train())
+    state = torch.load(latest_checkpoint(tmp_path / "ckpt") / "state.pt", weights_only=True)
+    assert state["data_state"]["data_key"] == "abc" and "gen" in state["data_state"]["train"]
+    assert state["extra"]["train_config"]["max_steps"] == 1
+
+    from engines.checkpoint import save_checkpoint
+
+    two = {"train": None, "train_per_rank": [None, None]}
+    save_checkpoint(
+        tmp_path / "ckpt", 2, model=trainer.model, optimizer=trainer.optimizer,
+        scheduler=trainer.scheduler, data_state=two, counters={"step": 2},
+    )  # fmt: skip
+    with pytest.raises(UserError, match="2 processes"):
+        list(make(tmp_path, tiny_config(max_steps=3)).train(resume=True))
