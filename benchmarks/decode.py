@@ -6,7 +6,8 @@
 1. single stream: our greedy decode vs `model.generate(do_sample=False)`, same prompt and length
    (goal: ours/HF tokens per second >= 0.9);
 2. batching: one batched sampling call of 8 rows vs 8 sequential single-row calls
-   (goal: sequential time / batched time >= 3).
+   (goal: sequential time / batched time >= 3);
+3. with --json: time per token of greedy JSON-schema constrained output vs free text.
 Every run decodes exactly --tokens new tokens (end-of-sequence ignored); best of --repeats.
 """
 
@@ -105,12 +106,34 @@ def batch_vs_sequential(model, tok, n: int, repeats: int, rows: int = 8) -> tupl
     )
 
 
+def constrained_vs_free(model, tok, n: int, repeats: int) -> tuple[float, float]:
+    """Seconds per token: free greedy text vs greedy JSON under a schema (llguidance mask)."""
+    from engines.constrained import json_schema_processor
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "tags": {
+        "type": "array", "items": {"type": "string"}}}, "required": ["name", "tags"]}  # fmt: skip
+    proc = json_schema_processor(tok, schema)
+    params = SamplingParams(max_new_tokens=n, temperature=0)
+    runs: dict[str, list[int]] = {"free": [], "json": []}
+
+    def run(name, processor):
+        runs[name].append(
+            len(generate(model, tok, [PROMPT], params, logits_processor=processor)[0].token_ids)
+        )
+
+    free, json_ = best_times(lambda: run("free", None), lambda: run("json", proc), repeats)
+    return free / runs["free"][-1], json_ / runs["json"][-1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="an HF model folder (default: random ~10M Llama)")
     ap.add_argument("--tokens", type=int, default=64, help="new tokens per run")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    ap.add_argument(
+        "--json", action="store_true", help="also time JSON-schema constrained decoding"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,6 +147,10 @@ def main() -> None:
     batched, sequential = batch_vs_sequential(model, tok, args.tokens, args.repeats)
     print(f"sampling x8    batched {batched:6.2f} s   sequential {sequential:6.2f} s   "
           f"ratio {sequential / batched:.2f}  (goal >= 3)")  # fmt: skip
+    if args.json:
+        free, constrained = constrained_vs_free(model, tok, args.tokens, args.repeats)
+        print(f"json schema    free {free * 1e3:6.1f} ms/tok   constrained {constrained * 1e3:6.1f} "
+              f"ms/tok   speed ratio {free / constrained:.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
