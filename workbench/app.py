@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -56,13 +56,17 @@ def default_home() -> Path:
 
 
 class WorkbenchApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute, so subclasses elsewhere find it
     TITLE = "GPT Workbench"
-    MODES = {"runs": RunsScreen, "launch": _launch_screen, "data": _data_screen,
-             "models": _models_screen}  # fmt: skip
+    MODES: ClassVar[dict[str, Any]] = {
+        "runs": RunsScreen,
+        "launch": _launch_screen,
+        "data": _data_screen,
+        "models": _models_screen,
+    }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {_commands_provider}
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("1", "switch_mode('runs')", "Runs", show=False),
         Binding("2", "switch_mode('launch')", "Launch", show=False),
         Binding("3", "switch_mode('data')", "Data", show=False),

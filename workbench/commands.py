@@ -1,5 +1,7 @@
 """The command palette (Ctrl+P): every key binding of the app and the current screen.
 
+Actions that have a button but no key are listed in a screen's `PALETTE` (title, action).
+
 The palette and the help screen read the same `BINDINGS` the footer shows, so an action
 added with a binding is in all three without further work.
 """
@@ -15,8 +17,12 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
 
-SCREEN_TITLES = {"runs": "Runs", "launch": "Launch", "data": "Data & tokenizer",
-                 "models": "Models & chat"}  # fmt: skip
+SCREEN_TITLES = {
+    "runs": "Runs",
+    "launch": "Launch",
+    "data": "Data & tokenizer",
+    "models": "Models & chat",
+}
 
 
 def _bindings(node: DOMNode) -> Iterator[Binding]:
@@ -51,6 +57,8 @@ class WorkbenchCommands(Provider):
                 continue
             name = desc if node is self.app else f"{where}: {desc}"
             out.append((name, f"key: {key}", partial(node.run_action, action)))
+        for desc, action in getattr(screen, "PALETTE", []):  # actions with a button, no key
+            out.append((f"{where}: {desc}", "", partial(screen.run_action, action)))
         return out
 
     async def discover(self) -> Hits:

@@ -23,14 +23,22 @@ ECHO_FAILED = "echo-20250301-115500-e5f6"
 ECHO_CANCELLED = "echo-20250301-115800-0a0b"
 
 PRETRAIN_SPEC = {
-    "pipeline": "pretrain", "name": "tiny", "seed": 1337, "description": None,
-    "data": {"sources": [{"kind": "stdlib", "max_docs": 600, "weight": 0.6},
-                         {"kind": "synthetic", "generator": "stories", "weight": 0.4}],
-             "val_fraction": 0.05, "workers": 1},
+    "pipeline": "pretrain",
+    "name": "tiny",
+    "seed": 1337,
+    "description": None,
+    "data": {
+        "sources": [
+            {"kind": "stdlib", "max_docs": 600, "weight": 0.6},
+            {"kind": "synthetic", "generator": "stories", "weight": 0.4},
+        ],
+        "val_fraction": 0.05,
+        "workers": 1,
+    },
     "tokenizer": {"vocab_size": 2048, "sample_bytes": 1500000, "from_model": None},
     "model": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 128, "n_kv_head": None},
     "train": {"batch_size": 16, "max_steps": 200, "lr": 0.003},
-}  # fmt: skip
+}
 
 
 def _log(store: Store, run_id: str, events: list[dict]) -> None:
@@ -44,15 +52,31 @@ def _train_events(steps: int, total: int, every: int = 10) -> list[dict]:
     out = []
     for step in range(every, steps + 1, every):
         loss = 2.0 + 5.0 * math.exp(-step / 40)
-        values = {"loss": loss, "lr": 3e-3 * min(1, step / 40) * (0.5 + 0.5 * math.cos(step / total * math.pi)),
-                  "tokens_per_s": 9000 + 400 * math.sin(step / 7), "mfu": 0.02 + 0.002 * math.cos(step / 9),
-                  "grad_norm": 1.5 * math.exp(-step / 80) + 0.3}  # fmt: skip
+        values = {
+            "loss": loss,
+            "lr": 3e-3 * min(1, step / 40) * (0.5 + 0.5 * math.cos(step / total * math.pi)),
+            "tokens_per_s": 9000 + 400 * math.sin(step / 7),
+            "mfu": 0.02 + 0.002 * math.cos(step / 9),
+            "grad_norm": 1.5 * math.exp(-step / 80) + 0.3,
+        }
         out.append({"kind": "metrics", "step": step, "values": values, "split": "train"})
         if step % 50 == 0:
-            out.append({"kind": "metrics", "step": step, "values": {"val_loss": loss + 0.15},
-                        "split": "eval"})  # fmt: skip
-            out.append({"kind": "sample", "step": step, "prompt": "The little ",
-                        "completion": f"fox ran home at step {step}."})  # fmt: skip
+            out.append(
+                {
+                    "kind": "metrics",
+                    "step": step,
+                    "values": {"val_loss": loss + 0.15},
+                    "split": "eval",
+                }
+            )
+            out.append(
+                {
+                    "kind": "sample",
+                    "step": step,
+                    "prompt": "The little ",
+                    "completion": f"fox ran home at step {step}.",
+                }
+            )
         out.append({"kind": "progress", "step": step, "total": total, "phase": "train"})
     return out
 
@@ -70,20 +94,51 @@ def _run(store: Store, run_id: str, pipeline: str, spec: dict, parents=(), minut
 
 def fill_store(home: Path) -> Store:
     store = Store(home)
-    started = {"kind": "run_started", "pid": 0, "device": "cpu (2 cores)", "world_size": 1,
-               "host": "elsewhere"}  # fmt: skip
+    started = {
+        "kind": "run_started",
+        "pid": 0,
+        "device": "cpu (2 cores)",
+        "world_size": 1,
+        "host": "elsewhere",
+    }
     folder = _run(store, PRETRAIN, "pretrain", PRETRAIN_SPEC)
     model_dir = folder / "model"
-    sources = [{"source": "stdlib", "docs": 600, "bytes": 5200000, "tokens": 1400000,
-                "weight": 0.6, "drawn_share": 0.61, "epochs": 1.2},
-               {"source": "synthetic-stories", "docs": 3000, "bytes": 1900000, "tokens": 520000,
-                "weight": 0.4, "drawn_share": 0.39, "epochs": 2.1}]  # fmt: skip
-    _log(store, PRETRAIN, [started, {"kind": "table", "name": "sources", "rows": sources},
-         *_train_events(200, 200), {"kind": "table", "name": "mixture", "rows": sources},
-         {"kind": "artifact", "type": "model", "path": str(model_dir), "step": 200, "meta": {}},
-         {"kind": "run_finished", "status": "done", "reason": None}])  # fmt: skip
+    sources = [
+        {
+            "source": "stdlib",
+            "docs": 600,
+            "bytes": 5200000,
+            "tokens": 1400000,
+            "weight": 0.6,
+            "drawn_share": 0.61,
+            "epochs": 1.2,
+        },
+        {
+            "source": "synthetic-stories",
+            "docs": 3000,
+            "bytes": 1900000,
+            "tokens": 520000,
+            "weight": 0.4,
+            "drawn_share": 0.39,
+            "epochs": 2.1,
+        },
+    ]
+    _log(
+        store,
+        PRETRAIN,
+        [
+            started,
+            {"kind": "table", "name": "sources", "rows": sources},
+            *_train_events(200, 200),
+            {"kind": "table", "name": "mixture", "rows": sources},
+            {"kind": "artifact", "type": "model", "path": str(model_dir), "step": 200, "meta": {}},
+            {"kind": "run_finished", "status": "done", "reason": None},
+        ],
+    )
     (folder / "stdout.log").write_text(
-        "".join(f"step {s:>4}/200  loss {2 + 5 * math.exp(-s / 40):.3f}\n" for s in range(10, 201, 10))
+        "".join(
+            f"step {s:>4}/200  loss {2 + 5 * math.exp(-s / 40):.3f}\n" for s in range(10, 201, 10)
+        )
     )
     sft_spec = {"pipeline": "sft", "name": "chat", "seed": 0, "base": PRETRAIN}
     _run(store, SFT, "sft", sft_spec, parents=[PRETRAIN], minute=45)
@@ -91,23 +146,55 @@ def fill_store(home: Path) -> Store:
     (store.runs_dir / SFT / "heartbeat").touch()
     echo = {"pipeline": "echo", "name": None, "seed": 0, "steps": 20, "interval_s": 0.1}
     _run(store, ECHO_FAILED, "echo", {**echo, "fail_at": 3}, minute=55)
-    _log(store, ECHO_FAILED, [started, *_train_events(20, 20)[:4],
-         {"kind": "run_finished", "status": "failed", "reason": "RuntimeError: asked to fail"}])  # fmt: skip
+    _log(
+        store,
+        ECHO_FAILED,
+        [
+            started,
+            *_train_events(20, 20)[:4],
+            {"kind": "run_finished", "status": "failed", "reason": "RuntimeError: asked to fail"},
+        ],
+    )
     _run(store, ECHO_CANCELLED, "echo", echo, minute=58)
-    _log(store, ECHO_CANCELLED, [started, *_train_events(10, 20),
-         {"kind": "run_finished", "status": "cancelled", "reason": "stopped by signal"}])  # fmt: skip
+    _log(
+        store,
+        ECHO_CANCELLED,
+        [
+            started,
+            *_train_events(10, 20),
+            {"kind": "run_finished", "status": "cancelled", "reason": "stopped by signal"},
+        ],
+    )
     store.refresh()
-    store.register_model("tiny", "base", "trained", model_dir, params=1_050_000,
-                         architecture="LlamaForCausalLM", chat_template=False, run_id=PRETRAIN)  # fmt: skip
-    store.register_model("smollm2-135m-instruct", "assistant", "pulled",
-                         home / "models" / "smollm2-135m-instruct", params=134_515_008,
-                         architecture="LlamaForCausalLM", chat_template=True)  # fmt: skip
+    store.register_model(
+        "tiny",
+        "base",
+        "trained",
+        model_dir,
+        params=1_050_000,
+        architecture="LlamaForCausalLM",
+        chat_template=False,
+        run_id=PRETRAIN,
+    )
+    store.register_model(
+        "smollm2-135m-instruct",
+        "assistant",
+        "pulled",
+        home / "models" / "smollm2-135m-instruct",
+        params=134_515_008,
+        architecture="LlamaForCausalLM",
+        chat_template=True,
+    )
     store.sql("UPDATE models SET created_at = ?", [FIXED_NOW - dt.timedelta(hours=2)])
     return store
 
 
-DOCS = ["def add(a, b):\n    return a + b\n", "The little fox ran home.",
-        "Q: What is 12 + 7?\nA: 19", "import os\nprint(os.getcwd())\n"] * 30  # fmt: skip
+DOCS = [
+    "def add(a, b):\n    return a + b\n",
+    "The little fox ran home.",
+    "Q: What is 12 + 7?\nA: 19",
+    "import os\nprint(os.getcwd())\n",
+] * 30
 
 
 def write_shards(home: Path, spec: dict = PRETRAIN_SPEC) -> Path:
@@ -123,7 +210,11 @@ def write_shards(home: Path, spec: dict = PRETRAIN_SPEC) -> Path:
     tok.save_pretrained(root / "tokenizer")
     sources = []
     for name, docs in (("stdlib", DOCS[::2]), ("synthetic-stories", DOCS[1::2])):
-        ids = [i for d in docs for i in [*tok(d, add_special_tokens=False)["input_ids"], tok.eos_token_id]]
+        ids = [
+            i
+            for d in docs
+            for i in [*tok(d, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        ]
         np.array(ids, dtype=np.uint16).tofile(root / f"{name}.train.bin")
         sources.append({"source": name, "weight": 0.5, "docs": len(docs), "tokens_train": len(ids)})
     (root / "manifest.json").write_text(json.dumps({"dtype": "uint16", "sources": sources}))

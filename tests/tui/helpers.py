@@ -12,13 +12,23 @@ from rich.console import Console
 def screen_text(app) -> str:
     """The current screen (with any screens under a modal) as plain text."""
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True,
-                      legacy_windows=False, safe_box=False)  # fmt: skip
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(
+        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    )
     return console.export_text()
 
 
-async def wait_for(pilot, pred: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
+async def wait_for(
+    pilot, pred: Callable[[], object], timeout: float = 30.0, what: str = ""
+) -> object:
     """Pause the app in 0.2 s steps until pred() is truthy; fail after `timeout` seconds."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -28,8 +38,11 @@ async def wait_for(pilot, pred: Callable[[], object], timeout: float = 30.0, wha
         await pilot.pause(0.2)
     workers = [f"{w.name} {w.state.name}: {w.error!r}" for w in pilot.app.workers]
     toasts = [n.message for n in pilot.app._notifications]
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or pred}\n"
-                         + screen_text(pilot.app) + f"\nworkers: {workers}\ntoasts: {toasts}")
+    raise AssertionError(
+        f"timed out after {timeout:g} s waiting for {what or pred}\n"
+        + screen_text(pilot.app)
+        + f"\nworkers: {workers}\ntoasts: {toasts}"
+    )
 
 
 async def wait_loaded(pilot, timeout: float = 30.0) -> None:
@@ -43,8 +56,12 @@ async def choose(pilot, select_id: str, label: str) -> None:
     from textual.widgets._select import SelectOverlay
 
     await pilot.click(f"#{select_id}")
-    overlay = await wait_for(pilot, lambda: isinstance(pilot.app.focused, SelectOverlay)
-                             and pilot.app.focused, 5, "the dropdown")  # fmt: skip
+    overlay = await wait_for(
+        pilot,
+        lambda: isinstance(pilot.app.focused, SelectOverlay) and pilot.app.focused,
+        5,
+        "the dropdown",
+    )
     for _ in range(overlay.option_count + 1):
         at = overlay.highlighted
         if at is not None and label in str(overlay.get_option_at_index(at).prompt):

@@ -35,9 +35,9 @@ async def test_mixture_batch_and_tokenizer(filled_home):
         await pilot.press(*"The little fox")
         tokens = app.screen.query_one("#tok-view", TokenView)
         await wait_for(pilot, lambda: "tokens ·" in screen_text(app), 60, "the tokens")
-        (_, pieces), = tokens.rows
+        ((_, pieces),) = tokens.rows
         assert "".join(p for _, p in pieces) == "The little fox"
-        assert " ".join(str(i) for i, _ in pieces) in screen_text(app)
+        assert " ".join(str(i) for i, _ in pieces) + " " in screen_text(app)
 
 
 async def test_batch_without_shards_says_so(filled_home):

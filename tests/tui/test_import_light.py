@@ -12,8 +12,11 @@ HEAVY = ("torch", "transformers", "tokenizers", "llama_index", "guidance", "duck
 
 
 def test_import_app_is_light():
-    code = ("import sys, json, workbench.app; "
-            f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True)  # fmt: skip
+    code = (
+        "import sys, json, workbench.app; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert json.loads(out.stdout) == []

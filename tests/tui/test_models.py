@@ -14,8 +14,15 @@ from workbench.screens.chat import AnswerUpdated, ChatPane
 
 pytestmark = pytest.mark.asyncio
 
-FAKE = hub.KnownModel(name="fake-lm", kind="assistant", packages=("fake-lm==1.0",), files=("",),
-                      sha256="0" * 64, fmt="folder", description="a fake test model")  # fmt: skip
+FAKE = hub.KnownModel(
+    name="fake-lm",
+    kind="assistant",
+    packages=("fake-lm==1.0",),
+    files=("",),
+    sha256="0" * 64,
+    fmt="folder",
+    description="a fake test model",
+)
 
 
 @pytest.fixture
@@ -28,8 +35,15 @@ def fake_hub(monkeypatch):
             progress(message)
         folder = models_dir / name
         folder.mkdir(parents=True)
-        return {"name": name, "kind": "assistant", "path": str(folder), "params": 1234,
-                "architecture": "LlamaForCausalLM", "chat_template": True, "meta": {}}  # fmt: skip
+        return {
+            "name": name,
+            "kind": "assistant",
+            "path": str(folder),
+            "params": 1234,
+            "architecture": "LlamaForCausalLM",
+            "chat_template": True,
+            "meta": {},
+        }
 
     monkeypatch.setattr(hub, "KNOWN_MODELS", {"fake-lm": FAKE})
     monkeypatch.setattr(hub, "pull", fake_pull)

@@ -32,14 +32,27 @@ def test_plot_overlays_series_and_skips_non_finite():
 
 def test_number_labels():
     assert [fmt_num(v) for v in (9123.0, 2.5e6, 0.0003, 1.234567, 0)] == [
-        "9.12k", "2.5M", "3.0e-04", "1.23", "0"]  # fmt: skip
+        "9.12k",
+        "2.5M",
+        "3.0e-04",
+        "1.23",
+        "0",
+    ]
 
 
 def test_toml_round_trips_a_spec():
-    spec = {"pipeline": "pretrain", "name": None, "seed": 1, "lr": 3e-4, "flag": True,
-            "data": {"sources": [{"kind": "stdlib", "weight": 0.5}, {"kind": "file", "path": "a b"}],
-                     "val_fraction": 0.05},
-            "train": {"prompts": ["def ", 'say "hi"\n'], "inner": {"x": 1}}}  # fmt: skip
+    spec = {
+        "pipeline": "pretrain",
+        "name": None,
+        "seed": 1,
+        "lr": 3e-4,
+        "flag": True,
+        "data": {
+            "sources": [{"kind": "stdlib", "weight": 0.5}, {"kind": "file", "path": "a b"}],
+            "val_fraction": 0.05,
+        },
+        "train": {"prompts": ["def ", 'say "hi"\n'], "inner": {"x": 1}},
+    }
     back = tomllib.loads(dumps(spec))
     del spec["name"]
     assert back == spec
@@ -51,10 +64,17 @@ class Inner(BaseModel):
 
 @pytest.mark.parametrize(
     ("annotation", "kind", "optional"),
-    [(bool, "bool", False), (int, "number", False), (float | None, "number", True),
-     (str | None, "text", True), (Literal["a", "b"], "literal", False), (list[str], "list", False),
-     (list[Inner], "list", False), (Inner, "section", False)],
-)  # fmt: skip
+    [
+        (bool, "bool", False),
+        (int, "number", False),
+        (float | None, "number", True),
+        (str | None, "text", True),
+        (Literal["a", "b"], "literal", False),
+        (list[str], "list", False),
+        (list[Inner], "list", False),
+        (Inner, "section", False),
+    ],
+)
 def test_field_kinds(annotation, kind, optional):
     found = field_kind(annotation)
     assert (found.kind, found.optional) == (kind, optional)
@@ -69,8 +89,14 @@ def test_parse_number_and_chart_groups():
 
 
 def test_runs_filter_and_sort():
-    runs = [{"run_id": "echo-1", "pipeline": "echo", "status": "done", "loss": 2.0},
-            {"run_id": "pretrain-2", "pipeline": "pretrain", "status": "running", "loss": None},
-            {"run_id": "echo-3", "pipeline": "echo", "status": "failed", "loss": 1.0}]  # fmt: skip
+    runs = [
+        {"run_id": "echo-1", "pipeline": "echo", "status": "done", "loss": 2.0},
+        {"run_id": "pretrain-2", "pipeline": "pretrain", "status": "running", "loss": None},
+        {"run_id": "echo-3", "pipeline": "echo", "status": "failed", "loss": 1.0},
+    ]
     assert [r["run_id"] for r in runs if matches(r, "echo DONE")] == ["echo-1"]
-    assert [r["run_id"] for r in sort_runs(runs, "loss", False)] == ["echo-3", "echo-1", "pretrain-2"]
+    assert [r["run_id"] for r in sort_runs(runs, "loss", False)] == [
+        "echo-3",
+        "echo-1",
+        "pretrain-2",
+    ]

@@ -25,8 +25,17 @@ def shown_step(app) -> int:
 
 
 async def test_job_survives_quit_and_new_app_reattaches(wb, home):
-    p = wb("run", "--preset", "echo", "--set", "steps=200", "--set", "interval_s=0.05",
-           "--detach", check=True)  # fmt: skip
+    p = wb(
+        "run",
+        "--preset",
+        "echo",
+        "--set",
+        "steps=200",
+        "--set",
+        "interval_s=0.05",
+        "--detach",
+        check=True,
+    )
     assert "started" in p.stdout
     try:
         app = WorkbenchApp(home=home)

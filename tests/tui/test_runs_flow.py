@@ -24,8 +24,11 @@ async def set_field(pilot, field_id: str, text: str) -> None:
 
 async def launch_echo(pilot, steps: str, interval: str) -> None:
     await pilot.press("n")  # Runs → Launch
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, LaunchScreen)
-                   and pilot.app.screen.query(SpecForm), what="the launch form")  # fmt: skip
+    await wait_for(
+        pilot,
+        lambda: isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.query(SpecForm),
+        what="the launch form",
+    )
     await set_field(pilot, "f-steps", steps)
     await set_field(pilot, "f-interval_s", interval)
     await pilot.press("ctrl+s")

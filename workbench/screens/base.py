@@ -118,7 +118,7 @@ class StoreScreen(Screen):
 
     def on_mount(self) -> None:
         self.set_interval(self.POLL_S, self.poll)
-        self.poll()
+        self.call_after_refresh(self.poll)  # paint first: the read imports duckdb
 
     def on_screen_resume(self) -> None:
         self.poll()

@@ -68,8 +68,9 @@ class ChatPane(Vertical):
             yield Input("0.7", id="chat-temp", compact=True, classes="num")
             yield Label(" max ")
             yield Input("128", id="chat-max", compact=True, classes="num")
-        yield VerticalScroll(Static("pick a model, type below, enter sends", classes="hint"),
-                             id="transcript")  # fmt: skip
+        yield VerticalScroll(
+            Static("pick a model, type below, enter sends", classes="hint"), id="transcript"
+        )
         yield Input(placeholder="message (enter sends)", id="chat-input")
 
     def set_models(self, models: list[dict]) -> None:
@@ -110,8 +111,9 @@ class ChatPane(Vertical):
         self.history.append({"role": "user", "content": event.value})
         event.input.value = ""
         transcript = self.query_one("#transcript", VerticalScroll)
-        transcript.mount(Static(f"you: {self.history[-1]['content']}", classes="msg-user",
-                                markup=False))  # fmt: skip
+        transcript.mount(
+            Static(f"you: {self.history[-1]['content']}", classes="msg-user", markup=False)
+        )
         self._answer = Static("…", classes="msg-model", markup=False)
         transcript.mount(self._answer)
         transcript.scroll_end(animate=False)

@@ -8,15 +8,15 @@ text and see it split into tokens with ids, for any registered model or pretrain
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
-from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Select, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
 
 from workbench.screens.base import StoreScreen, fmt
 from workbench.widgets.tokens import TokenView
@@ -28,8 +28,15 @@ PIPELINES = ("pretrain", "data-inspect")
 def mixture_cells(row: dict[str, Any]) -> tuple[str, ...]:
     tokens = row.get("tokens", row.get("tokens_train"))
     mb = f"{row['bytes'] / 1e6:.2f}M" if row.get("bytes") is not None else "-"
-    return (str(row.get("source")), fmt(row.get("docs")), mb, fmt(tokens), fmt(row.get("weight")),
-            fmt(row.get("drawn_share")), fmt(row.get("epochs")))  # fmt: skip
+    return (
+        str(row.get("source")),
+        fmt(row.get("docs")),
+        mb,
+        fmt(tokens),
+        fmt(row.get("weight")),
+        fmt(row.get("drawn_share")),
+        fmt(row.get("epochs")),
+    )
 
 
 class BatchReady(Message):
@@ -53,7 +60,7 @@ class DataFailed(Message):
 class DataScreen(StoreScreen):
     MODE = "data"
     POLL_S = 2.0
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("b", "draw_batch", "New batch"),
         Binding("m", "tab('mixture')", "Mixture", show=False),
         Binding("k", "tab('tokenizer')", "Tokenizer"),

@@ -82,7 +82,8 @@ def packed_batch(
         tokens = np.memmap(root / f"{src}.train.bin", dtype=info["dtype"], mode="r")
         start = int(rng.integers(0, max(1, len(tokens) - T)))
         ids = [int(t) for t in tokens[start : start + T]]
-        rows.append((f"row {b} · {src} · tokens {start}–{start + len(ids)}", pieces_of(tok, ids)))
+        label = f"row {b} · {src} · tokens {start}–{start + len(ids)}"
+        rows.append((label, pieces_of(tok, ids)))
     return rows, special_ids(tok), T
 
 

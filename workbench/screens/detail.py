@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -49,7 +49,7 @@ def log_tail(run_dir: Path, lines: int = 200) -> list[str]:
 
 class RunDetailScreen(StoreScreen):
     MODE = "runs"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("escape", "back", "Back"),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -12,7 +15,7 @@ from textual.widgets import Button, Label, Static
 class ConfirmScreen(ModalScreen[bool]):
     """Ask a question; dismiss with True (y / the danger button) or False (n / escape)."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
     ]
@@ -41,7 +44,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class HelpScreen(ModalScreen[None]):
     """Every key of the app and of the screen it was opened from, with what it does."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape,q,question_mark", "close", "Close")]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         super().__init__()
@@ -51,13 +54,14 @@ class HelpScreen(ModalScreen[None]):
         lines = []
         for title, keys in self.sections:
             lines.append(f"[b]{title}[/b]")
-            lines += [f"  [b $accent]{key:<12}[/] {desc}" for key, desc in keys]
+            lines += [f"  [b $accent]{escape(key):<12}[/] {escape(desc)}" for key, desc in keys]
             lines.append("")
         lines.append("[$text-muted]Ctrl+P opens the command palette: every action is there.[/]")
+        self.text = "\n".join(lines)
         with Vertical(id="dialog", classes="help"):
             yield Label("[b]Keys[/b]  (escape closes)")
             with VerticalScroll():
-                yield Static("\n".join(lines), markup=True)
+                yield Static(self.text, markup=True)
 
     def action_close(self) -> None:
         self.dismiss(None)

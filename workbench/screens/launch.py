@@ -7,7 +7,7 @@ under the form. Launching writes the run and starts `workbench _exec RUN_ID` det
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,7 +28,7 @@ def available_pipelines() -> list[str]:
     for name in PIPELINES:
         try:
             spec_class(name)
-        except Exception:  # noqa: BLE001 - a broken or missing stage just is not offered
+        except Exception:  # noqa: BLE001, S112 - a broken or missing stage is just not offered
             continue
         names.append(name)
     return names
@@ -49,7 +49,7 @@ def preset_values(name: str) -> dict[str, Any]:
 class LaunchScreen(StoreScreen):
     MODE = "launch"
     POLL_S = 3600.0  # nothing to poll: the form is the state
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("ctrl+s", "launch", "Launch"),
         Binding("ctrl+r", "reset", "Reset to preset"),
         Binding("escape", "runs", "Runs", show=False),
@@ -65,8 +65,13 @@ class LaunchScreen(StoreScreen):
         self.pipelines = available_pipelines()
         yield from self.compose_modebar()
         with Horizontal(id="launch-top"):
-            yield Select([(n, n) for n in self.pipelines], prompt="pipeline", id="pipeline",
-                         allow_blank=not self.pipelines, compact=True)  # fmt: skip
+            yield Select(
+                [(n, n) for n in self.pipelines],
+                prompt="pipeline",
+                id="pipeline",
+                allow_blank=not self.pipelines,
+                compact=True,
+            )
             yield Select([], prompt="preset", id="preset", compact=True)
             yield Button("Launch", variant="primary", id="launch", compact=True)
         yield Vertical(id="form-box")

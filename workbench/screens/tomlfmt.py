@@ -1,6 +1,6 @@
 """Write plain data as TOML (the subset specs use), for showing and editing specs.
 
-    dumps({"pipeline": "echo", "train": {"lr": 3e-4}})  ->  'pipeline = "echo"\\n\\n[train]\\nlr = 0.0003\\n'
+    dumps({"pipeline": "echo", "train": {"lr": 3e-4}})  # pipeline = "echo" … [train] lr = 0.0003
 
 Keys whose value is None are left out (TOML has no null; the spec default applies).
 Lists of tables become `[[section.name]]` blocks; other lists are inline.

@@ -10,8 +10,10 @@ DEFAULT_CSS), so the chart follows the light or dark theme. `plot()` is the pure
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 from rich.console import RenderableType
 from rich.style import Style
@@ -67,9 +69,7 @@ def _line(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
             err, y0 = err + dx, y0 + sy
 
 
-def plot(
-    series: dict[str, Sequence[Point]], cols: int, rows: int
-) -> list[list[tuple[str, int]]]:
+def plot(series: dict[str, Sequence[Point]], cols: int, rows: int) -> list[list[tuple[str, int]]]:
     """A rows × cols grid of (braille character, series index; -1 for empty) cells."""
     bits = [[0] * cols for _ in range(rows)]
     owner = [[-1] * cols for _ in range(rows)]
@@ -85,7 +85,7 @@ def plot(
 
         for index, points in enumerate(series.values()):
             dots = [to_dot(p) for p in _clean(points)]
-            pairs = zip(dots, dots[1:]) if len(dots) > 1 else [(d, d) for d in dots]
+            pairs = itertools.pairwise(dots) if len(dots) > 1 else [(d, d) for d in dots]
             for a, b in pairs:
                 for x, y in _line(*a, *b):
                     bits[y // 4][x // 2] |= DOTS[y % 4][x % 2]
@@ -99,7 +99,7 @@ def plot(
 class LineChart(Widget):
     """Overlaid line series with a legend (latest values), y labels and the x range."""
 
-    COMPONENT_CLASSES = {
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
         *(f"linechart--series-{i}" for i in range(N_COLOURS)),
         "linechart--axis",
         "linechart--title",

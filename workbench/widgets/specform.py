@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch, TextArea
 
-from workbench.screens.tomlfmt import dumps, value as toml_value
+from workbench.screens.tomlfmt import dumps
+from workbench.screens.tomlfmt import value as toml_value
 
 
 class FormError(ValueError):
@@ -108,14 +109,20 @@ class SpecForm(VerticalScroll):
             widget: Widget = Switch(bool(value), id=wid)
         elif kind.kind == "literal":
             options = [(str(o), o) for o in kind.options]
-            widget = Select(options, value=value if value in kind.options else Select.BLANK,
-                            allow_blank=kind.optional or value not in kind.options,
-                            compact=True, id=wid)  # fmt: skip
+            widget = Select(
+                options,
+                value=value if value in kind.options else Select.BLANK,
+                allow_blank=kind.optional or value not in kind.options,
+                compact=True,
+                id=wid,
+            )
         elif kind.kind == "list":
             text = _list_text(path[-1], value)
             widget = TextArea(text, id=wid, compact=True, soft_wrap=False)
         else:
-            text = "" if value is None else (str(value) if kind.kind == "text" else toml_value(value))
+            text = (
+                "" if value is None else (str(value) if kind.kind == "text" else toml_value(value))
+            )
             hint = "(none)" if kind.optional else "(default)"
             widget = Input(text, placeholder=hint, compact=True, id=wid)
         self.fields.append((path, kind, widget, field))

@@ -8,6 +8,8 @@ Colours come from component classes (theme variables), so both themes stay reada
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
@@ -17,12 +19,17 @@ VISIBLE = str.maketrans({"\n": "↵", "\t": "→", "\r": "␍"})
 
 
 class TokenView(Widget):
-    COMPONENT_CLASSES = {"tokens--a", "tokens--b", "tokens--special", "tokens--label",
-                         "tokens--id"}  # fmt: skip
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "tokens--a",
+        "tokens--b",
+        "tokens--special",
+        "tokens--label",
+        "tokens--id",
+    }
     DEFAULT_CSS = """
     TokenView { height: auto; padding: 0 1; }
-    TokenView > .tokens--a { background: $primary 35%; color: $text; }
-    TokenView > .tokens--b { background: $secondary 35%; color: $text; }
+    TokenView > .tokens--a { background: $primary 40%; color: $text; }
+    TokenView > .tokens--b { background: $warning 40%; color: $text; }
     TokenView > .tokens--special { background: $error 60%; color: $text; text-style: bold; }
     TokenView > .tokens--label { color: $accent; text-style: bold; }
     TokenView > .tokens--id { color: $text-muted; }
@@ -55,8 +62,11 @@ class TokenView(Widget):
                 text.append("\n" if piece.endswith("endoftext|>") else "")
             else:
                 text.append(piece.translate(VISIBLE) or "∅", style=styles[i % 2])
-        if self.show_ids:
-            text.append("\n" + " ".join(str(t) for t, _ in pieces), style=self._style("id"))
+        if self.show_ids:  # ids in the same alternating colours, so each matches its token
+            text.append("\n")
+            for i, (token_id, _) in enumerate(pieces):
+                text.append(str(token_id), style=styles[i % 2])
+                text.append(" ")
         return text
 
     def render(self) -> RenderableType:

@@ -1,0 +1,53 @@
+"""SVG snapshots of every screen at 80×24 and 120×40, on a fixed store with a frozen clock.
+
+Update after an intended change with `pytest tests/tui/test_snapshots.py --snapshot-update`
+and look at the SVGs in tests/tui/__snapshots__/ before committing them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.fixtures import FIXED_NOW
+from tests.tui.helpers import wait_for, wait_loaded
+from workbench.app import WorkbenchApp
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def steps(*keys: str):
+    """run_before: wait for the first read, press keys (waiting for each screen's read)."""
+
+    async def run_before(pilot) -> None:
+        await wait_loaded(pilot)
+        for key in keys:
+            await pilot.press(key)
+            await wait_loaded(pilot)
+        await pilot.pause(0.3)
+
+    return run_before
+
+
+async def _detail(pilot) -> None:
+    await wait_loaded(pilot)
+    await pilot.press("down", "down", "down", "enter")  # the oldest run: the finished pretrain
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "series", {}).get("val_loss"))
+    await pilot.pause(0.3)
+
+
+SCREENS = {
+    "runs": steps(),
+    "detail": _detail,
+    "launch": steps("2"),
+    "data": steps("3"),
+    "models": steps("4"),
+    "chat": steps("4", "c"),
+    "help": steps("question_mark"),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen(snap_compare, filled_home, screen, size):
+    app = WorkbenchApp(home=filled_home, now=FIXED_NOW)
+    assert snap_compare(app, terminal_size=size, run_before=SCREENS[screen])
