@@ -25,12 +25,28 @@ def _user_errors():
 
 
 @app.command("ls")
-def ls(json_: Annotated[bool, typer.Option("--json")] = False) -> None:
+def ls(
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    paths: Annotated[bool, typer.Option("--paths", help="show each model's folder")] = False,
+) -> None:
     """Every registered model with kind, size, source and lineage."""
+    from workbench.tables import human_count
+
     store = open_store()
-    cols = ["name", "kind", "source", "params", "architecture", "chat_template", "run_id", "path"]
-    rows = [tuple(m.get(c) for c in cols) for m in store.list_models()]
-    print_rows(cols, rows, style="json" if json_ else "table")
+    models = store.list_models()
+    if json_:
+        cols = ["name", "kind", "source", "params", "architecture", "chat_template", "run_id",
+                "parent_model", "path"]
+        print_rows(cols, [tuple(m.get(c) for c in cols) for m in models], style="json")
+        return
+    cols = ["name", "kind", "source", "params", "chat", "from"] + (["path"] if paths else [])
+    rows = []
+    for m in models:
+        origin = m.get("parent_model") or m.get("run_id") or "-"
+        row = (m["name"], m["kind"], m["source"], human_count(m.get("params")),
+               "yes" if m.get("chat_template") else "no", origin)
+        rows.append(row + ((m["path"],) if paths else ()))
+    print_rows(cols, rows)
 
 
 @app.command()

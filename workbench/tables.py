@@ -22,6 +22,16 @@ def human_age(ts: Any) -> str:
     return f"{s}s ago"
 
 
+def human_count(n: Any) -> str:
+    """135150108 -> '135.2M'."""
+    if n is None:
+        return "-"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
 def fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -45,8 +55,8 @@ def print_rows(
         from rich.table import Table
 
         table = Table(title=title, show_lines=False)
-        for c in columns:
-            table.add_column(c, overflow="fold")
+        for i, c in enumerate(columns):
+            table.add_column(c, overflow="fold", no_wrap=i == 0)
         for r in rows:
             table.add_row(*(_cell(v) for v in r))
         Console().print(table)
