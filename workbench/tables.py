@@ -54,9 +54,12 @@ def print_rows(
         from rich.console import Console
         from rich.table import Table
 
-        table = Table(title=title, show_lines=False)
+        from rich import box
+
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         for i, c in enumerate(columns):
-            table.add_column(c, overflow="fold", no_wrap=i == 0)
+            last = i == len(columns) - 1
+            table.add_column(c, overflow="fold" if last else "ellipsis", no_wrap=not last)
         for r in rows:
             table.add_row(*(_cell(v) for v in r))
         Console().print(table)
