@@ -52,7 +52,9 @@ def load_causal_lm(path: str | Path, *, device: str = "auto", dtype: Any = None)
     """(model in eval mode, tokenizer) from a local folder; fp32 on CPU and bf16 on CUDA by default."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our front ends show their own progress
     folder = _folder(path)
     _require_tokenizer(folder)
     device = pick_device(device)

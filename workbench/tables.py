@@ -18,8 +18,8 @@ def human_age(ts: Any) -> str:
     s = max(0, int((now - ts).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size:
-            return f"{s // size}{unit} ago"
-    return f"{s}s ago"
+            return f"{s // size}{unit}"
+    return f"{s}s"
 
 
 def human_count(n: Any) -> str:
