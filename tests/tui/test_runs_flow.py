@@ -61,6 +61,10 @@ async def test_launch_from_form_then_detail(home):
         await pilot.press("escape")
         assert app.screen.__class__.__name__ == "RunsScreen"
 
+        await pilot.press("e")  # re-launch with edits: the form holds this run's spec
+        await wait_for(pilot, lambda: app.current_mode == "launch" and app.screen.query("#f-steps"))
+        await wait_for(pilot, lambda: app.screen.query_one("#f-steps", Input).value == "10", 5)
+
 
 async def test_form_shows_validation_errors(home):
     app = WorkbenchApp(home=home)
@@ -79,7 +83,7 @@ async def test_form_shows_validation_errors(home):
         await wait_for(pilot, lambda: "valid echo spec" in screen_text(app), 10, "valid again")
 
 
-async def test_stop_then_delete(home):
+async def test_stop_resume_delete(home):
     app = WorkbenchApp(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
@@ -89,6 +93,14 @@ async def test_stop_then_delete(home):
         await pilot.press("d")  # a running run cannot be deleted
         await pilot.pause(0.2)
         assert app.screen.__class__.__name__ == "RunsScreen"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any("cancelled" in r for r in run_rows(app)), 60, "cancel")
+        stopped_at = int(run_rows(app)[0].split("/")[0].split()[-1])
+        await pilot.press("r")  # resume from its checkpoint, detached
+        await wait_for(pilot, lambda: any("running" in r for r in run_rows(app)), 60, "resumed")
+        await wait_for(
+            pilot, lambda: int(run_rows(app)[0].split("/")[0].split()[-1]) > stopped_at, 30
+        )
         await pilot.press("s")
         await wait_for(pilot, lambda: any("cancelled" in r for r in run_rows(app)), 60, "cancel")
         await pilot.press("d")

@@ -94,7 +94,6 @@ class RunsScreen(StoreScreen):
         self.render_table()
 
     def read(self, store) -> list[dict]:
-        self.app.reap_children()
         store.refresh()
         return store.list_runs()
 
