@@ -124,7 +124,6 @@ def prepare_run(
     pipeline = pipeline or spec.pipeline
     run_id = new_run_id(pipeline)
     run_dir = store.runs_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
     meta = {
         "code_version": code_version(),
         "libraries": library_versions(),
@@ -134,8 +133,8 @@ def prepare_run(
     }
     resolved = spec.model_dump(mode="json")
     parents = list(parents or []) + _lineage(store, spec)
-    record = {"run_id": run_id, "spec": resolved, "meta": meta, "parents": parents}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    # The row first, then run.json: a concurrent ingest discovers run folders by their
+    # run.json and would otherwise insert the row itself before create_run.
     store.create_run(
         run_id,
         pipeline,
@@ -145,6 +144,11 @@ def prepare_run(
         meta=meta,
         run_dir=str(run_dir),
     )
+    record = {"run_id": run_id, "spec": resolved, "meta": meta, "parents": parents}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(run_dir / "run.json")
     return run_id
 
 

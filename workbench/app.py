@@ -123,7 +123,6 @@ class WorkbenchApp(App[None]):
             self.post_message(Notice(f"could not start the job: {e}", "error"))
             return
         self.children_pids.add(pid)
-        store.set_process(run_id, pid)
         self.post_message(Notice(f"started {run_id} (pid {pid})"))
 
     @work(thread=True, group="jobs", exit_on_error=False)

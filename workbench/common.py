@@ -58,4 +58,5 @@ def spawn_detached(store, run_id: str, resume: bool = False) -> int:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+    store.set_process(run_id, proc.pid)  # a job that dies before it starts shows as crashed
     return proc.pid

@@ -14,7 +14,8 @@ def human_age(ts: Any) -> str:
         return "-"
     if isinstance(ts, str):
         ts = dt.datetime.fromisoformat(ts)
-    now = dt.datetime.now(ts.tzinfo) if ts.tzinfo else dt.datetime.now()
+    now = dt.datetime.now(dt.timezone.utc)  # the store keeps UTC, naive
+    now = now if ts.tzinfo else now.replace(tzinfo=None)
     s = max(0, int((now - ts).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size:
