@@ -210,7 +210,7 @@ def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
 
     hf_logging.disable_progress_bar()
     out = ctx.run_dir / "model"
-    yield Progress(step=0, total=1, phase="saving")
+    yield Note(text="saving the model")
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     model.generation_config.save_pretrained(out)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from pipelines.sft_spec import Spec
 from pipelines.train_events import trainer_events
-from store.events import Artifact, Event, Metrics, Note, Progress, Sample, Table
+from store.events import Artifact, Event, Metrics, Note, Sample, Table
 
 __all__ = ["Spec", "run"]
 
@@ -263,7 +263,7 @@ def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
     from engines.model import count_params
 
     hf_logging.disable_progress_bar()
-    yield Progress(step=0, total=1, phase="saving")
+    yield Note(text="saving the model")
     out = ctx.run_dir / "model"
     meta = {"base": spec.model.base, "base_path": str(base_path)}
     if spec.lora.enabled:

@@ -7,6 +7,13 @@ from collections.abc import Generator
 from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
 
 
+def _named(values: dict[str, float], split: str) -> dict[str, float]:
+    """Metric names are unique across splits in the store: validation loss is `val_loss`."""
+    if split != "val":
+        return values
+    return {k if k.startswith("val_") else f"val_{k}": v for k, v in values.items()}
+
+
 def trainer_events(
     trainer, ctx, phase: str = "train"
 ) -> Generator[Event, None, RunFinished | None]:
@@ -14,7 +21,8 @@ def trainer_events(
     for rec in trainer.train(should_stop=ctx.should_stop, resume=ctx.resume):
         kind = rec["type"]
         if kind == "metrics":
-            yield Metrics(step=rec["step"], values=rec["values"], split=rec.get("split", "train"))
+            split = rec.get("split", "train")
+            yield Metrics(step=rec["step"], values=_named(rec["values"], split), split=split)
         elif kind == "progress":
             yield Progress(step=rec["step"], total=rec["total"], phase=phase)
         elif kind == "sample":

@@ -88,7 +88,7 @@ def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
     run = only_run(home)
     store = Store(home)
     rid = run["run_id"]
-    val = [m["value"] for m in store.metrics(rid, ["loss"]) if m["split"] == "val"]
+    val = [m["value"] for m in store.metrics(rid, ["val_loss"])]
     assert len(val) >= 3 and val[-1] < 0.8 * val[0]
     assert len({s["step"] for s in store.samples(rid)}) >= 3
     assert {r["source"] for r in store.table(rid, "mixture")} == {
