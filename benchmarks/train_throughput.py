@@ -7,6 +7,9 @@
 Measures the device's matmul peak first (fp32 on CPU, bf16 on CUDA), then alternates timed
 rounds of the two loops on random tokens after a warm-up, and prints tokens/s of each, their
 ratio (workbench / plain; the goal is ≥ 0.9) and each one's MFU against the measured peak.
+"trainer+plain" runs the Trainer on the plain model, separating trainer overhead from the
+transformers Llama's. On a CPU shared with other jobs, `--threads 1` gives steadier figures:
+two OpenMP threads stall whenever another process takes one of the cores.
 """
 
 from __future__ import annotations
