@@ -65,6 +65,8 @@ def sft_loss(model, batch: dict[str, torch.Tensor]):
     """Mean cross-entropy over assistant tokens only (labels shifted by one)."""
     from engines.losses import next_token_loss
 
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).logits  # (B, T, V)
     loss = next_token_loss(logits[:, :-1], batch["labels"][:, 1:], ignore_index=IGNORE)
     return loss, {}

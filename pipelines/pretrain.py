@@ -26,7 +26,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     from engines import model as M
     from engines.distributed import barrier
     from engines.packing import MixtureBatches
-    from engines.trainer import Trainer
+    from engines.trainer import Trainer, causal_lm_loss
 
     torch.manual_seed(spec.seed)
     data = yield from _data(spec, ctx, barrier)
@@ -65,7 +65,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         _train_config(spec),
         train_batches=train,
         val_batches=val,
-        loss_fn=next_token_step,
+        loss_fn=causal_lm_loss,
         ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(tok, spec),
         flops_per_token=M.flops_per_token(size, T),
@@ -99,15 +99,6 @@ def _val_batches(spec: Spec, data, T: int, ctx):
         rank=ctx.rank,
         world_size=ctx.world_size,
     )
-
-
-def next_token_step(model, batch):
-    """Loss of one (x, y) batch: mean cross-entropy of every next token."""
-    from engines.losses import next_token_loss
-
-    x, y = batch
-    logits = model(input_ids=x).logits  # (B, T, V)
-    return next_token_loss(logits, y), {}
 
 
 def _data(spec: Spec, ctx, barrier):
