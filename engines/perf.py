@@ -6,7 +6,9 @@ mfu = flops_per_token * tokens_per_s / peak
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,6 +25,31 @@ def measure_peak_flops(
     if key not in _PEAK_CACHE:
         _PEAK_CACHE[key] = matmul_flops(device, dtype, seconds)
     return _PEAK_CACHE[key]
+
+
+def best_peak_flops(device: torch.device | str, cache_file: str | Path | None) -> float:
+    """The highest peak measured on this machine so far (a busy moment reads low).
+
+    Kept in `cache_file` (JSON, per device and dtype) so MFU is not inflated when a job
+    starts while other processes hold the cores.
+    """
+    device = torch.device(device)
+    now = measure_peak_flops(device)
+    if cache_file is None:
+        return now
+    path, key = Path(cache_file), f"{device.type}:{torch.get_num_threads()}"
+    try:
+        seen = json.loads(path.read_text())
+    except (OSError, ValueError):
+        seen = {}
+    best = max(now, float(seen.get(key, 0.0)))
+    if best > seen.get(key, 0.0):
+        seen[key] = best
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(seen))
+        tmp.replace(path)
+    return best
 
 
 def matmul_flops(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:

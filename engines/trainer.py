@@ -31,7 +31,7 @@ from engines.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from engines.errors import UserError
 from engines.losses import next_token_loss
 from engines.model import flops_per_token as model_flops_per_token
-from engines.perf import Throughput, measure_peak_flops, mfu
+from engines.perf import Throughput, best_peak_flops, mfu
 
 Batch = Any  # a tuple/list or dict of tensors
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict]]
@@ -58,6 +58,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     seed: int = 0
     peak_flops: float | None = None  # None: measured with a matmul on the device
+    peak_cache: str | None = None  # a JSON file keeping the best peak seen on this machine
     log_every: int = 10
 
     def __post_init__(self) -> None:
@@ -169,7 +170,7 @@ class Trainer:
             torch.manual_seed(cfg.seed + D.rank())
             yield from self._evaluate()
         self.model.train()
-        peak = cfg.peak_flops or measure_peak_flops(self.device)
+        peak = cfg.peak_flops or best_peak_flops(self.device, cfg.peak_cache)
         self._reset_interval()
         while self.step < cfg.max_steps:
             reason = self._train_step()

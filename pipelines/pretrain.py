@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from pipelines.pretrain_data import prepare_data
 from pipelines.pretrain_spec import Spec
-from pipelines.train_events import trainer_events
+from pipelines.train_events import train_config, trainer_events
 from store.events import Artifact, Event, Note, Progress, RunFinished, Table
 
 __all__ = ["Spec", "inspect", "run"]
@@ -62,7 +62,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         )
     trainer = Trainer(
         model,
-        _train_config(spec),
+        train_config(spec.train, spec.seed, ctx.store.cache_dir),
         train_batches=train,
         val_batches=val,
         loss_fn=causal_lm_loss,
@@ -122,31 +122,6 @@ def _data(spec: Spec, ctx, barrier):
 def _special_ids(tok) -> dict[str, int]:
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     return {"eos_id": tok.eos_token_id, "pad_id": tok.pad_token_id, "bos_id": bos}
-
-
-def _train_config(spec: Spec):
-    from engines.trainer import TrainConfig
-
-    t = spec.train
-    return TrainConfig(
-        max_steps=t.max_steps,
-        lr=t.lr,
-        min_lr=t.min_lr,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip,
-        grad_accum=t.grad_accum,
-        eval_every=t.eval_every,
-        eval_batches=t.eval_batches,
-        sample_every=t.sample_every,
-        checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints,
-        compile=t.compile,
-        device=t.device,
-        seed=spec.seed,
-        peak_flops=t.peak_flops,
-        log_every=t.log_every,
-    )
 
 
 def _sampler(tok, spec: Spec):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 
 from pipelines.sft_spec import Spec
-from pipelines.train_events import trainer_events
+from pipelines.train_events import train_config, trainer_events
 from store.events import Artifact, Event, Metrics, Note, Sample, Table
 
 __all__ = ["Spec", "run"]
@@ -70,7 +70,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     ]
     trainer = Trainer(
         model,
-        _train_config(spec),
+        train_config(spec.train, spec.seed, ctx.store.cache_dir),
         train_batches=batches[0],
         val_batches=batches[1],
         loss_fn=sft_loss,
@@ -230,30 +230,6 @@ def _eval_rows(base, final) -> list[dict]:
         }
     )
     return rows
-
-
-def _train_config(spec: Spec):
-    from engines.trainer import TrainConfig
-
-    t = spec.train
-    return TrainConfig(
-        max_steps=t.max_steps,
-        lr=t.lr,
-        min_lr=t.min_lr,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip,
-        grad_accum=t.grad_accum,
-        eval_every=t.eval_every,
-        eval_batches=t.eval_batches,
-        sample_every=t.sample_every,
-        checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints,
-        compile=t.compile,
-        device=t.device,
-        seed=spec.seed,
-        log_every=t.log_every,
-    )
 
 
 def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:

@@ -1,10 +1,22 @@
-"""Turn the trainer core's records into store events (shared by every training stage)."""
+"""What every training stage shares: its spec's train section → TrainConfig, and the trainer
+core's records → store events."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
+from pathlib import Path
 
 from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
+
+
+def train_config(train, seed: int, cache_dir: Path):
+    """An engines TrainConfig from a spec's `train` section (fields matched by name)."""
+    from engines.trainer import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in train.model_dump().items() if k in names}
+    return TrainConfig(**values, seed=seed, peak_cache=str(cache_dir / "peak_flops.json"))
 
 
 def _named(values: dict[str, float], split: str) -> dict[str, float]:
