@@ -75,7 +75,9 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         val_batches=batches[1],
         loss_fn=sft_loss,
         ckpt_root=ctx.checkpoint_dir,
-        sample_fn=lambda m, step: _eval_samples(m, tok, spec),
+        sample_fn=lambda m, step: (
+            [] if step >= spec.train.max_steps else _eval_samples(m, tok, spec)
+        ),
     )
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
