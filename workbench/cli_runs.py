@@ -146,9 +146,9 @@ def resume(
     detach: Annotated[bool, typer.Option(help="resume in the background")] = False,
 ) -> None:
     """Continue a stopped, crashed or failed run from its newest complete checkpoint."""
-    from workbench.common import execute_run, spawn_detached
     from pipelines.runner import load_run_spec
     from pipelines.spec import SpecError
+    from workbench.common import execute_run, spawn_detached
 
     store = open_store()
     run = _run_or_fail(store, run_id)

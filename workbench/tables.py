@@ -9,12 +9,13 @@ import sys
 from typing import Any
 
 
-def human_age(ts: Any) -> str:
+def human_age(ts: Any, now: dt.datetime | None = None) -> str:
+    """'12s', '5m', '3h', '2d' from a store timestamp (naive UTC) to now."""
     if ts is None:
         return "-"
     if isinstance(ts, str):
         ts = dt.datetime.fromisoformat(ts)
-    now = dt.datetime.now(dt.timezone.utc)  # the store keeps UTC, naive
+    now = now or dt.datetime.now(dt.UTC)
     now = now if ts.tzinfo else now.replace(tzinfo=None)
     s = max(0, int((now - ts).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -52,10 +53,9 @@ def print_rows(
         for r in rows:
             print(json.dumps(dict(zip(columns, r)), default=str))
     else:
+        from rich import box
         from rich.console import Console
         from rich.table import Table
-
-        from rich import box
 
         table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
         for i, c in enumerate(columns):

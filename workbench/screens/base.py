@@ -7,7 +7,6 @@ when the worker's `Loaded` message arrives). Workers never touch widgets.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,11 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Static
+
+from workbench.tables import fmt
+from workbench.tables import human_age as age
+
+__all__ = ["Notice", "StoreScreen", "age", "fmt", "open_store"]
 
 _stores: dict[Path, Any] = {}
 _stores_lock = threading.Lock()
@@ -32,27 +36,6 @@ def open_store(home: Path):
         if home not in _stores:
             _stores[home] = Store(home)
         return _stores[home]
-
-
-def age(ts: Any, now: dt.datetime) -> str:
-    """'12s', '5m', '3h', '2d' between a naive-UTC store timestamp and now."""
-    if ts is None:
-        return "-"
-    if isinstance(ts, str):
-        ts = dt.datetime.fromisoformat(ts)
-    s = max(0, int((now - ts).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s // size}{unit}"
-    return f"{s}s"
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def short_path(path: str | Path | None, home: Path) -> str:
