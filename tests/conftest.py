@@ -50,6 +50,12 @@ def workbench(
     return proc
 
 
+@pytest.fixture(scope="session")
+def real_home(tmp_path_factory) -> Path:
+    """One workbench home for every real-model test: each model is converted once a session."""
+    return tmp_path_factory.mktemp("real-home")
+
+
 @pytest.fixture
 def wb(home):
     def run(*args: str, **kw) -> subprocess.CompletedProcess:

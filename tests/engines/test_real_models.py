@@ -27,9 +27,9 @@ def _cached(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
+def models_dir(real_home):
     torch.set_num_threads(min(4, os.cpu_count() or 1))
-    return tmp_path_factory.mktemp("home") / "models"
+    return real_home / "models"  # the CLI tests pull into the same home: converted once
 
 
 def pulled(name: str, models_dir: Path):
