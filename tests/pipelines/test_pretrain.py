@@ -184,3 +184,42 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
     ]
     assert len(starts) == 1 and starts[0]["world_size"] == 2
     assert len(list((two / "runs").iterdir())) == 1
+
+
+def test_resume_refuses_a_changed_model_with_a_diff(tmp_path, home):
+    job = spec(tmp_path, steps=40, ckpt=2)
+    p = workbench("run", str(job), "--detach", home=home)
+    assert p.returncode == 0
+    store = Store(home)
+    rid = store.list_runs()[0]["run_id"]
+    ckpts = Path(store.get_run(rid)["run_dir"]) / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(ckpts.glob("step-*/COMPLETE")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(store.get_run(rid)["pid"], signal.SIGKILL)
+    run_json = Path(store.get_run(rid)["run_dir"]) / "run.json"
+    record = json.loads(run_json.read_text())
+    record["spec"]["model"]["n_layer"] = 3
+    run_json.write_text(json.dumps(record))
+    p = workbench("runs", "resume", rid, home=home)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "model.n_layer: 2 → 3" in p.stderr
+
+
+def test_empty_glob_and_bad_utf8(tmp_path, wb, home):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(("hello world " * 200).encode() + b"\xff\xfe broken " * 50)
+    text = TINY.format(w1=1, w2=1, B=4, steps=2, ckpt=2).replace(
+        'kind = "synthetic"\ngenerator = "tasks"', f'kind = "file"\npath = "{bad}"'
+    )
+    good = tmp_path / "utf8.toml"
+    good.write_text(text)
+    p = wb("data", "inspect", str(good), "--json", "--draws", "100")
+    assert p.returncode == 0, p.stderr
+    row = next(r for r in map(json.loads, p.stdout.splitlines()) if r["source"] == "bad")
+    assert row["bad_utf8_docs"] == 1
+    empty = tmp_path / "glob.toml"
+    empty.write_text(text.replace(f'kind = "file"\npath = "{bad}"',
+                                  f'kind = "glob"\nglob = "{tmp_path}/*.nothing"'))
+    p = wb("run", str(empty))
+    assert p.returncode == 2 and "matched no files" in p.stderr, p.stderr
