@@ -37,8 +37,11 @@ def load_spec(
     path: Path | None = None, *, preset: str | None = None, overrides: list[str] | None = None
 ) -> JobSpec:
     """Read, override and validate a spec file or a shipped preset. Raises SpecError."""
-    if (path is None) == (preset is None):
-        raise SpecError("give a spec file or --preset NAME (not both)")
+    if path is None and preset is None:
+        raise SpecError("give a spec file (workbench run my.toml) or --preset NAME "
+                        "(see `workbench presets`)")
+    if path is not None and preset is not None:
+        raise SpecError(f"give a spec file or --preset, not both (got {path} and {preset!r})")
     source = preset_path(preset) if preset else Path(path)
     data = apply_overrides(read_toml(source), overrides or [])
     return spec_from_dict(data, where=str(source), base_dir=source.parent)
