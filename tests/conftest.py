@@ -37,6 +37,7 @@ def workbench(
     }
     proc = subprocess.run(
         [sys.executable, "-m", "workbench", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=timeout,

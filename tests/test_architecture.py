@@ -26,6 +26,7 @@ def test_spec_modules_load_without_torch():
         "bad = [m for m in ('torch', 'transformers', 'textual', 'peft') if m in sys.modules]\n"
         "print('BAD=' + ','.join(bad))\n"
     )
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
     assert p.stdout.strip() == "BAD=", p.stdout + p.stderr

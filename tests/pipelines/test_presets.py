@@ -26,7 +26,9 @@ def test_pretrain_tiny_then_sft_tiny(wb, home):
     acc = {m["step"]: m["value"] for m in store.metrics(sft["run_id"], ["accuracy"])}
     ended = {m["step"]: m["value"] for m in store.metrics(sft["run_id"], ["ended_turn"])}
     base, final = acc[0], acc[max(acc)]
-    print(f"sft-tiny held-out accuracy: base {base:.1%} -> fine-tuned {final:.1%}; "
-          f"ended turn {ended[0]:.0%} -> {ended[max(ended)]:.0%}")
+    print(
+        f"sft-tiny held-out accuracy: base {base:.1%} -> fine-tuned {final:.1%}; "
+        f"ended turn {ended[0]:.0%} -> {ended[max(ended)]:.0%}"
+    )
     assert final >= base + 0.15
     assert store.get_model("sft-tiny")["kind"] == "assistant"

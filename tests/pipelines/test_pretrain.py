@@ -111,6 +111,7 @@ def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
+        check=False,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -171,7 +172,9 @@ def test_torchrun_two_ranks_match_one_process(tmp_path):
         "run",
         str(spec(tmp_path, "b4.toml", B=4, steps=6)),
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    p = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     a, b = final_weights(one), final_weights(two)
     for k in a:
@@ -219,7 +222,10 @@ def test_empty_glob_and_bad_utf8(tmp_path, wb, home):
     row = next(r for r in map(json.loads, p.stdout.splitlines()) if r["source"] == "bad")
     assert row["bad_utf8_docs"] == 1
     empty = tmp_path / "glob.toml"
-    empty.write_text(text.replace(f'kind = "file"\npath = "{bad}"',
-                                  f'kind = "glob"\nglob = "{tmp_path}/*.nothing"'))
+    empty.write_text(
+        text.replace(
+            f'kind = "file"\npath = "{bad}"', f'kind = "glob"\nglob = "{tmp_path}/*.nothing"'
+        )
+    )
     p = wb("run", str(empty))
     assert p.returncode == 2 and "matched no files" in p.stderr, p.stderr

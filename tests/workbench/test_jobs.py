@@ -7,7 +7,6 @@ import os
 import signal
 import time
 
-
 from store import Store
 
 
