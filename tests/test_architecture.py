@@ -30,3 +30,9 @@ def test_spec_modules_load_without_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
     )
     assert p.stdout.strip() == "BAD=", p.stdout + p.stderr
+
+
+def test_ruff_lint_is_clean():
+    exe = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    p = subprocess.run([exe, "check", "."], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert p.returncode == 0, p.stdout[-3000:]
