@@ -106,8 +106,10 @@ def record_to_messages(record: object, where: str) -> list[dict]:
     if "messages" in record:
         return validate_messages(record["messages"], where)
     if "prompt" in record and "completion" in record:
-        msgs = [{"role": "user", "content": record["prompt"]},
-                {"role": "assistant", "content": record["completion"]}]
+        msgs = [
+            {"role": "user", "content": record["prompt"]},
+            {"role": "assistant", "content": record["completion"]},
+        ]
         return validate_messages(msgs, where)
     keys = ", ".join(sorted(record)) or "none"
     raise UserError(

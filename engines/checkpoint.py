@@ -12,7 +12,6 @@ counters, extra). Everything non-tensor must be plain Python values (loaded weig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -26,6 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel
+
+from engines.files import sha256_file
 
 COMPLETE = "COMPLETE"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -95,7 +96,9 @@ def verify_checkpoint(path: Path) -> bool:
     try:
         marker = json.loads((path / COMPLETE).read_text())
         files = marker["files"]
-        return bool(files) and all(_sha256(path / name) == digest for name, digest in files.items())
+        return bool(files) and all(
+            sha256_file(path / name) == digest for name, digest in files.items()
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -178,7 +181,7 @@ def _torch_save(obj: Any, path: Path) -> None:
 
 
 def _write_complete(folder: Path, step: int) -> None:
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    files = {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()}
     (folder / COMPLETE).write_text(json.dumps({"step": step, "files": files}, indent=1))
     _fsync(folder / COMPLETE)
     _fsync_dir(folder)
@@ -201,14 +204,6 @@ def _step_dirs(root: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name))]
     return [p for _, p in sorted(found, reverse=True) if p.is_dir()]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

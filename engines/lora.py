@@ -1,8 +1,8 @@
 """LoRA through peft: wrap a causal LM, report the trainable share, save and merge adapters.
 
-    model, share = apply_lora(model, r=8, alpha=16, dropout=0.05, targets=["q_proj", "v_proj"])
-    model.save_pretrained(out / "adapter")          # the adapter alone (a few MB)
-    merge_adapter(out / "adapter", out / "merged")  # a plain HF folder, loads without peft
+model, share = apply_lora(model, r=8, alpha=16, dropout=0.05, targets=["q_proj", "v_proj"])
+model.save_pretrained(out / "adapter")          # the adapter alone (a few MB)
+merge_adapter(out / "adapter", out / "merged")  # a plain HF folder, loads without peft
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from engines.errors import UserError
 def linear_module_names(model) -> list[str]:
     import torch
 
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    names = {
+        n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+    }
     return sorted(names - {"lm_head"})
 
 
@@ -30,8 +32,9 @@ def apply_lora(model, *, r: int, alpha: int, dropout: float, targets: list[str])
             f"lora.target_modules {missing} are not linear layers of this model; "
             f"choose from {known}"
         )
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                        task_type="CAUSAL_LM")
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
+    )
     model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

@@ -18,8 +18,14 @@ IGNORE = -100
 
 class SFTBatches:
     def __init__(
-        self, examples: list[Encoded], batch_size: int, *, pad_id: int, seed: int = 0,
-        rank: int = 0, world_size: int = 1,
+        self,
+        examples: list[Encoded],
+        batch_size: int,
+        *,
+        pad_id: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         usable = [e for e in examples if e.n_target > 0]
         if not usable:

@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 
 KINDS = ("file", "folder", "glob", "jsonl", "parquet", "stdlib", "synthetic")
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages"}
-STDLIB_SKIP_DIRS = SKIP_DIRS | {"test", "tests", "idle_test", "encodings"}  # encodings: codec tables, not code
+STDLIB_SKIP_DIRS = SKIP_DIRS | {
+    "test",
+    "tests",
+    "idle_test",
+    "encodings",
+}  # encodings: codec tables, not code
 SNIFF_BYTES = 8192
 PARQUET_BATCH_ROWS = 1024
 

@@ -9,13 +9,12 @@ The run ends with an HF model folder (`runs/<id>/model`) that loads with plain
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from pipelines.pretrain_data import prepare_data
 from pipelines.pretrain_spec import Spec
-from pipelines.train_events import train_config, trainer_events
-from store.events import Artifact, Event, Note, Progress, RunFinished, Table
+from pipelines.train_events import publish_model, train_config, trainer_events
+from store.events import Event, Note, Progress, RunFinished, Table
 
 __all__ = ["Spec", "inspect", "run"]
 
@@ -170,37 +169,15 @@ def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
 
 
 def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
-    from transformers.utils import logging as hf_logging
-
-    from engines.model import count_params
-
-    hf_logging.disable_progress_bar()
-    out = ctx.run_dir / "model"
-    yield Note(text="saving the model")
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    model.generation_config.save_pretrained(out)
-    card = {
-        "made_by": "gpt-workbench pretrain",
-        "run_id": ctx.run_id,
-        "spec": spec.model_dump(mode="json"),
-        "data": data.source_rows(),
-    }
-    (out / "workbench.json").write_text(json.dumps(card, indent=2))
-    yield Artifact(
-        type="model",
-        path=str(out),
-        meta={
-            "name": spec.output.model_name or ctx.run_id,
-            "kind": "base",
-            "params": count_params(model),
-            "architecture": "LlamaForCausalLM",
-            "tokenizer": "byte-level BPE (trained here)"
-            if not spec.tokenizer.from_model
-            else spec.tokenizer.from_model,
-            "chat_template": bool(tok.chat_template),
-            "data": data.source_rows(),
-        },
+    tokenizer = spec.tokenizer.from_model or "byte-level BPE (trained here)"
+    yield from publish_model(
+        ctx,
+        model,
+        tok,
+        spec=spec,
+        kind="base",
+        card={"data": data.source_rows()},
+        meta={"tokenizer": tokenizer, "data": data.source_rows()},
     )
 
 

@@ -38,8 +38,9 @@ def load_spec(
 ) -> JobSpec:
     """Read, override and validate a spec file or a shipped preset. Raises SpecError."""
     if path is None and preset is None:
-        raise SpecError("give a spec file (workbench run my.toml) or --preset NAME "
-                        "(see `workbench presets`)")
+        raise SpecError(
+            "give a spec file (workbench run my.toml) or --preset NAME (see `workbench presets`)"
+        )
     if path is not None and preset is not None:
         raise SpecError(f"give a spec file or --preset, not both (got {path} and {preset!r})")
     source = preset_path(preset) if preset else Path(path)

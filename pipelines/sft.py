@@ -10,11 +10,10 @@ the store as `eval` metrics and the `eval` table.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from pipelines.sft_spec import Spec
-from pipelines.train_events import train_config, trainer_events
+from pipelines.train_events import publish_model, train_config, trainer_events
 from store.events import Artifact, Event, Metrics, Note, Sample, Table
 
 __all__ = ["Spec", "run"]
@@ -235,15 +234,14 @@ def _eval_rows(base, final) -> list[dict]:
 
 
 def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
-    from transformers.utils import logging as hf_logging
-
     from engines.lora import merged_model
-    from engines.model import count_params
 
-    hf_logging.disable_progress_bar()
-    yield Note(text="saving the model")
-    out = ctx.run_dir / "model"
-    meta = {"base": spec.model.base, "base_path": str(base_path)}
+    meta = {
+        "base": spec.model.base,
+        "base_path": str(base_path),
+        "tokenizer": str(base_path),
+        "parent_model": spec.model.base,
+    }
     if spec.lora.enabled:
         adapter = ctx.run_dir / "adapter"
         model.save_pretrained(adapter)
@@ -251,26 +249,5 @@ def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
         yield Artifact(type="adapter", path=str(adapter), meta={"register": False})
         model = merged_model(model)
         meta["adapter"] = str(adapter)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    card = {
-        "made_by": "gpt-workbench sft",
-        "run_id": ctx.run_id,
-        "spec": spec.model_dump(mode="json"),
-        "final_accuracy": final.accuracy if final else None,
-    }
-    (out / "workbench.json").write_text(json.dumps(card, indent=2))
-    yield Artifact(
-        type="model",
-        path=str(out),
-        meta={
-            "name": spec.output.model_name or ctx.run_id,
-            "kind": "assistant",
-            "params": count_params(model),
-            "architecture": type(model).__name__,
-            "tokenizer": str(base_path),
-            "chat_template": True,
-            "parent_model": spec.model.base,
-            **meta,
-        },
-    )
+    card = {"final_accuracy": final.accuracy if final else None}
+    yield from publish_model(ctx, model, tok, spec=spec, kind="assistant", card=card, meta=meta)

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Generator
 from pathlib import Path
 
-from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
+from store.events import Artifact, Event, Metrics, Note, Progress, RunFinished, Sample
 
 
 def train_config(train, seed: int, cache_dir: Path):
@@ -53,3 +53,39 @@ def trainer_events(
         elif kind == "stopped":
             return RunFinished(status="cancelled", reason=f"stopped at step {rec['step']}")
     return None
+
+
+def publish_model(ctx, model, tok, *, spec, kind: str, card: dict, meta: dict):
+    """Save `runs/<id>/model` (weights, tokenizer, generation config, workbench.json with the
+    resolved spec) and yield the model artifact the runner registers when the run is done."""
+    import json
+
+    from transformers.utils import logging as hf_logging
+
+    from engines.model import count_params
+
+    hf_logging.disable_progress_bar()
+    yield Note(text="saving the model")
+    out = ctx.run_dir / "model"
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    made = {
+        "made_by": f"gpt-workbench {spec.pipeline}",
+        "run_id": ctx.run_id,
+        "spec": spec.model_dump(mode="json"),
+        **card,
+    }
+    (out / "workbench.json").write_text(json.dumps(made, indent=2))
+    yield Artifact(
+        type="model",
+        path=str(out),
+        meta={
+            "name": spec.output.model_name or ctx.run_id,
+            "kind": kind,
+            "params": count_params(model),
+            "architecture": type(model).__name__,
+            "chat_template": bool(tok.chat_template),
+            **meta,
+        },
+    )
