@@ -30,10 +30,10 @@ def report() -> int:
     )
     for lib in LIBS:
         try:
-            print(f"{lib:<14}{metadata.version(lib)}")
+            print(f"{lib:<18}{metadata.version(lib)}")
         except metadata.PackageNotFoundError:
-            print(f"{lib:<14}MISSING — run `make setup` (or pip install -e .)")
-    print(f"device        {_device()}")
+            print(f"{lib:<18}MISSING — run `make setup` (or pip install -e .)")
+    print(f"device            {_device()}")
     from store import Store
 
     try:
@@ -41,14 +41,14 @@ def report() -> int:
         store.refresh()
         health = store.health()
     except Exception as e:  # noqa: BLE001 - report whatever is wrong with the store
-        print(f"store         {Store().db_path}: cannot open ({e})")
+        print(f"store             {Store().db_path}: cannot open ({e})")
         return 1
-    print(f"home          {store.home}  (set WORKBENCH_HOME to move it)")
-    print(f"store         {store.db_path}  schema v{health.get('schema_version')}")
+    print(f"home              {store.home}  (set WORKBENCH_HOME to move it)")
+    print(f"store             {store.db_path}  schema v{health.get('schema_version')}")
     for table, n in (health.get("counts") or {}).items():
         print(f"  {table:<20}{n}")
     free = shutil.disk_usage(store.home).free / 2**30
-    print(f"disk free     {free:.1f} GiB")
+    print(f"disk free         {free:.1f} GiB")
     return 0
 
 
