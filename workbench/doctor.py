@@ -26,7 +26,7 @@ LIBS = (
 def report() -> int:
     """Print the report; returns the exit code (1 when the store cannot be opened)."""
     print(
-        f"python        {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)"
+        f"python            {platform.python_version()} ({platform.machine()}, {os.cpu_count()} cores)"
     )
     for lib in LIBS:
         try:
