@@ -15,6 +15,20 @@ from workbench.app import WorkbenchApp
 SIZES = [(80, 24), (120, 40)]
 
 
+async def settle(pilot, timeout: float = 10.0) -> None:
+    """Until two renders 0.2 s apart are identical: column widths and the footer are laid
+    out lazily, so a busy machine can otherwise capture a half-laid-out screen."""
+    import time
+
+    before, end = None, time.monotonic() + timeout
+    while time.monotonic() < end:
+        await pilot.pause(0.2)
+        now = pilot.app.export_screenshot()
+        if now == before:
+            return
+        before = now
+
+
 def steps(*keys: str):
     """run_before: wait for the first read, press keys (waiting for each screen's read)."""
 
@@ -23,7 +37,7 @@ def steps(*keys: str):
         for key in keys:
             await pilot.press(key)
             await wait_loaded(pilot)
-        await pilot.pause(0.3)
+        await settle(pilot)
 
     return run_before
 
@@ -32,7 +46,7 @@ async def _detail(pilot) -> None:
     await wait_loaded(pilot)
     await pilot.press("down", "down", "down", "enter")  # the oldest run: the finished pretrain
     await wait_for(pilot, lambda: getattr(pilot.app.screen, "series", {}).get("val_loss"))
-    await pilot.pause(0.3)
+    await settle(pilot)
 
 
 SCREENS = {
