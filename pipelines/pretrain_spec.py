@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.spec import JobSpec, Section, SpecError
+from pipelines.spec import JobSpec, Section, SpecError, TrainSection
 
 SourceKind = Literal["file", "folder", "glob", "jsonl", "parquet", "stdlib", "synthetic"]
 PATH_KINDS = ("file", "folder", "jsonl", "parquet")
@@ -68,25 +68,9 @@ class ModelSpec(Section):
     n_kv_head: int | None = Field(None, ge=1)
 
 
-class TrainSpec(Section):
-    batch_size: int = Field(16, ge=1, description="sequences per step per device (B)")
-    grad_accum: int = Field(1, ge=1)
-    max_steps: int = Field(500, ge=1)
-    lr: float = Field(3e-3, gt=0, le=1.0)
-    min_lr: float = Field(3e-4, ge=0)
-    warmup_steps: int = Field(50, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(100, ge=1)
-    eval_batches: int = Field(8, ge=1)
-    sample_every: int = Field(100, ge=1)
-    checkpoint_every: int = Field(100, ge=1)
-    keep_checkpoints: int = Field(2, ge=2)
-    log_every: int = Field(10, ge=1)
+class TrainSpec(TrainSection):
     sample_prompts: list[str] = Field(default_factory=lambda: ["def ", "The "])
     sample_tokens: int = Field(48, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
     peak_flops: float | None = Field(None, gt=0, description="for MFU; measured when unset")
     seq_len: int | None = Field(None, ge=8, description="tokens per sequence (T); ≤ block_size")
 

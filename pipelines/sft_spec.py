@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.spec import JobSpec, Section, SpecError
+from pipelines.spec import JobSpec, Section, SpecError, TrainSection
 
 
 def _check_tasks(names: list[str]) -> list[str]:
@@ -55,23 +55,14 @@ class LoraSpec(Section):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
 
 
-class SFTTrain(Section):
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
+class SFTTrain(TrainSection):
     max_steps: int = Field(300, ge=1)
     lr: float = Field(1e-3, gt=0, le=1)
     min_lr: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(100, ge=1, description="validation loss every N steps")
     eval_batches: int = Field(4, ge=1)
     sample_every: int = Field(100, ge=1, description="held-out accuracy every N steps")
-    checkpoint_every: int = Field(100, ge=1)
-    keep_checkpoints: int = Field(2, ge=2)
-    log_every: int = Field(10, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
 
 
 class SFTOutput(Section):

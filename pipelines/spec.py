@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engines.errors import UserError
 
@@ -29,6 +29,30 @@ class Section(BaseModel):
     """Base for every spec section: unknown keys are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TrainSection(Section):
+    """The trainer core's settings (engines.trainer.TrainConfig) every training stage shares.
+
+    A stage subclasses it to add fields or to redeclare a field with its own default.
+    """
+
+    batch_size: int = Field(16, ge=1, description="sequences per step per device (B)")
+    grad_accum: int = Field(1, ge=1)
+    max_steps: int = Field(500, ge=1)
+    lr: float = Field(3e-3, gt=0, le=1.0)
+    min_lr: float = Field(3e-4, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(100, ge=1, description="validation loss every N steps")
+    eval_batches: int = Field(8, ge=1)
+    sample_every: int = Field(100, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=2)
+    log_every: int = Field(10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
 
 
 class JobSpec(Section):
