@@ -25,7 +25,12 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 def workbench(
-    *args: str, home: Path, timeout: float = 600, env: dict | None = None, check: bool = False
+    *args: str,
+    home: Path,
+    timeout: float = 600,
+    env: dict | None = None,
+    check: bool = False,
+    stdin_text: str | None = None,
 ) -> subprocess.CompletedProcess:
     """Run the real `workbench` entry point in a subprocess."""
     full_env = {
@@ -40,6 +45,7 @@ def workbench(
         check=False,
         capture_output=True,
         text=True,
+        input=stdin_text,
         timeout=timeout,
         env=full_env,
         cwd=ROOT,

@@ -183,3 +183,13 @@ def test_sft_smollm2_lora_preset_improves_its_task(real_home, tmp_path):
         check=False,
     )
     assert "LlamaForCausalLM" in r.stdout, r.stderr
+
+
+def test_generate_and_chat_stream_from_a_registered_model(wb, base_model):
+    assert wb("models", "import", str(base_model), "--name", "tiny-base").returncode == 0
+    p = wb("generate", "tiny-base", "Reverse the word", "--max-new-tokens", "5", "--seed", "1",
+           "--temperature", "0.8")
+    assert p.returncode == 0 and p.stdout.strip(), p.stderr
+    p = wb("chat", "tiny-base", "--max-new-tokens", "5", stdin_text="hello\nagain\n\n")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("model> ") == 2
