@@ -36,6 +36,20 @@ def base_model(tmp_path_factory) -> Path:
     return out
 
 
+def assert_loads_without_project(folder: Path, cwd: Path) -> None:
+    """A fresh Python, without this project or peft, loads `folder` as a plain Llama."""
+    code = (
+        "from transformers import AutoModelForCausalLM as A; import sys\n"
+        f"m = A.from_pretrained({str(folder)!r}); print(type(m).__name__)\n"
+        "assert 'peft' not in sys.modules\n"
+        "assert not any(k.split('.')[0] in ('engines', 'pipelines', 'store', 'workbench')"
+        " for k in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ""}, cwd=cwd, check=False)
+    assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout, r.stderr
+
+
 SFT = """
 pipeline = "sft"
 seed = 1
@@ -97,20 +111,7 @@ def test_lora_trains_a_small_share_and_merged_export_loads(wb, tmp_path, home, b
     assert (Path(store.get_run(rid)["run_dir"]) / "adapter" / "adapter_config.json").exists()
     out = tmp_path / "exported"
     assert wb("models", "export", "tiny-sft", str(out)).returncode == 0
-    code = (
-        "from transformers import AutoModelForCausalLM as A; import sys\n"
-        f"m = A.from_pretrained({str(out)!r}); print(type(m).__name__)\n"
-        "assert 'peft' not in sys.modules"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": ""},
-        cwd=tmp_path,
-        check=False,
-    )
-    assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout, r.stderr
+    assert_loads_without_project(out, tmp_path)
 
 
 def test_sft_bad_inputs_exit_2(wb, tmp_path, home, base_model):
@@ -170,19 +171,7 @@ def test_sft_smollm2_lora_preset_improves_its_task(real_home, tmp_path):
     assert share < 0.01 and acc[20] >= acc[0] + 0.2
     out = tmp_path / "merged"
     assert workbench("models", "export", "lora-test", str(out), home=real_home).returncode == 0
-    code = (
-        "from transformers import AutoModelForCausalLM as A\n"
-        f"print(type(A.from_pretrained({str(out)!r})).__name__)"
-    )
-    r = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": ""},
-        cwd=tmp_path,
-        check=False,
-    )
-    assert "LlamaForCausalLM" in r.stdout, r.stderr
+    assert_loads_without_project(out, tmp_path)
 
 
 def test_generate_and_chat_stream_from_a_registered_model(wb, base_model):
