@@ -16,6 +16,6 @@ def filled_home(home):
 
 @pytest.fixture
 def fixed_app(filled_home):
-    from workbench.app import WorkbenchApp
+    from workbench.tui.app import WorkbenchApp
 
     return WorkbenchApp(home=filled_home, now=FIXED_NOW)

@@ -202,7 +202,7 @@ def write_shards(home: Path, spec: dict = PRETRAIN_SPEC) -> Path:
     import numpy as np
 
     from engines.tokenizer import train_bpe
-    from workbench.screens.data_read import data_folder
+    from workbench.ops.data import data_folder
 
     root = data_folder(home, spec)
     root.mkdir(parents=True, exist_ok=True)

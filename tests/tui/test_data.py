@@ -7,8 +7,8 @@ import pytest
 
 from tests.tui.fixtures import FIXED_NOW, PRETRAIN, write_shards
 from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
-from workbench.app import WorkbenchApp
-from workbench.widgets.tokens import TokenView
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.widgets.tokens import TokenView
 
 pytestmark = pytest.mark.asyncio
 

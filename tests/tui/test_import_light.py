@@ -1,4 +1,4 @@
-"""`import workbench.app` stays light: no torch, transformers or duckdb at TUI start."""
+"""`import workbench.tui.app` stays light: no torch, transformers or duckdb at TUI start."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ HEAVY = ("torch", "transformers", "tokenizers", "llama_index", "guidance", "duck
 
 def test_import_app_is_light():
     code = (
-        "import sys, json, workbench.app; "
+        "import sys, json, workbench.tui.app; "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.helpers import screen_text, wait_for, wait_loaded
-from workbench.app import WorkbenchApp
-from workbench.commands import WorkbenchCommands
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.commands import WorkbenchCommands
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,8 +9,8 @@ from textual.widgets import ProgressBar
 from engines import hub
 from store import Store
 from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
-from workbench.app import WorkbenchApp
-from workbench.screens.chat import AnswerUpdated, ChatPane
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.screens.chat import AnswerUpdated, ChatPane
 
 pytestmark = pytest.mark.asyncio
 

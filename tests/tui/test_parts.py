@@ -8,11 +8,12 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from workbench.screens.detail import chart_groups
-from workbench.screens.runs import matches, sort_runs
-from workbench.screens.tomlfmt import dumps
-from workbench.widgets.chart import bounds, fmt_num, plot
-from workbench.widgets.specform import field_kind, parse_number
+from workbench.ops.fmt import fmt_num
+from workbench.ops.views import chart_groups, series_label
+from workbench.tui.screens.runs import matches, sort_runs
+from workbench.tui.tomlfmt import dumps
+from workbench.tui.widgets.chart import bounds, plot
+from workbench.tui.widgets.specform import field_kind, parse_number
 
 
 def test_plot_draws_a_diagonal_in_braille():
@@ -83,9 +84,13 @@ def test_field_kinds(annotation, kind, optional):
 def test_parse_number_and_chart_groups():
     assert parse_number("3e-4") == 3e-4 and parse_number("1_000") == 1000
     assert parse_number("abc") == "abc"
-    groups = chart_groups({"val_loss", "loss", "mfu", "lr", "zeta", "tokens_per_s"})
+    rows = [("val_loss", "eval"), ("loss", "train"), ("mfu", "train"), ("lr", None),
+            ("zeta", "train"), ("tokens_per_s", "train"), ("acc", "val")]  # fmt: skip
+    charts = {label: chart for chart, label in (series_label(n, s) for n, s in rows)}
+    groups = chart_groups(charts)
     assert groups[0] == ("loss", ["loss", "val_loss"])
-    assert [g for g, _ in groups] == ["loss", "lr", "tokens_per_s", "mfu", "zeta"]
+    assert ("acc", ["val_acc"]) in groups  # a validation metric named by its split
+    assert [g for g, _ in groups] == ["loss", "lr", "tokens_per_s", "mfu", "acc", "zeta"]
 
 
 def test_runs_filter_and_sort():

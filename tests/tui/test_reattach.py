@@ -11,7 +11,7 @@ import pytest
 
 from store import Store
 from tests.tui.helpers import screen_text, wait_for, wait_loaded
-from workbench.app import WorkbenchApp
+from workbench.tui.app import WorkbenchApp
 
 pytestmark = pytest.mark.asyncio
 

@@ -7,10 +7,10 @@ import pytest
 from textual.widgets import DataTable, Input
 
 from tests.tui.helpers import screen_text, wait_for, wait_loaded
-from workbench.app import WorkbenchApp
-from workbench.screens.detail import RunDetailScreen
-from workbench.screens.launch import LaunchScreen
-from workbench.widgets.specform import SpecForm
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.screens.detail import RunDetailScreen
+from workbench.tui.screens.launch import LaunchScreen
+from workbench.tui.widgets.specform import SpecForm
 
 pytestmark = pytest.mark.asyncio
 

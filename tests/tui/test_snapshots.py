@@ -10,7 +10,7 @@ import pytest
 
 from tests.tui.fixtures import FIXED_NOW
 from tests.tui.helpers import wait_for, wait_loaded
-from workbench.app import WorkbenchApp
+from workbench.tui.app import WorkbenchApp
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from workbench.common import fail, open_store
-from workbench.tables import print_rows
+from workbench.cli.common import refreshed_store
+from workbench.cli.tables import print_rows
+from workbench.ops import OpError, specs
 
 data_app = typer.Typer(help="Look at a data mixture before training on it.", no_args_is_help=True)
 tokenizer_app = typer.Typer(
@@ -17,15 +18,11 @@ tokenizer_app = typer.Typer(
 
 
 def _pretrain_spec(spec: Path | None, preset: str | None, overrides: list[str]):
-    from pipelines.registry import load_spec
-    from pipelines.spec import SpecError
-
-    try:
-        job = load_spec(spec, preset=preset, overrides=overrides)
-    except SpecError as e:
-        fail(str(e))
+    job = specs.load(spec, preset=preset, overrides=overrides)
     if job.pipeline != "pretrain":
-        fail(f"{spec or preset}: `data inspect` takes a pretrain spec, not {job.pipeline!r}")
+        raise OpError(
+            f"{spec or preset}: `data inspect` takes a pretrain spec, not {job.pipeline!r}"
+        )
     return job
 
 
@@ -42,11 +39,12 @@ def inspect(
     from pipelines.runner import execute, prepare_run
 
     job = _pretrain_spec(spec, preset, set_ or [])
-    store = open_store()
+    store = refreshed_store()
     run_id = prepare_run(store, job, pipeline="data-inspect")
     out = execute(store, run_id, job, run_fn=lambda s, c: pretrain.inspect(s, c, draws))
     if out.status != "done":
-        fail(out.reason or out.status, out.exit_code)
+        typer.echo(f"error: {out.reason or out.status}", err=True)
+        raise typer.Exit(out.exit_code)
     rows = store.table(run_id, "mixture")
     cols = [
         "source",
@@ -73,18 +71,12 @@ def show(
     text: str,
 ) -> None:
     """Print TEXT split into tokens with their ids."""
-    from engines.errors import UserError
-    from engines.tokenizer import load_tokenizer, token_pieces
-
-    path = _tokenizer_path(model)
-    try:
-        tok = load_tokenizer(path)
-    except UserError as e:
-        fail(str(e))
-    pieces = token_pieces(tok, text)
     from rich.console import Console
     from rich.text import Text
 
+    from workbench.ops.data import tokenize
+
+    pieces, _ = tokenize(refreshed_store(), model, text)
     colours = ["on #3b4252", "on #4c566a", "on #5e4b6b", "on #3f5e4b"]
     out = Text()
     for i, (_, piece) in enumerate(pieces):
@@ -97,19 +89,6 @@ def show(
     )
 
 
-def _tokenizer_path(ref: str) -> Path:
-    store = open_store()
-    model = store.get_model(ref)
-    if model:
-        return Path(model["path"])
-    run = store.get_run(ref)
-    if run:
-        for sub in ("model", "tokenizer"):
-            if (Path(run["run_dir"]) / sub).exists():
-                return Path(run["run_dir"]) / sub
-    return Path(ref)
-
-
 @tokenizer_app.command()
 def train(
     spec: Annotated[
@@ -120,20 +99,7 @@ def train(
     out: Annotated[Path, typer.Option(help="folder to write the tokenizer to")] = Path("tokenizer"),
 ) -> None:
     """Train the spec's BPE tokenizer on a sample of its mixture and save it."""
-    from engines.errors import UserError
-    from engines.tokenizer import bytes_per_token, train_bpe
-    from pipelines.pretrain_data import _tokenizer_sample
+    from workbench.ops.data import train_tokenizer
 
     job = _pretrain_spec(spec, preset, set_ or [])
-    if out.exists() and any(out.iterdir()):
-        fail(f"{out} exists and is not empty; choose another --out")
-    try:
-        texts = list(_tokenizer_sample(job))
-        tok = train_bpe(texts, job.tokenizer.vocab_size)
-    except UserError as e:
-        fail(str(e))
-    tok.save_pretrained(out)
-    typer.echo(
-        f"saved {len(tok)}-token tokenizer to {out} "
-        f"({bytes_per_token(tok, texts[:200]):.2f} bytes/token on the sample)"
-    )
+    typer.echo(train_tokenizer(job, out))

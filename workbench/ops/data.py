@@ -1,11 +1,11 @@
-"""Reading a pretrain run's data for the Data screen (called in worker threads).
+"""Data for the viewers: a pretrain run's packed batches and text split into tokens.
 
-    rows, eot = packed_batch(home, run_spec, batch=4)   # B windows of T tokens from the shards
-    tok = tokenizer_for(store, "model:tiny")             # a model's or a run's tokenizer
+    rows, special, T = packed_batch(home, run_spec, batch=4)  # B windows of T tokens
+    pieces, special = tokenize(store, "model:tiny", "Hello")    # [(id, text piece), ...]
 
 The shards live in `<home>/cache/data/<data_key(spec)>/` (see pipelines.pretrain_data):
 `manifest.json`, `tokenizer/` and `<source>.train.bin`, each document followed by end-of-text.
-numpy and transformers are imported here, inside the worker, never at TUI start.
+numpy and transformers are imported inside these functions, never when a front end starts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from workbench.ops.errors import OpError, user_errors
+from workbench.ops.refs import candidates, maybe_run
+
 Piece = tuple[int, str]
-
-
-class DataNotFound(Exception):
-    """The run's shards or tokenizer are not on disk (run never got that far, or was cleaned)."""
 
 
 def data_folder(home: Path, spec: dict[str, Any]) -> Path:
@@ -66,14 +65,14 @@ def packed_batch(
     root = data_folder(home, spec)
     manifest = root / "manifest.json"
     if not manifest.exists():
-        raise DataNotFound(f"no packed shards for this run yet (expected {manifest})")
+        raise OpError(f"no packed shards for this run yet (expected {manifest})")
     info = json.loads(manifest.read_text())
     tok = load_tok(str(root / "tokenizer"))
     model, train = spec.get("model") or {}, spec.get("train") or {}
     T = int(train.get("seq_len") or model.get("block_size") or 128)
     sources = [s for s in info["sources"] if (root / f"{s['source']}.train.bin").exists()]
     if not sources:
-        raise DataNotFound(f"{root} holds no *.train.bin shards")
+        raise OpError(f"{root} holds no *.train.bin shards")
     weights = np.array([s["weight"] for s in sources], dtype=float)
     rng = np.random.default_rng(seed)
     rows = []
@@ -87,21 +86,46 @@ def packed_batch(
     return rows, special_ids(tok), T
 
 
-def tokenizer_for(store: Any, ref: str) -> Any:
-    """`model:NAME` (a registered model's folder) or `run:ID` (its model, else its data)."""
-    kind, _, name = ref.partition(":")
-    if kind == "model":
-        model = store.get_model(name)
-        if model is None:
-            raise DataNotFound(f"no model {name!r} in the registry")
-        return load_tok(model["path"])
-    run = store.get_run(name)
-    if run is None:
-        raise DataNotFound(f"no run {name!r}")
-    folder = Path(run["run_dir"] or store.run_dir(name)) / "model"
-    if (folder / "tokenizer.json").exists():
-        return load_tok(str(folder))
-    tok_dir = data_folder(store.home, run.get("spec") or {}) / "tokenizer"
-    if not tok_dir.exists():
-        raise DataNotFound(f"run {name} has no tokenizer yet (no model, no {tok_dir})")
-    return load_tok(str(tok_dir))
+def tokenize(store: Any, ref: str, text: str) -> tuple[list[Piece], set[int]]:
+    """`text` split by the tokenizer `ref` names (see refs.tokenizer_folder): pieces, specials."""
+    with user_errors():
+        tok = load_tok(str(tokenizer_folder(store, ref)))
+        return pieces_of(tok, tok(text, add_special_tokens=False)["input_ids"]), special_ids(tok)
+
+
+def train_tokenizer(job: Any, out: Path) -> str:
+    """Train a pretrain spec's BPE tokenizer on a sample of its mixture; save it to `out`."""
+    from engines.tokenizer import bytes_per_token, train_bpe
+    from pipelines.pretrain_data import _tokenizer_sample
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise OpError(f"{out} exists and is not empty; choose another --out")
+    with user_errors():
+        texts = list(_tokenizer_sample(job))
+        tok = train_bpe(texts, job.tokenizer.vocab_size)
+    tok.save_pretrained(out)
+    rate = bytes_per_token(tok, texts[:200])
+    return f"saved {len(tok)}-token tokenizer to {out} ({rate:.2f} bytes/token on the sample)"
+
+
+def tokenizer_folder(store: Any, ref: str) -> Path:
+    """Where a reference's tokenizer lives: a model folder, a run's model / tokenizer / data."""
+    for folder in candidates(store, ref, ("model", "tokenizer")):
+        return folder
+    run = maybe_run(store, ref)
+    if run is not None:
+        data_tok = _data_tokenizer(store, run)
+        if data_tok is not None:
+            return data_tok
+        raise OpError(f"run {run['run_id']} has no tokenizer yet (no model, no packed data)")
+    raise OpError(f"{ref!r} is not a registered model, a run or a tokenizer folder")
+
+
+def _data_tokenizer(store: Any, run: dict[str, Any]) -> Path | None:
+    """The tokenizer a pretrain run trained with its packed data (before it saved a model)."""
+    try:
+        folder = data_folder(store.home, run.get("spec") or {}) / "tokenizer"
+    except Exception:  # noqa: BLE001 - not a pretrain spec: no data tokenizer
+        return None
+    return folder if folder.exists() else None

@@ -20,24 +20,13 @@ from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
+from workbench.ops.fmt import fmt_num
+
 Point = tuple[float, float]
 GUTTER = 9  # width of the y-axis labels
 # Bit of each dot in a braille cell, indexed [dy][dx].
 DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 N_COLOURS = 6
-
-
-def fmt_num(v: float) -> str:
-    """A short label: 3 significant digits, k/M/G for big values, exponent for tiny ones."""
-    if v is None or not math.isfinite(v):
-        return "-"
-    a = abs(v)
-    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if a >= size:
-            return f"{v / size:.3g}{unit}"
-    if 0 < a < 1e-2:
-        return f"{v:.1e}"
-    return f"{v:.3g}"
 
 
 def _clean(points: Sequence[Point]) -> list[Point]:

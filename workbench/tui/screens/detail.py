@@ -1,7 +1,9 @@
 """Run detail: live metric charts, samples as they arrive, the resolved spec, the log, lineage.
 
-Metrics are read incrementally (rows with a seq above the last one seen), so a long run
-costs one small query a second. Any metric name gets a chart; `x` and `val_x` share one.
+Each `StoreChanged` re-reads the run with `ops.views.run_view` (one store transaction) and
+only the metric rows past the last one seen, so a long run costs one small read per change.
+Train and validation series of one metric share a chart. The log tail is read from the run
+folder on a timer of its own: it needs no store access.
 """
 
 from __future__ import annotations
@@ -11,40 +13,27 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
-from workbench.screens.base import StoreScreen, age, short_path
-from workbench.screens.tomlfmt import dumps
-from workbench.widgets.chart import LineChart
+from workbench.ops import runs as run_ops
+from workbench.ops.fmt import human_age, short_path
+from workbench.ops.views import chart_groups, log_tail, run_view, series_label
+from workbench.tui.screens.base import StoreScreen
+from workbench.tui.tomlfmt import dumps
+from workbench.tui.widgets.chart import LineChart
 
-FIRST = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")
-LOG_BYTES = 32 * 1024
-
-
-def chart_groups(names: set[str]) -> list[tuple[str, list[str]]]:
-    """(chart title, metric names) — loss first, then throughput, then the rest by name."""
-    order = sorted(names, key=lambda n: (FIRST.index(n) if n in FIRST else len(FIRST), n))
-    groups = []
-    for name in order:
-        if name.startswith("val_") and name[4:] in names:
-            continue
-        groups.append((name, [name] + ([f"val_{name}"] if f"val_{name}" in names else [])))
-    return groups
+LOG_EVERY_S = 1.0
 
 
-def log_tail(run_dir: Path, lines: int = 200) -> list[str]:
-    """The last lines of stdout.log, else of events.jsonl."""
-    for name in ("stdout.log", "events.jsonl"):
-        path = run_dir / name
-        if path.exists():
-            with open(path, "rb") as f:
-                f.seek(max(0, path.stat().st_size - LOG_BYTES))
-                text = f.read().decode("utf-8", errors="replace")
-            return text.splitlines()[-lines:]
-    return ["(no log yet)"]
+class LogRead(Message):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
 
 
 class RunDetailScreen(StoreScreen):
@@ -66,7 +55,9 @@ class RunDetailScreen(StoreScreen):
         self.run_id = run_id
         self.run: dict[str, Any] | None = None
         self.series: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        self.charts: dict[str, str] = {}  # series label -> chart title
         self.last_seq = -1
+        self.folder: Path | None = None
         self._log_lines: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -86,26 +77,11 @@ class RunDetailScreen(StoreScreen):
                 yield VerticalScroll(Static("", id="lineage-text"), classes="pane")
         yield Footer(compact=True)
 
+    def on_mount(self) -> None:
+        self.set_interval(LOG_EVERY_S, self._read_log)
+
     def read(self, store) -> dict[str, Any]:
-        store.refresh()
-        run = store.get_run(self.run_id)
-        if run is None:
-            return {"run": None}
-        _, metrics = store.sql(
-            "SELECT seq, step, name, value FROM metrics WHERE run_id = ? AND seq > ? "
-            "AND value IS NOT NULL ORDER BY seq, name",
-            [self.run_id, self.last_seq],
-        )
-        _, models = store.sql("SELECT name FROM models WHERE run_id = ?", [self.run_id])
-        return {
-            "run": run,
-            "metrics": metrics,
-            "samples": store.samples(self.run_id, limit=100),
-            "artifacts": store.artifacts(self.run_id),
-            "children": store.children(self.run_id),
-            "models": [m for (m,) in models],
-            "log": log_tail(Path(run["run_dir"] or store.run_dir(self.run_id))),
-        }
+        return run_view(store, self.run_id, self.last_seq)
 
     def show(self, data: dict[str, Any]) -> None:
         run = data["run"]
@@ -113,14 +89,14 @@ class RunDetailScreen(StoreScreen):
             self.query_one("#detail-status", Static).update("this run is gone from the store")
             return
         first = self.run is None
-        self.run = run
+        self.run, self.folder = run, data["folder"]
         self._show_header(run)
         self._show_metrics(data["metrics"])
         self._show_samples(data["samples"])
         if first:
             spec = dumps(run.get("spec") or {})
             self.query_one("#spec-text", Static).update(spec or "(no spec recorded)")
-        self._show_log(data["log"])
+            self._read_log()
         self._show_lineage(run, data)
 
     def _show_header(self, run: dict) -> None:
@@ -134,24 +110,27 @@ class RunDetailScreen(StoreScreen):
         if run.get("device"):
             parts.append(run["device"])
         if run.get("started_at"):
-            parts.append(f"started {age(run['started_at'], self.app.now())} ago")
+            parts.append(f"started {human_age(run['started_at'], self.app.now())} ago")
         if run.get("reason"):
             parts.append(run["reason"])
         self.query_one("#detail-status", Static).update(" · ".join(parts))
 
-    def _show_metrics(self, rows: list[tuple]) -> None:
-        for seq, step, name, value in rows:
-            self.series[name].append((float(step or 0), float(value)))
-            self.last_seq = max(self.last_seq, seq)
+    def _show_metrics(self, rows: list[dict]) -> None:
+        for m in rows:
+            self.last_seq = max(self.last_seq, m.get("seq") or 0)
+            if m.get("value") is None:
+                continue
+            chart, label = series_label(m["name"], m.get("split"))
+            self.charts[label] = chart
+            self.series[label].append((float(m.get("step") or 0), float(m["value"])))
         box = self.query_one("#chart-grid", VerticalScroll)
-        for i, (title, names) in enumerate(chart_groups(set(self.series))):
-            chart_id = f"chart-{title}"
-            found = box.query(f"#{chart_id}")
+        for i, (title, labels) in enumerate(chart_groups(self.charts)):
+            found = box.query(f"#chart-{title}")
             chart = found.first() if found else None
             if chart is None:
-                chart = LineChart(title, id=chart_id, classes="wide" if i == 0 else "")
+                chart = LineChart(title, id=f"chart-{title}", classes="wide" if i == 0 else "")
                 box.mount(chart)
-            chart.set_series({n: self.series[n] for n in names})
+            chart.set_series({n: self.series[n] for n in labels})
 
     def _show_samples(self, samples: list[dict]) -> None:
         if not samples:
@@ -163,12 +142,20 @@ class RunDetailScreen(StoreScreen):
             text.append((s.get("completion") or "") + "\n")
         self.query_one("#samples-text", Static).update(text)
 
-    def _show_log(self, lines: list[str]) -> None:
-        if lines != self._log_lines:
-            self._log_lines = lines
+    def _read_log(self) -> None:
+        if self.folder is not None and self.is_current:
+            self._log_worker(self.folder)
+
+    @work(thread=True, exclusive=True, group="log", exit_on_error=False)
+    def _log_worker(self, folder: Path) -> None:
+        self.post_message(LogRead(log_tail(folder)))
+
+    def on_log_read(self, message: LogRead) -> None:
+        if message.lines != self._log_lines:
+            self._log_lines = message.lines
             log = self.query_one(Log)
             log.clear()
-            log.write_lines(lines)
+            log.write_lines(message.lines)
 
     def _show_lineage(self, run: dict, data: dict) -> None:
         home = self.home
@@ -192,14 +179,10 @@ class RunDetailScreen(StoreScreen):
         self.query_one(TabbedContent).active = tab
 
     def action_stop(self) -> None:
-        from workbench.screens.runs import stop_run
-
-        if self.run is not None:
-            self.notify(stop_run(self.run))
+        self.app.run_op("stop", run_ops.stop, self.app.store(), self.run_id)
 
     def action_resume(self) -> None:
-        if self.run is not None:
-            self.app.resume_run(self.run)
+        self.app.resume_run(self.run_id)
 
     async def action_edit(self) -> None:
         if self.run is not None:

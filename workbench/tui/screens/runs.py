@@ -1,24 +1,23 @@
-"""Runs: every run in the store, refreshed each second; open, stop, resume, edit, delete.
+"""Runs: every run in the store, re-read when it changes; open, stop, resume, edit, delete.
 
-Stopping sends SIGTERM to the job (it checkpoints and ends cancelled), like
-`workbench runs stop`; resuming starts `workbench _exec RUN_ID --resume` detached.
+Stop, resume and delete are `workbench.ops.runs` functions, the same ones `workbench runs
+stop|resume|rm` call; they run in workers and report back as notifications.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from workbench.screens.base import Notice, StoreScreen, age, fmt
+from workbench.ops import OpError
+from workbench.ops import runs as run_ops
+from workbench.ops.fmt import fmt, human_age, step_text
+from workbench.ops.views import runs_view
+from workbench.tui.screens.base import StoreScreen
 
 COLUMNS = (
     ("run", "run_id"),
@@ -29,14 +28,11 @@ COLUMNS = (
     ("val", "val_loss"),
     ("age", "created_at"),
 )
-LIVE = ("running", "queued")
 
 
 def short_id(run: dict[str, Any]) -> str:
     """The run id without its pipeline prefix (the pipeline has its own column)."""
-    prefix = f"{run['pipeline']}-"
-    rid = run["run_id"]
-    return rid.removeprefix(prefix)
+    return run["run_id"].removeprefix(f"{run['pipeline']}-")
 
 
 def matches(run: dict[str, Any], query: str) -> bool:
@@ -85,7 +81,6 @@ class RunsScreen(StoreScreen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one(DataTable).focus()
         self.app.theme_changed_signal.subscribe(self, self._recolour)
 
@@ -94,8 +89,7 @@ class RunsScreen(StoreScreen):
         self.render_table()
 
     def read(self, store) -> list[dict]:
-        store.refresh()
-        return store.list_runs()
+        return runs_view(store)
 
     def show(self, runs: list[dict]) -> None:
         self.runs = runs
@@ -109,16 +103,14 @@ class RunsScreen(StoreScreen):
         return sort_runs(shown, self.sort_column, self.sort_reverse)
 
     def _cells(self, run: dict) -> tuple:
-        total = run.get("progress_total")
-        step = f"{run.get('progress_step') or 0}/{total}" if total else "-"
         return (
             short_id(run),
             run["pipeline"],
             run["status"],
-            step,
+            step_text(run),
             fmt(run.get("loss")),
             fmt(run.get("val_loss")),
-            age(run.get("created_at"), self.app.now()),
+            human_age(run.get("created_at"), self.app.now()),
         )
 
     def render_table(self) -> None:
@@ -133,7 +125,7 @@ class RunsScreen(StoreScreen):
                 table.add_row(*cells[:2], self._status(cells[2]), *cells[3:], key=run_id)
             if selected in {r for r, _ in rows}:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
-        live = sum(r["status"] in LIVE for r in self.runs)
+        live = sum(r["status"] in run_ops.LIVE for r in self.runs)
         order = f" · sorted by {self.sort_column}" if self.sort_column else ""
         self.query_one("#runs-status", Static).update(
             f"{len(runs)} of {len(self.runs)} runs · {live} live{order}"
@@ -192,7 +184,7 @@ class RunsScreen(StoreScreen):
         self.render_table()
 
     def action_open(self) -> None:
-        from workbench.screens.detail import RunDetailScreen
+        from workbench.tui.screens.detail import RunDetailScreen
 
         if rid := self.selected_id():
             self.app.push_screen(RunDetailScreen(rid))
@@ -206,48 +198,28 @@ class RunsScreen(StoreScreen):
             await self.app.open_launch(run.get("spec") or {}, source=run["run_id"])
 
     def action_stop(self) -> None:
-        if run := self.selected():
-            self.notify(stop_run(run))
-            self.poll()
+        if rid := self.selected_id():
+            self.app.run_op("stop", run_ops.stop, self.app.store(), rid)
 
     def action_resume(self) -> None:
-        if run := self.selected():
-            self.app.resume_run(run)
+        if rid := self.selected_id():
+            self.app.resume_run(rid)
 
     def action_delete(self) -> None:
-        from workbench.screens.dialogs import ConfirmScreen
+        from workbench.tui.screens.dialogs import ConfirmScreen
 
         run = self.selected()
         if run is None:
             return
-        if run["status"] in LIVE:
-            self.notify(f"{run['run_id']} is {run['status']}: stop it first", severity="warning")
+        try:
+            run_ops.check_deletable(run)
+        except OpError as e:
+            self.notify(str(e), severity="warning")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._delete(run["run_id"], run.get("run_dir"))
+                self.app.run_op("delete", run_ops.delete, self.app.store(), run["run_id"])
 
         question = f"Delete run {run['run_id']}?\nIts rows and its folder (checkpoints, model) go."
         self.app.push_screen(ConfirmScreen(question), answered)
-
-    @work(thread=True, group="delete")
-    def _delete(self, run_id: str, run_dir: str | None) -> None:
-        store = self.app.store()
-        if run_dir:
-            shutil.rmtree(run_dir, ignore_errors=True)  # first, so a refresh cannot re-find it
-        store.delete_run(run_id)
-        self.post_message(Notice(f"deleted {run_id}"))
-
-
-def stop_run(run: dict) -> str:
-    """SIGTERM the run's process (it checkpoints and ends cancelled); say what happened."""
-    if run["status"] not in LIVE or not run.get("pid"):
-        return f"{run['run_id']} is {run['status']}, not running"
-    if run.get("host") and run["host"] != socket.gethostname():
-        return f"{run['run_id']} runs on {run['host']}; stop it there"
-    try:
-        os.kill(run["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        return f"process {run['pid']} is gone (the run will show as crashed)"
-    return f"asked {run['run_id']} to stop (pid {run['pid']})"

@@ -22,8 +22,8 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch, TextArea
 
-from workbench.screens.tomlfmt import dumps
-from workbench.screens.tomlfmt import value as toml_value
+from workbench.tui.tomlfmt import dumps
+from workbench.tui.tomlfmt import value as toml_value
 
 
 class FormError(ValueError):

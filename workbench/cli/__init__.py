@@ -5,8 +5,10 @@
     workbench runs ls / show ID / logs ID -f / stop ID / resume ID
     workbench sql "select * from run_summary"
 
-Nothing heavy is imported at start: torch, transformers and textual load inside the verbs
-that need them, so `workbench --help` answers at once.
+Each verb parses its arguments, calls one function of `workbench.ops` and prints the result.
+A mistake a user can fix is an `OpError`; `main` turns every one of them, from any verb, into
+`error: …` on stderr and exit code 2. Nothing heavy is imported at start: torch, transformers
+and textual load inside the verbs that need them, so `workbench --help` answers at once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Annotated
 
 import typer
 
-from workbench.common import execute_run, fail, open_store, run_distributed_job, spawn_detached
+from workbench.cli.common import execute_run, refreshed_store, run_distributed_job
+from workbench.ops import OpError, specs
+from workbench.ops import runs as run_ops
 
 app = typer.Typer(
     help="GPT Workbench: pretrain, fine-tune, align, prompt and compare GPTs; one DuckDB store.",
@@ -52,22 +56,12 @@ def run(
     parent: Annotated[list[str] | None, typer.Option(help="a parent run id (lineage)")] = None,
 ) -> None:
     """Start a job: validate the spec, create the run, train / evaluate, record everything."""
-    from pipelines.registry import load_spec
-    from pipelines.spec import SpecError
-
-    try:
-        job = load_spec(spec, preset=preset, overrides=set_ or [])
-    except SpecError as e:
-        fail(str(e))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
+    job = specs.load(spec, preset=preset, overrides=set_ or [])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise typer.Exit(run_distributed_job(job, json_, parent or []))
-    store = open_store()
-    from pipelines.runner import prepare_run
-
-    run_id = prepare_run(store, job, parents=parent or [])
+    store = refreshed_store()
+    run_id, pid = run_ops.start(store, job, parents=parent or [], detach=detach)
     if detach:
-        pid = spawn_detached(store, run_id)
         typer.echo(f"started {run_id} (pid {pid}); follow with: workbench runs logs {run_id} -f")
         return
     raise typer.Exit(execute_run(store, run_id, job, json_))
@@ -77,23 +71,18 @@ def run(
 def exec_run(run_id: str, resume: bool = False) -> None:
     """Run a prepared run (used by --detach, `runs resume` and the TUI)."""
     from pipelines.runner import load_run_spec
-    from pipelines.spec import SpecError
+    from workbench.ops.errors import user_errors
 
-    store = open_store()
-    try:
+    store = refreshed_store()
+    with user_errors():
         job = load_run_spec(store, run_id)
-    except SpecError as e:
-        fail(str(e))
     raise typer.Exit(execute_run(store, run_id, job, json_=False, resume=resume))
 
 
 @app.command()
 def presets() -> None:
     """List the job specs shipped with the workbench."""
-    from pipelines.spec import list_presets, preset_summary
-
-    for name in list_presets():
-        pipeline, desc = preset_summary(name)
+    for name, pipeline, desc in specs.presets():
         typer.echo(f"{name:<24} {pipeline:<10} {desc}")
 
 
@@ -104,20 +93,20 @@ def sql(
     json_: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """Run a SQL query against the store and print the result."""
-    from workbench.tables import print_rows
+    from workbench.cli.tables import print_rows
 
-    store = open_store()
+    store = refreshed_store()
     try:
         columns, rows = store.sql(query)
-    except Exception as e:  # noqa: BLE001 - duckdb's own message names the problem
-        fail(f"query failed: {e}")
+    except Exception as e:
+        raise OpError(f"query failed: {e}") from e
     print_rows(columns, rows, style="csv" if csv else "json" if json_ else "table")
 
 
 @app.command()
 def doctor() -> None:
     """Versions, device, paths and store health."""
-    from workbench.doctor import report
+    from workbench.cli.doctor import report
 
     raise typer.Exit(report())
 
@@ -134,19 +123,19 @@ def tui(
 
         Server(f"{sys.executable} -m workbench tui", host=host, port=port).serve()
         return
-    from workbench.app import WorkbenchApp
+    from workbench.tui.app import WorkbenchApp
 
     WorkbenchApp().run()
 
 
 def _register_subcommands() -> None:
-    from workbench import cli_data, cli_models, cli_runs
+    from workbench.cli import data, models, runs
 
-    app.add_typer(cli_runs.app, name="runs")
-    app.add_typer(cli_models.app, name="models")
-    app.add_typer(cli_data.data_app, name="data")
-    app.add_typer(cli_data.tokenizer_app, name="tokenizer")
-    for name, fn in cli_models.TOP_LEVEL.items():
+    app.add_typer(runs.app, name="runs")
+    app.add_typer(models.app, name="models")
+    app.add_typer(data.data_app, name="data")
+    app.add_typer(data.tokenizer_app, name="tokenizer")
+    for name, fn in models.TOP_LEVEL.items():
         app.command(name)(fn)
 
 
@@ -154,7 +143,12 @@ _register_subcommands()
 
 
 def main() -> None:
-    app()
+    """The console script: every verb's OpError becomes `error: …` and exit code 2."""
+    try:
+        app()
+    except OpError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""What the CLI verbs share: the refreshed store and running a job in this terminal."""
+
+from __future__ import annotations
+
+import typer
+
+from workbench.ops.stores import refreshed_store
+
+__all__ = ["execute_run", "refreshed_store", "run_distributed_job"]
+
+
+def execute_run(store, run_id: str, job, json_: bool, resume: bool = False) -> int:
+    """Run a prepared run in this process, printing its events; return the exit code."""
+    from pipelines.runner import execute
+    from workbench.cli.progress import make_printer
+
+    if not json_:
+        typer.echo(f"run {run_id}  ({store.runs_dir / run_id})")
+    outcome = execute(store, run_id, job, resume=resume, on_event=make_printer(json_))
+    if outcome.status not in ("done", "cancelled") and not json_:
+        typer.echo(f"error: run {run_id} {outcome.status}: {outcome.reason}", err=True)
+    return outcome.exit_code
+
+
+def run_distributed_job(job, json_: bool, parents: list[str]) -> int:
+    from pipelines.distributed import run_distributed
+    from workbench.cli.progress import make_printer
+
+    return run_distributed(job, parents, make_printer(json_)).exit_code

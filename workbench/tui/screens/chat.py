@@ -1,0 +1,127 @@
+"""The chat pane of the Models screen: a model's answer streamed token by token.
+
+A turn is `ops.chat.ChatSession.turn` — the one `workbench chat` streams — run in a thread
+worker (torch and transformers import there) with the same sampling defaults. The worker
+posts `AnswerUpdated` messages carrying the whole answer so far; they coalesce
+(`can_replace`), so a fast model cannot flood the UI and nothing is lost when two merge.
+"""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Static
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from workbench.ops import OpError
+from workbench.ops.chat import DEFAULTS, ChatSession, Sampling, parse_sampling
+from workbench.tui.screens.base import forward_worker_state
+
+
+class AnswerUpdated(Message):
+    """The answer so far (`done` on the last one)."""
+
+    def __init__(self, text: str, done: bool = False) -> None:
+        super().__init__()
+        self.text, self.done = text, done
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, AnswerUpdated) and not message.done
+
+
+class ChatPane(Vertical):
+    """Model picker, sampling inputs, the transcript and a message box (enter sends)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history: list[dict[str, str]] = []  # the session's messages, shown as a transcript
+        self.models: list[str] = []
+        self._session: ChatSession | None = None
+        self._answer: Static | None = None
+        self._busy = False
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="chat-top"):
+            yield Select([], prompt="model", id="chat-model", compact=True)
+            yield Label(" temp ")
+            yield Input(str(DEFAULTS.temperature), id="chat-temp", compact=True, classes="num")
+            yield Label(" max ")
+            yield Input(str(DEFAULTS.max_new_tokens), id="chat-max", compact=True, classes="num")
+        yield VerticalScroll(
+            Static("pick a model, type below, enter sends", classes="hint"), id="transcript"
+        )
+        yield Input(placeholder="message (enter sends)", id="chat-input")
+
+    def set_models(self, models: list[dict]) -> None:
+        chat_kinds = ("base", "assistant", "adapter")
+        found = [m["name"] for m in models if m["kind"] in chat_kinds]
+        if found == self.models:
+            return
+        self.models = found
+        select = self.query_one("#chat-model", Select)
+        value = select.value
+        with self.prevent(Select.Changed):
+            select.set_options([(name, name) for name in found])
+            if value in found:
+                select.value = value
+            elif found:
+                select.value = found[0]
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self.history, self._session = [], None
+        self.query_one("#transcript", VerticalScroll).remove_children()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.input.id != "chat-input" or not event.value.strip() or self._busy:
+            return
+        select = self.query_one("#chat-model", Select)
+        if select.is_blank():
+            self.app.notify("pick a model first", severity="warning")
+            return
+        try:
+            sampling = parse_sampling(
+                self.query_one("#chat-temp", Input).value, self.query_one("#chat-max", Input).value
+            )
+        except OpError as e:
+            self.app.notify(str(e), severity="error")
+            return
+        text, event.input.value = event.value, ""
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.mount(Static(f"you: {text}", classes="msg-user", markup=False))
+        self._answer = Static("…", classes="msg-model", markup=False)
+        transcript.mount(self._answer)
+        transcript.scroll_end(animate=False)
+        self._busy = True
+        self._generate(str(select.value), text, sampling)
+
+    @work(thread=True, exclusive=True, group="chat", exit_on_error=False)
+    def _generate(self, model: str, text: str, sampling: Sampling) -> None:
+        worker = get_current_worker()
+        if self._session is None:
+            self._session = ChatSession(self.app.store(), model)
+            self.history = self._session.messages
+        answer = ""
+        for piece in self._session.turn(text, sampling):
+            if worker.is_cancelled:
+                break
+            answer += piece
+            self.post_message(AnswerUpdated(answer))
+        self.post_message(AnswerUpdated(answer, done=True))
+
+    def on_answer_updated(self, message: AnswerUpdated) -> None:
+        if self._answer is not None:
+            self._answer.update(message.text or "…")
+            self.query_one("#transcript", VerticalScroll).scroll_end(animate=False)
+        if message.done:
+            self._busy = False
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        forward_worker_state(self, event)  # the app notifies the failure
+        if event.state == WorkerState.ERROR:
+            self._busy = False
+            if self._answer is not None:
+                self._answer.update(f"(failed) {event.worker.error}")
