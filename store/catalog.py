@@ -6,11 +6,16 @@
 
 No Store method keeps the database open between calls: each one is a single transaction
 under a file lock (see store/db.py), so jobs, the TUI, the CLI and the duckdb CLI can share it.
+A command or a screen that reads several things does so in one transaction:
+
+    with store.read():              # one connection for everything inside, in this thread
+        store.refresh(); runs = store.list_runs(); run = store.get_run(run_id)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,12 +25,14 @@ from typing import Any
 import duckdb
 from filelock import FileLock
 
+from store import db, liveness
 from store import ingest as ingest_mod
-from store import liveness
+from store import models as registry
 from store.db import from_json, rows_as_dicts, to_json, transaction
 from store.errors import StoreError
 from store.events import FINAL_STATUSES, RUN_STATUSES
-from store.migrations import SCHEMA_VERSION, schema_version, utc_now
+from store.maintenance import MaintenanceMixin
+from store.migrations import utc_now
 from store.records import RecordsMixin
 
 RUN_JSON_COLUMNS = ("spec", "meta")
@@ -37,7 +44,7 @@ def default_home() -> Path:
     return Path(os.environ.get("WORKBENCH_HOME") or Path.home() / ".workbench")
 
 
-class Store(RecordsMixin):
+class Store(RecordsMixin, MaintenanceMixin):
     """The catalog of runs, metrics, samples, models, votes and experiments."""
 
     def __init__(self, home: Path | str | None = None) -> None:
@@ -55,9 +62,25 @@ class Store(RecordsMixin):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One locked transaction on the database; commits on success, rolls back on error."""
+        """One locked transaction on the database; commits on success, rolls back on error.
+        Inside `read()` in this thread, the connection of that one transaction."""
         with transaction(self.db_path, self._lock) as conn:
             yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Store]:
+        """Open the store once: every Store call in this thread inside the block shares one
+        connection and one transaction (committed at the end, rolled back on an error).
+
+        Keep the block short: other processes wait for it. `refresh()` inside it ingests at
+        most one chunk per run, so a large backlog is caught up over several refreshes.
+        """
+        with db.shared(self.db_path, self._lock):
+            yield self
+
+    def in_read(self) -> bool:
+        """Whether this thread is inside `read()`."""
+        return db.current(self.db_path) is not None
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
@@ -91,19 +114,26 @@ class Store(RecordsMixin):
             return self._get_run(conn, run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run (with loss, val_loss, n_samples, duration_s from run_summary), or None."""
+        """The run as a run_summary row (loss, val_loss, n_samples, attempts, duration_s) plus
+        `missing` (its folder is gone), or None."""
         with self.connect() as conn:
             return self._get_run(conn, run_id)
 
     def _get_run(self, conn: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
         cur = conn.execute("SELECT * FROM run_summary WHERE run_id = ?", [run_id])
-        rows = rows_as_dicts(cur, RUN_JSON_COLUMNS)
+        rows = self._with_missing(rows_as_dicts(cur, RUN_JSON_COLUMNS))
         return rows[0] if rows else None
+
+    def _with_missing(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for row in rows:
+            row["missing"] = not Path(row["run_dir"] or self.run_dir(row["run_id"])).is_dir()
+        return rows
 
     def list_runs(
         self, status: str | None = None, pipeline: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Runs newest first, as run_summary rows, optionally filtered."""
+        """Runs newest first, as run_summary rows (with the latest train `loss` and `val_loss`,
+        so a listing needs no query per run) plus `missing`, optionally filtered."""
         query, params = "SELECT * FROM run_summary WHERE 1=1", []
         if status is not None:
             query, params = query + " AND status = ?", [*params, status]
@@ -113,7 +143,11 @@ class Store(RecordsMixin):
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         with self.connect() as conn:
-            return rows_as_dicts(conn.execute(query, params), RUN_JSON_COLUMNS)
+            return self._with_missing(rows_as_dicts(conn.execute(query, params), RUN_JSON_COLUMNS))
+
+    def missing_runs(self) -> list[str]:
+        """Ids of runs whose folder is gone (for doctor)."""
+        return [r["run_id"] for r in self.list_runs() if r["missing"]]
 
     def set_status(self, run_id: str, status: str, reason: str | None = None) -> None:
         """Set a run's status; stamps started_at on running and finished_at on a final one."""
@@ -138,11 +172,25 @@ class Store(RecordsMixin):
                 [pid, host or socket.gethostname(), run_id],
             )
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete a run's rows everywhere (its folder is the caller's to remove)."""
+    def delete_run(self, run_id: str, *, remove_folder: bool = False) -> list[str]:
+        """Delete a run's rows everywhere and the registry entries of models inside its folder;
+        return those models' refs (`name@version`).
+
+        With remove_folder, the folder is renamed aside inside the same locked transaction
+        (so a concurrent ingest cannot rediscover it as a phantom run) and deleted after.
+        """
         with self.connect() as conn:
+            row = conn.execute("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            folder = Path(row[0]) if row and row[0] else self.run_dir(run_id)
+            removed = registry.inside(conn, folder)
+            for ref in removed:
+                registry.remove(conn, ref)
             for table in (*PER_RUN_TABLES, "runs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            trash = _set_aside(folder) if remove_folder else None
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+        return removed
 
     def children(self, run_id: str) -> list[dict[str, Any]]:
         """Runs that list this run among their parents."""
@@ -160,9 +208,13 @@ class Store(RecordsMixin):
     # Ingest and liveness
 
     def ingest(self, run_id: str | None = None) -> int:
-        """Copy new events of one run (or every run) into the store; return how many."""
-        with self.connect() as conn:
-            return ingest_mod.ingest(conn, self.runs_dir, run_id)
+        """Copy new events of one run (or every run) into the store, in bounded chunks each
+        its own transaction; return how many lines were stored."""
+        shared = self.in_read()
+        return ingest_mod.ingest(
+            self.connect, self.runs_dir, run_id,
+            max_chunks=1 if shared else None, split_on_error=not shared,
+        )  # fmt: skip
 
     def mark_crashed(self, stale_after_s: float | None = None) -> list[str]:
         """Mark running runs with a stale heartbeat or a dead local pid crashed; return ids."""
@@ -170,31 +222,62 @@ class Store(RecordsMixin):
             return liveness.mark_crashed(conn, self.runs_dir, stale_after_s)
 
     def refresh(self) -> dict[str, Any]:
-        """ingest() then mark_crashed() in one transaction: what front ends call before reading.
+        """ingest() then mark_crashed(): what front ends call before reading.
 
-        Returns {"ingested": number of events, "crashed": run ids just marked crashed}.
+        Returns {"ingested": number of lines, "crashed": run ids just marked crashed}.
         """
+        count = self.ingest()
         with self.connect() as conn:
-            count = ingest_mod.ingest(conn, self.runs_dir)
             return {"ingested": count, "crashed": liveness.mark_crashed(conn, self.runs_dir)}
 
     # Event readers
 
-    def metrics(self, run_id: str, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Metric rows (step, name, value, nonfinite, split, t, seq) in logging order."""
+    def metrics(
+        self,
+        run_id: str,
+        names: Iterable[str] | None = None,
+        *,
+        split: str | None = None,
+        include_superseded: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Metric rows (run_id, step, name, value, nonfinite, split, t, seq, attempt,
+        superseded) in logging order: one curve, without rows a resume superseded.
+
+        A name `val_x` in `names` also matches the row named `x` with split val.
+        """
         query, params = "SELECT * FROM metrics WHERE run_id = ?", [run_id]
+        if not include_superseded:
+            query += " AND NOT superseded"
+        if split is not None:
+            query, params = query + " AND split = ?", [*params, split]
         if names is not None:
-            query, params = query + " AND list_contains(?, name)", [*params, list(names)]
+            names = list(names)
+            val = [n[4:] for n in names if n.startswith("val_")]
+            query += " AND (list_contains(?, name) OR (split = 'val' AND list_contains(?, name)))"
+            params = [*params, names, val]
         with self.connect() as conn:
             return rows_as_dicts(conn.execute(query + " ORDER BY seq, t, name", params))
 
     def latest_metrics(self, run_id: str) -> dict[str, float]:
-        """The last value logged per metric name (NaN where it was non-finite)."""
+        """The last value logged per metric (NaN where it was non-finite), as a flat dict.
+
+        Keys: the metric's name for split train (and any split without a train metric of the
+        same name), `val_<name>` for split val (so `loss` and `val_loss`), and
+        `<split>_<name>` for another split whose name a train metric already uses.
+        """
         with self.connect() as conn:
             rows = conn.execute(
-                "SELECT name, value FROM latest_metrics WHERE run_id = ? ORDER BY name", [run_id]
+                "SELECT name, split, value FROM latest_metrics WHERE run_id = ? "
+                "ORDER BY coalesce(split, 'train') != 'train', split, name",
+                [run_id],
             ).fetchall()
-        return {name: float("nan") if value is None else value for name, value in rows}
+        out: dict[str, float] = {}
+        for name, split, value in rows:
+            key = f"val_{name}" if split == "val" else name
+            if key in out:
+                key = f"{split}_{name}"
+            out[key] = float("nan") if value is None else value
+        return dict(sorted(out.items()))
 
     def samples(self, run_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Samples in logging order; with limit, only the latest `limit` of them."""
@@ -228,36 +311,17 @@ class Store(RecordsMixin):
             cur = conn.execute(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY t, seq", [run_id])
             return rows_as_dicts(cur, json_columns)
 
-    # Anything else
-
-    def sql(self, query: str, params: list[Any] | None = None) -> tuple[list[str], list[tuple]]:
-        """Run any SQL in one transaction; return (column names, rows)."""
-        with self.connect() as conn:
-            cur = conn.execute(query, params or [])
-            if cur.description is None:
-                return [], []
-            return [d[0] for d in cur.description], cur.fetchall()
-
-    def health(self) -> dict[str, Any]:
-        """Path, size, schema versions and row counts, for `workbench doctor`."""
-        with self.connect() as conn:
-            tables = [t for (t,) in conn.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-                "ORDER BY table_name"
-            ).fetchall()]  # fmt: skip
-            counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-            statuses = dict(conn.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall())
-            version = schema_version(conn)
-        return {
-            "path": str(self.db_path),
-            "size_bytes": self.db_path.stat().st_size,
-            "schema_version": version,
-            "code_schema_version": SCHEMA_VERSION,
-            "counts": counts,
-            "runs_by_status": statuses,
-        }
-
 
 def _check_status(status: str) -> None:
     if status not in RUN_STATUSES:
         raise StoreError(f"unknown run status {status!r}: use one of {', '.join(RUN_STATUSES)}")
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """Rename a run folder to a dot-name its parent's discovery skips; None if it is gone."""
+    trash = folder.with_name(f".deleting-{folder.name}-{os.getpid()}")
+    try:
+        folder.rename(trash)
+    except FileNotFoundError:
+        return None
+    return trash

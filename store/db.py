@@ -3,7 +3,10 @@
 DuckDB lets one process hold a database file and blocks all others, readers included, so no
 process keeps the file open: `transaction(path)` takes `<path>.lock`, connects, runs one
 transaction, closes and releases. A lock held by something outside the workbench (the duckdb
-CLI, say) is retried with backoff for a bounded time.
+CLI, say) is retried with backoff for a bounded time. Inside `shared(path)` every
+`transaction(path)` in the same thread reuses that one connection and transaction (what
+`Store.read()` gives a front end: one open per command or screen refresh).
+A file DuckDB cannot read is reported as a StoreError naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -26,13 +29,54 @@ LOCK_TIMEOUT_S = 30.0
 CONNECT_ATTEMPTS = 12  # backoff 0.05 s doubling, capped at 2 s: about 13 s in all
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
+REBUILD_HINT = (
+    "move it aside and rebuild the catalog from the run and model folders with "
+    "`workbench store rebuild` (the damaged file is kept)"
+)
+CORRUPT_WORDS = ("corrupt", "checksum", "not a valid duckdb", "invalidated", "serializ",
+                 "internal error", "failed to read", "could not read", "unexpected end")  # fmt: skip
+
 _migrated: set[str] = set()
 _migrated_lock = threading.Lock()
+_local = threading.local()
+_opened = [0]
+
+
+def connections_opened() -> int:
+    """How many DuckDB connections this process has opened (tests count them)."""
+    return _opened[0]
+
+
+def current(path: Path) -> duckdb.DuckDBPyConnection | None:
+    """The connection `shared(path)` holds in this thread, if any."""
+    return getattr(_local, "conns", {}).get(str(path))
+
+
+@contextmanager
+def shared(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction that every `transaction(path)` in this thread joins until it ends."""
+    if current(path) is not None:
+        yield current(path)
+        return
+    with transaction(path, lock) as conn:
+        conns = _local.__dict__.setdefault("conns", {})
+        conns[str(path)] = conn
+        try:
+            yield conn
+        finally:
+            del conns[str(path)]
 
 
 @contextmanager
 def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Yield a connection inside BEGIN … COMMIT (ROLLBACK on error); close it after."""
+    """Yield a connection inside BEGIN … COMMIT (ROLLBACK on error); close it after.
+
+    Inside `shared(path)` in this thread, yield the shared connection (no new transaction).
+    """
+    joined = current(path)
+    if joined is not None:
+        yield joined
+        return
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
@@ -43,18 +87,41 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
     try:
         conn = _connect(path)
         try:
-            _ensure_migrated(conn, path)
-            conn.begin()
+            with _diagnosed(path):
+                _ensure_migrated(conn, path)
+                conn.begin()
             try:
                 yield conn
             except BaseException:
                 _rollback(conn)
                 raise
-            conn.commit()
+            with _diagnosed(path):
+                conn.commit()
         finally:
             conn.close()
     finally:
         lock.release()
+
+
+@contextmanager
+def _diagnosed(path: Path) -> Iterator[None]:
+    """Turn DuckDB's errors about a damaged file into a StoreError with the fix."""
+    try:
+        yield
+    except duckdb.Error as err:
+        if is_corruption(err):
+            raise corrupt_error(path, err) from err
+        raise
+
+
+def is_corruption(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, duckdb.Error) and any(w in text for w in CORRUPT_WORDS)
+
+
+def corrupt_error(path: Path, err: BaseException) -> StoreError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return StoreError(f"the store {path} is damaged ({first[:200]}): {REBUILD_HINT}")
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
@@ -68,10 +135,12 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     delay = 0.05
     for attempt in range(CONNECT_ATTEMPTS):
         try:
-            return duckdb.connect(str(path), config=CONFIG)
-        except duckdb.IOException as err:
-            if "lock" not in str(err).lower():
-                raise StoreError(f"could not open {path}: {err}") from err
+            conn = duckdb.connect(str(path), config=CONFIG)
+            _opened[0] += 1
+            return conn
+        except duckdb.Error as err:
+            if not isinstance(err, duckdb.IOException) or "lock" not in str(err).lower():
+                raise _open_error(path, err) from err
             if attempt == CONNECT_ATTEMPTS - 1:
                 raise StoreError(
                     f"{path} is held open by another program; close it (a duckdb shell?) "
@@ -80,6 +149,12 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")
+
+
+def _open_error(path: Path, err: duckdb.Error) -> StoreError:
+    if is_corruption(err) or (path.exists() and "permission" not in str(err).lower()):
+        return corrupt_error(path, err)
+    return StoreError(f"could not open {path}: {err}")
 
 
 def _ensure_migrated(conn: duckdb.DuckDBPyConnection, path: Path) -> None:

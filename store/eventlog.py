@@ -18,6 +18,7 @@ from typing import Any, Self
 from store.events import Event
 
 _TAIL_CHUNK = 64 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024  # one ingest transaction reads at most about this much
 
 
 class EventLog:
@@ -68,20 +69,40 @@ def read_events(path: Path | str, offset: int = 0) -> tuple[list[dict[str, Any]]
     A last line without its newline is not consumed. A corrupt complete line is skipped and
     reported in its place as a note event with level "error" (and no seq).
     """
+    events: list[dict[str, Any]] = []
+    while True:
+        lines, end = read_lines(path, offset)
+        if end == offset:
+            return events, offset
+        events += [_parse_line(line, path, pos) for line, pos in lines if line.strip()]
+        offset = end
+
+
+def read_lines(
+    path: Path | str, offset: int, max_bytes: int = CHUNK_BYTES
+) -> tuple[list[tuple[bytes, int]], int]:
+    """Up to about `max_bytes` of complete lines from byte `offset`: ([(line, start)], end).
+
+    Memory stays bounded by max_bytes (or by one line, when a line is longer); a last line
+    without its newline is left for the next call.
+    """
     try:
         with open(path, "rb") as f:
             f.seek(offset)
-            data = f.read()
+            data = f.read(max_bytes)
+            while data and b"\n" not in data:
+                more = f.read(max_bytes)
+                if not more:
+                    break
+                data += more
     except FileNotFoundError:
         return [], offset
-    end = data.rfind(b"\n") + 1
-    events = []
-    pos = offset
-    for line in data[:end].splitlines(keepends=True):
-        if line.strip():
-            events.append(_parse_line(line, path, pos))
+    cut = data.rfind(b"\n") + 1
+    lines, pos = [], offset
+    for line in data[:cut].splitlines(keepends=True):
+        lines.append((line, pos))
         pos += len(line)
-    return events, offset + end
+    return lines, offset + cut
 
 
 def last_seq(path: Path | str) -> int:

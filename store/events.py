@@ -2,33 +2,86 @@
 
 A pipeline's `run(spec, ctx)` yields these; the runner appends each one as a JSON line to
 `runs/<run_id>/events.jsonl`, and `Store.ingest` copies new lines into DuckDB. Front ends
-print or render the same dicts (`workbench run --json` prints them as they come).
+print or render the same events: `event_from_dict(line)` turns a line back into its class, so
+readers match on classes (`match event: case Metrics(): ...`) rather than on a kind string.
 
 Every line in events.jsonl is `{"seq": n, "t": unix_seconds, "kind": ..., **fields}`.
+`from_dict` checks every field's type and range (store/checks.py) and raises `EventError`
+naming the field, so one bad line can never reach a DuckDB column.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
+
+from store import checks as c
+from store.checks import EventError
 
 RUN_STATUSES = ("queued", "running", "done", "failed", "cancelled", "diverged", "crashed")
 FINAL_STATUSES = ("done", "failed", "cancelled", "diverged", "crashed")
 
+Check = Callable[[str, Any], Any]
+
 
 @dataclass
 class Event:
+    """Base of every event. `seq` and `t` are set on events read back from a log."""
+
     kind: ClassVar[str] = "event"
+    CHECKS: ClassVar[dict[str, Check]] = {}
+    seq: int | None = field(default=None, kw_only=True, compare=False)
+    t: float | None = field(default=None, kw_only=True, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        body = {"kind": self.kind, **asdict(self)}
+        for key in ("seq", "t"):
+            if body[key] is None:
+                del body[key]
+        return body
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The event a JSON object describes; EventError names the first bad field."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            value = data.get(f.name)
+            if value is not None and f.name not in ("seq", "t"):
+                values[f.name] = _checked(cls, f.name, value)
+        if data.get("seq") is not None:
+            values["seq"] = c.count("seq", data["seq"])
+        if data.get("t") is not None:
+            values["t"] = c.unix_time("t", data["t"])
+        return cls(**values)
+
+
+def _checked(cls: type[Event], name: str, value: Any) -> Any:
+    check = cls.CHECKS.get(name)
+    if check is None:
+        return value
+    return check(name, value)
+
+
+def _opt_int32(name: str, v: Any) -> int | None:
+    return c.opt_integer(name, v, c.INT32)
+
+
+def _int32(name: str, v: Any) -> int:
+    return c.integer(name, v, c.INT32)
 
 
 @dataclass
 class RunStarted(Event):
+    """A job process started (or resumed) the run: each one begins a new attempt."""
+
     kind: ClassVar[str] = "run_started"
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "pid": _int32, "device": c.text, "world_size": _int32, "host": c.text,
+    }  # fmt: skip
     pid: int = 0
     device: str = "cpu"
     world_size: int = 1
@@ -40,15 +93,23 @@ class RunFinished(Event):
     """The job ended. status is one of done, failed, cancelled, diverged."""
 
     kind: ClassVar[str] = "run_finished"
+    CHECKS: ClassVar[dict[str, Check]] = {"status": c.text, "reason": c.opt_text}
     status: str = "done"
     reason: str | None = None
 
 
 @dataclass
 class Metrics(Event):
-    """Scalars at one step. Non-finite values are kept (the store turns them into null + flag)."""
+    """Scalars at one step. Non-finite values are kept (the store turns them into null + flag).
+
+    `split` says what data they were measured on (train, val, eval, …); a validation loss is
+    `Metrics(step, {"loss": x}, split="val")`, not a `val_loss` name.
+    """
 
     kind: ClassVar[str] = "metrics"
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "step": c.integer, "values": c.metric_values, "split": c.text,
+    }  # fmt: skip
     step: int = 0
     values: dict[str, float] = field(default_factory=dict)
     split: str = "train"
@@ -58,13 +119,17 @@ class Metrics(Event):
         for k, v in self.values.items():
             v = float(v)
             clean[k] = v if math.isfinite(v) else repr(v)  # "nan", "inf" survive JSON
-        return {"kind": self.kind, "step": self.step, "values": clean, "split": self.split}
+        body = {"kind": self.kind, "step": self.step, "values": clean, "split": self.split}
+        return {**super().to_dict(), **body}
 
 
 @dataclass
 class Sample(Event):
     kind: ClassVar[str] = "sample"
-    step: int = 0
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "step": c.opt_integer, "prompt": c.text, "completion": c.text, "meta": c.mapping,
+    }  # fmt: skip
+    step: int | None = 0
     prompt: str = ""
     completion: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -72,9 +137,18 @@ class Sample(Event):
 
 @dataclass
 class Artifact(Event):
-    """A file or folder the run made: checkpoint, model, tokenizer, index, report, shards."""
+    """A file or folder the run made: checkpoint, model, tokenizer, index, report, shards.
+
+    A `model` artifact registers the model when it is ingested; its meta carries the registry
+    fields: name (default: the run id), kind (default base), params, architecture, tokenizer,
+    chat_template, parent_model, and `register: false` to skip registration. Other meta keys
+    land in the model's meta column.
+    """
 
     kind: ClassVar[str] = "artifact"
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "type": c.text, "path": c.text, "step": c.opt_integer, "meta": c.mapping,
+    }  # fmt: skip
     type: str = "checkpoint"
     path: str = ""
     step: int | None = None
@@ -84,6 +158,7 @@ class Artifact(Event):
 @dataclass
 class Note(Event):
     kind: ClassVar[str] = "note"
+    CHECKS: ClassVar[dict[str, Check]] = {"text": c.text, "level": c.text}
     text: str = ""
     level: str = "info"  # info | warning | error
 
@@ -93,6 +168,9 @@ class Progress(Event):
     """Where the job is: for progress bars. Stored only as the run's latest progress."""
 
     kind: ClassVar[str] = "progress"
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "step": c.integer, "total": c.integer, "phase": c.text, "message": c.text,
+    }  # fmt: skip
     step: int = 0
     total: int = 0
     phase: str = "train"
@@ -104,14 +182,24 @@ class Table(Event):
     """A small named table of rows (data accounting, eval results). Stored by name."""
 
     kind: ClassVar[str] = "table"
+    CHECKS: ClassVar[dict[str, Check]] = {"name": c.text, "rows": c.rows}
     name: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-KINDS = {
+KINDS: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, RunFinished, Metrics, Sample, Artifact, Note, Progress, Table)
 }
+
+
+def event_from_dict(data: dict[str, Any]) -> Event | None:
+    """The Event class instance for one events.jsonl object; None for a kind this code does
+    not know (kept in the file, ignored). Raises EventError for a field out of type or range."""
+    if not isinstance(data, dict):
+        raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
+    cls = KINDS.get(data.get("kind"))  # type: ignore[arg-type]
+    return None if cls is None else cls.from_dict(data)
 
 
 def metric_value(v: Any) -> tuple[float | None, bool]:
@@ -120,3 +208,10 @@ def metric_value(v: Any) -> tuple[float | None, bool]:
         return None, True
     v = float(v)
     return (v, False) if math.isfinite(v) else (None, True)
+
+
+__all__ = [
+    "FINAL_STATUSES", "KINDS", "RUN_STATUSES", "Artifact", "Event", "EventError", "Metrics",
+    "Note", "Progress", "RunFinished", "RunStarted", "Sample", "Table", "event_from_dict",
+    "metric_value",
+]  # fmt: skip

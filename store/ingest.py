@@ -1,128 +1,329 @@
-"""Copy new lines of each run's events.jsonl into the store, idempotently.
+"""Copy new lines of each run's events.jsonl into the store, idempotently, in bounded chunks.
 
-Every run keeps a byte offset in `ingest_offsets`; one call reads from there, inserts the new
-rows in bulk (Arrow tables) and moves the offsets, all in the caller's single transaction, so a
-crash part-way leaves the store as it was and the next call does the same work again.
+Every run keeps a byte offset (and line number, attempt and last seq) in `ingest_offsets`.
+A chunk is at most about `eventlog.CHUNK_BYTES` of complete lines: it is read and checked
+outside the lock, then inserted with the run's offset moved in one short transaction, so the
+lock is held briefly, memory stays flat in the file's size, and a crash part-way leaves each
+chunk either fully stored or not at all. A chunk whose offset another process already moved
+is read again from the new offset. A line the store cannot hold becomes an `error` note
+naming the file and line; a chunk that fails as a whole is split in halves until the bad line
+is found, so one bad line never blocks the rest.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from store.eventlog import read_events
-from store.events import FINAL_STATUSES
-from store.ingest_rows import EventRows, insert_rows, ts
+from store import attempts
+from store import models as registry
+from store.checks import EventError
+from store.errors import StoreError
+from store.eventlog import read_lines
+from store.events import FINAL_STATUSES, Artifact, Event, RunStarted, event_from_dict
+from store.ingest_discover import EVENTS_FILE, discover_runs
+from store.ingest_rows import EventRows, insert_rows, micros
+from store.ingest_runs import model_fields, run_changes
 
-EVENTS_FILE = "events.jsonl"
-RUN_FILE = "run.json"
+Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+DATA_ERRORS = (
+    duckdb.ConversionException, duckdb.ConstraintException, duckdb.InvalidInputException,
+    duckdb.OutOfRangeException, duckdb.TypeMismatchException, ValueError, TypeError,
+    OverflowError,
+)  # fmt: skip
 
 
-def ingest(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None = None) -> int:
-    """Ingest new events of one run (or of every run that may have some); return their count."""
-    discover_runs(conn, runs_dir, run_id)
-    rows = EventRows()
-    updates: dict[str, dict[str, Any]] = {}
-    offsets: list[tuple[str, int, int]] = []
-    count = 0
-    for run in _candidates(conn, runs_dir, run_id):
+class Moved(Exception):
+    """Another process ingested this run since the chunk was read: read again."""
+
+
+class Gone(Exception):
+    """The run's row was deleted since the chunk was read: stop."""
+
+
+@dataclass
+class Line:
+    """One line of a chunk: its checked event (None: blank or unknown kind) or its problem."""
+
+    number: int
+    end: int
+    event: Event | None = None
+    error: str | None = None
+
+
+@dataclass
+class Cursor:
+    """How far one run's log is stored, as this process last saw it."""
+
+    run_id: str
+    path: Path
+    offset: int
+    last_seq: int
+    attempt: int
+    line_no: int
+    read_from: int
+    shrank: bool = False
+
+
+def ingest(
+    connect: Connect,
+    runs_dir: Path,
+    run_id: str | None = None,
+    *,
+    max_chunks: int | None = None,
+    split_on_error: bool = True,
+) -> int:
+    """Ingest new events of one run (or of every run that may have some); return the number
+    of lines stored. `max_chunks` bounds the chunks per run (for a shared transaction)."""
+    with connect() as conn:
+        discover_runs(conn, runs_dir, run_id)
+        cursors = _candidates(conn, runs_dir, run_id)
+    total = 0
+    for cursor in cursors:
+        total += _ingest_run(connect, runs_dir, cursor, max_chunks, split_on_error)
+    return total
+
+
+def _ingest_run(
+    connect: Connect, runs_dir: Path, cur: Cursor, max_chunks: int | None, split: bool
+) -> int:
+    count = chunks = 0
+    while max_chunks is None or chunks < max_chunks:
+        lines, end = read_lines(cur.path, cur.read_from)
+        if end == cur.read_from and not cur.shrank:
+            break
+        parsed = _parse(cur, lines)
         try:
-            events, offset, last = _new_events(run)
-        except OSError:
-            continue  # unreadable just now (permissions, a network filesystem): next time
-        if not events and offset == run["byte_offset"]:
+            count += _commit(connect, runs_dir, cur, parsed, end, split)
+        except Moved:
+            with connect() as conn:
+                fresh = _cursor(conn, runs_dir, cur.run_id)
+            if fresh is None:
+                break
+            cur = fresh
             continue
-        updates[run["run_id"]] = run_updates(run, events)
-        rows.add_events(run["run_id"], events)
-        offsets.append((run["run_id"], offset, last))
-        count += len(events)
-    rows.insert(conn)
-    _update_runs(conn, updates)
-    _save_offsets(conn, offsets)
+        except Gone:
+            break
+        chunks += 1
     return count
 
 
-def discover_runs(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None) -> None:
-    """Add a `runs` row for each run folder that has events or run.json but no row yet."""
-    known = {r for (r,) in conn.execute("SELECT run_id FROM runs").fetchall()}
-    names = [run_id] if run_id else _folder_names(runs_dir)
-    for name in names:
-        folder = runs_dir / name
-        if name in known or not folder.is_dir():
+def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:
+    out, number = [], cur.line_no
+    for raw, start in lines:
+        number += 1
+        line = Line(number, start + len(raw))
+        if raw.strip():
+            _check_line(line, raw)
+            if cur.shrank and line.event is not None and (line.event.seq or 0) <= cur.last_seq:
+                line.event = None  # already stored before the file was rewritten
+        out.append(line)
+    return out
+
+
+def _check_line(line: Line, raw: bytes) -> None:
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        line.error = f"is not valid JSON ({err})"
+        return
+    if not isinstance(data, dict) or "kind" not in data:
+        line.error = "is not an event object with a 'kind'"
+        return
+    try:
+        line.event = event_from_dict(data)
+    except EventError as err:
+        line.error = f"{data.get('kind')!r} event could not be stored: {err}"
+
+
+def _commit(
+    connect: Connect, runs_dir: Path, cur: Cursor, lines: list[Line], end: int, split: bool
+) -> int:
+    """Store lines up to byte `end` in one transaction; on a data error, halve and retry."""
+    try:
+        with connect() as conn:
+            state = _store(conn, runs_dir, cur, lines, end)
+    except DATA_ERRORS as err:
+        if not split:
+            raise
+        if len(lines) <= 1:
+            return _commit_failed_line(connect, cur, lines, end, err)
+        mid = len(lines) // 2
+        first = _commit(connect, runs_dir, cur, lines[:mid], lines[mid - 1].end, split)
+        return first + _commit(connect, runs_dir, cur, lines[mid:], end, split)
+    _advance(cur, state)
+    return sum(1 for line in lines if line.event is not None or line.error is not None)
+
+
+def _commit_failed_line(
+    connect: Connect, cur: Cursor, lines: list[Line], end: int, err: Exception
+) -> int:
+    problem = lines[0].error if lines else None
+    line = lines[0] if lines else Line(cur.line_no, end)
+    text = f"{cur.path} line {line.number} could not be stored ({problem or err}); skipped it"
+    bad = Line(line.number, end, error=text)
+    with connect() as conn:
+        state = _store(conn, Path(), cur, [bad], end, raw_errors=True)
+    _advance(cur, state)
+    return 1
+
+
+def _advance(cur: Cursor, state: dict[str, Any]) -> None:
+    cur.offset = cur.read_from = state["byte_offset"]
+    cur.last_seq, cur.attempt, cur.line_no = state["last_seq"], state["attempt"], state["line_no"]
+    cur.shrank = False
+
+
+def _store(
+    conn: duckdb.DuckDBPyConnection,
+    runs_dir: Path,
+    cur: Cursor,
+    lines: list[Line],
+    end: int,
+    raw_errors: bool = False,
+) -> dict[str, Any]:
+    status = _check_position(conn, cur)
+    rows = EventRows(cur.run_id)
+    if cur.shrank:
+        rows.note("warning", f"{cur.path} shrank below the {cur.offset} bytes already read; "
+                  "read it again")  # fmt: skip
+    attempt, last_seq, events = cur.attempt, cur.last_seq, []
+    for line in lines:
+        if line.error is not None:
+            text = line.error if raw_errors else f"{cur.path} line {line.number} {line.error}"
+            rows.note("error", text if raw_errors else f"{text}; skipped it")
+        elif line.event is not None:
+            if isinstance(line.event, RunStarted):
+                attempt += 1
+            rows.add(line.event, max(attempt, 1))
+            last_seq = max(last_seq, line.event.seq or 0)
+            events.append(line.event)
+    rows.insert(conn)
+    _update_run(conn, cur.run_id, run_changes(status, events))
+    _supersede(conn, cur.run_id, rows, cur.attempt, attempt)
+    _register_models(conn, runs_dir, cur.run_id, events)
+    state = {"byte_offset": end, "last_seq": last_seq, "attempt": attempt,
+             "line_no": lines[-1].number if lines else cur.line_no}  # fmt: skip
+    _save_offset(conn, cur.run_id, state)
+    return state
+
+
+def _check_position(conn: duckdb.DuckDBPyConnection, cur: Cursor) -> str:
+    row = conn.execute(
+        "SELECT r.status, coalesce(o.byte_offset, 0) FROM runs r "
+        "LEFT JOIN ingest_offsets o USING (run_id) WHERE r.run_id = ?",
+        [cur.run_id],
+    ).fetchone()
+    if row is None:
+        raise Gone(cur.run_id)
+    if row[1] != cur.offset:
+        raise Moved(cur.run_id)
+    return row[0]
+
+
+def _supersede(
+    conn: duckdb.DuckDBPyConnection, run_id: str, rows: EventRows, before: int, after: int
+) -> None:
+    seen = {row[8] for row in rows.rows["metrics"]}
+    for attempt in sorted(a for a in seen if a > 1):
+        attempts.mark_superseded(conn, run_id, attempt)
+    for attempt in range(max(before + 1, 2), after + 1):
+        if attempt not in seen:
+            attempts.mark_superseded(conn, run_id, attempt)
+
+
+def _register_models(
+    conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str, events: list[Event]
+) -> None:
+    """Register each `model` artifact (idempotent: the same folder updates its version)."""
+    for e in events:
+        if not (isinstance(e, Artifact) and e.type == "model"):
             continue
-        if (folder / EVENTS_FILE).exists() or (folder / RUN_FILE).exists():
-            _insert_discovered(conn, name, folder)
+        try:
+            found = model_fields(run_id, e)
+            if found is not None:
+                name, kind, fields = found
+                registry.register(conn, runs_dir.parent / "models", name, kind, "trained",
+                                  e.path, fields)  # fmt: skip
+        except (StoreError, EventError) as err:
+            text = f"model artifact {e.path} (seq {e.seq}) was not registered: {err}"
+            insert_rows(conn, "notes", [(run_id, "error", text, micros(e.t), e.seq)])
 
 
-def _folder_names(runs_dir: Path) -> list[str]:
-    try:
-        return [e.name for e in os.scandir(runs_dir) if e.is_dir()]
-    except FileNotFoundError:
-        return []
+def _update_run(conn: duckdb.DuckDBPyConnection, run_id: str, changes: dict[str, Any]) -> None:
+    if changes:
+        sets = ", ".join(f"{col} = ?" for col in changes)
+        conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*changes.values(), run_id])
 
 
-def _insert_discovered(conn: duckdb.DuckDBPyConnection, run_id: str, folder: Path) -> None:
-    info = _read_run_json(folder / RUN_FILE)
-    created = info.get("created_at")
-    if not isinstance(created, int | float):
-        created = folder.stat().st_mtime
-    parents = info.get("parents")
+def _save_offset(conn: duckdb.DuckDBPyConnection, run_id: str, state: dict[str, Any]) -> None:
     conn.execute(
-        "INSERT INTO runs (run_id, name, pipeline, status, created_at, spec, meta, parents, "
-        "run_dir) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-        [
-            run_id,
-            _str_or_none(info.get("name")),
-            _str_or_none(info.get("pipeline")) or run_id.split("-")[0],
-            ts(created),
-            json.dumps(info.get("spec", {}), default=str),
-            json.dumps(info.get("meta", {}), default=str),
-            [str(p) for p in parents] if isinstance(parents, list) else [],
-            str(folder),
-        ],
+        "INSERT OR REPLACE INTO ingest_offsets (run_id, byte_offset, last_seq, attempt, line_no) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [run_id, state["byte_offset"], state["last_seq"], state["attempt"], state["line_no"]],
     )
-
-
-def _str_or_none(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _read_run_json(path: Path) -> dict[str, Any]:
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 def _candidates(
     conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None
-) -> list[dict[str, Any]]:
-    """Runs whose events file exists and is not final-and-fully-read."""
-    query = (
-        "SELECT r.run_id, r.status, r.run_dir, coalesce(o.byte_offset, 0) AS byte_offset, "
-        "coalesce(o.last_seq, 0) AS last_seq FROM runs r LEFT JOIN ingest_offsets o USING (run_id)"
-    )
-    params: list[Any] = []
-    if run_id is not None:
-        query += " WHERE r.run_id = ?"
-        params.append(run_id)
-    cur = conn.execute(query, params)
-    names = [d[0] for d in cur.description]
+) -> list[Cursor]:
+    """Cursors of runs whose events file exists and is not final-and-fully-read."""
+    query = "SELECT run_id, status, run_dir FROM runs"
+    rows = conn.execute(query + " WHERE run_id = ?", [run_id]).fetchall() if run_id else (
+        conn.execute(query).fetchall())  # fmt: skip
     found = []
-    for run in (dict(zip(names, row, strict=True)) for row in cur.fetchall()):
-        run["path"] = Path(run["run_dir"] or runs_dir / run["run_id"]) / EVENTS_FILE
-        size = _size(run["path"])
-        if size is None or (run["status"] in FINAL_STATUSES and size == run["byte_offset"]):
+    for rid, status, run_dir in rows:
+        path = Path(run_dir or runs_dir / rid) / EVENTS_FILE
+        size = _size(path)
+        if size is None:
             continue
-        run["size"] = size
-        found.append(run)
+        cur = _cursor(conn, runs_dir, rid, path)
+        if cur is None or (status in FINAL_STATUSES and size == cur.offset):
+            continue
+        if size < cur.offset:
+            cur.read_from, cur.line_no, cur.shrank = 0, 0, True
+        found.append(cur)
     return found
+
+
+def _cursor(
+    conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str, path: Path | None = None
+) -> Cursor | None:
+    row = conn.execute(
+        "SELECT r.run_dir, coalesce(o.byte_offset, 0), coalesce(o.last_seq, 0), "
+        "coalesce(o.attempt, 0), o.line_no FROM runs r LEFT JOIN ingest_offsets o "
+        "USING (run_id) WHERE r.run_id = ?",
+        [run_id],
+    ).fetchone()
+    if row is None:
+        return None
+    run_dir, offset, last_seq, attempt, line_no = row
+    path = path or Path(run_dir or runs_dir / run_id) / EVENTS_FILE
+    if line_no is None:
+        line_no = _count_lines(path, offset)
+    return Cursor(run_id, path, offset, last_seq, attempt, line_no, offset)
+
+
+def _count_lines(path: Path, limit: int) -> int:
+    """Newlines in the first `limit` bytes (for offsets stored before line numbers were)."""
+    done = lines = 0
+    try:
+        with open(path, "rb") as f:
+            while done < limit:
+                block = f.read(min(1 << 20, limit - done))
+                if not block:
+                    break
+                done += len(block)
+                lines += block.count(b"\n")
+    except OSError:
+        return 0
+    return lines
 
 
 def _size(path: Path) -> int | None:
@@ -130,83 +331,3 @@ def _size(path: Path) -> int | None:
         return path.stat().st_size
     except (FileNotFoundError, NotADirectoryError):
         return None
-
-
-def _new_events(run: dict[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
-    """(events after the stored offset, new offset, new last seq) for one run."""
-    offset, last = run["byte_offset"], run["last_seq"]
-    shrank = run["size"] < offset
-    events, new_offset = read_events(run["path"], 0 if shrank else offset)
-    if shrank:
-        events = [e for e in events if not isinstance(e.get("seq"), int) or e["seq"] > last]
-        text = f"{run['path']} shrank below the {offset} bytes already read; read it again"
-        events.insert(0, {"kind": "note", "level": "warning", "text": text, "t": time.time()})
-    seqs = [e["seq"] for e in events if isinstance(e.get("seq"), int)]
-    return events, new_offset, max(seqs, default=last)
-
-
-def run_updates(run: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The `runs` columns that a run's new events change, applied in order."""
-    changes: dict[str, Any] = {}
-    finished = False
-    for e in events:
-        kind = e.get("kind")
-        if kind == "run_started":
-            changes.update(_started(e))
-        elif kind == "run_finished":
-            changes.update(_finished(e))
-            finished = True
-        elif kind == "progress":
-            changes.update(_progress(e))
-    seen_job = any(isinstance(e.get("seq"), int) for e in events)
-    if run["status"] == "crashed" and seen_job and not finished and "status" not in changes:
-        changes.update(status="running", reason=None)  # it was alive after all
-    return changes
-
-
-def _started(e: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "status": "running",
-        "reason": None,
-        "finished_at": None,
-        "started_at": ts(e.get("t")),
-        "pid": _int(e.get("pid")),
-        "host": e.get("host") or None,
-        "device": e.get("device"),
-        "world_size": _int(e.get("world_size")),
-    }
-
-
-def _finished(e: dict[str, Any]) -> dict[str, Any]:
-    status, reason = e.get("status", "done"), e.get("reason")
-    if status not in FINAL_STATUSES:
-        status, reason = "failed", f"run_finished with unknown status {status!r}: {reason}"
-    return {"status": status, "reason": reason, "finished_at": ts(e.get("t"))}
-
-
-def _progress(e: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "progress_step": _int(e.get("step")),
-        "progress_total": _int(e.get("total")),
-        "progress_phase": e.get("phase"),
-        "progress_message": e.get("message"),
-    }
-
-
-def _int(v: Any) -> int | None:
-    try:
-        return None if v is None else int(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _update_runs(conn: duckdb.DuckDBPyConnection, updates: dict[str, dict[str, Any]]) -> None:
-    for run_id, changes in updates.items():
-        if changes:
-            sets = ", ".join(f"{col} = ?" for col in changes)
-            conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*changes.values(), run_id])
-
-
-def _save_offsets(conn: duckdb.DuckDBPyConnection, offsets: list[tuple[str, int, int]]) -> None:
-    if offsets:
-        insert_rows(conn, "ingest_offsets", offsets, verb="INSERT OR REPLACE")

@@ -1,26 +1,29 @@
-"""Turn events into rows of the event tables and insert them in bulk as Arrow tables.
+"""Turn checked events into rows of the event tables and insert them in bulk as Arrow tables.
 
 `executemany` manages about a thousand rows a second here; an Arrow table registered with
-DuckDB and copied with one INSERT … SELECT manages about a million.
+DuckDB and copied with one INSERT … SELECT manages about a million. Timestamps travel as
+integer microseconds (no datetime object per row).
 """
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 
-from store.events import metric_value
+from store.checks import json_text
+from store.events import Artifact, Metrics, Note, Sample, Table
 
 # Column names and Arrow type names of the event tables, in insert order. pyarrow is
 # imported only when rows are inserted, which keeps `import store` quick for front ends.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "metrics": [("run_id", "string"), ("step", "int64"), ("name", "string"),
                 ("value", "float64"), ("nonfinite", "bool_"), ("split", "string"),
-                ("t", "timestamp"), ("seq", "int64")],
+                ("t", "timestamp"), ("seq", "int64"), ("attempt", "int32"),
+                ("superseded", "bool_")],
     "samples": [("run_id", "string"), ("step", "int64"), ("prompt", "string"),
                 ("completion", "string"), ("meta", "string"), ("t", "timestamp"),
                 ("seq", "int64")],
@@ -30,59 +33,69 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
               ("t", "timestamp"), ("seq", "int64")],
     "run_tables": [("run_id", "string"), ("name", "string"), ("rows", "string"),
                    ("t", "timestamp"), ("seq", "int64")],
-    "ingest_offsets": [("run_id", "string"), ("byte_offset", "int64"), ("last_seq", "int64")],
 }  # fmt: skip
-EVENT_TABLES = ("metrics", "samples", "artifacts", "notes", "run_tables")
+EVENT_TABLES = tuple(COLUMNS)
 
 
 def ts(t: Any) -> datetime:
     """A naive UTC datetime from unix seconds (now when missing or unreadable)."""
     try:
         seconds = float(t)
-    except (TypeError, ValueError):
-        seconds = time.time()
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+        return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.now(UTC).replace(tzinfo=None)
+
+
+def micros(t: float | None) -> int:
+    """Integer microseconds since 1970 (now when None)."""
+    return int((time.time() if t is None else t) * 1_000_000)
+
+
+def metric_name(name: str, split: str) -> str:
+    """The stored name: validation metrics keep their emitted name (`loss`, split val); an
+    older job's `val_loss` with split val is stored as `loss` too."""
+    return name[4:] if split == "val" and name.startswith("val_") and len(name) > 4 else name
 
 
 class EventRows:
-    """Rows for the event tables, gathered across runs, then inserted once per table."""
+    """Rows for the event tables of one run, then inserted once per table."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
         self.rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in EVENT_TABLES}
 
-    def add_events(self, run_id: str, events: list[dict[str, Any]]) -> None:
-        for e in events:
-            try:
-                self._add(run_id, e)
-            except (KeyError, TypeError, ValueError, AttributeError) as err:
-                text = f"event seq {e.get('seq')} ({e.get('kind')}) could not be stored: {err!r}"
-                self.rows["notes"].append((run_id, "error", text, ts(e.get("t")), e.get("seq")))
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.rows.values())
 
-    def _add(self, run_id: str, e: dict[str, Any]) -> None:
-        kind, t, seq = e.get("kind"), ts(e.get("t")), e.get("seq")
-        seq = seq if isinstance(seq, int) else None
-        if kind == "metrics":
-            self._add_metrics(run_id, e, t, seq)
-        elif kind == "sample":
-            row = (run_id, _int(e.get("step")), str(e.get("prompt", "")),
-                   str(e.get("completion", "")), _json(e.get("meta", {})), t, seq)  # fmt: skip
-            self.rows["samples"].append(row)
-        elif kind == "artifact":
-            row = (run_id, e.get("type"), str(e.get("path", "")), _int(e.get("step")),
-                   _json(e.get("meta", {})), t, seq)  # fmt: skip
-            self.rows["artifacts"].append(row)
-        elif kind == "note":
-            self.rows["notes"].append((run_id, e.get("level", "info"), str(e.get("text")), t, seq))
-        elif kind == "table":
-            self.rows["run_tables"].append((run_id, str(e["name"]), _json(e["rows"]), t, seq))
+    def add(self, event: Any, attempt: int) -> None:
+        """Rows for one checked event (kinds without rows of their own add nothing)."""
+        t, seq = micros(event.t), event.seq
+        match event:
+            case Metrics(step=step, values=values, split=split):
+                self._metrics(step, values, split, t, seq, attempt)
+            case Sample(step=step, prompt=prompt, completion=completion, meta=meta):
+                row = (self.run_id, step, prompt, completion, json_text(meta), t, seq)
+                self.rows["samples"].append(row)
+            case Artifact(type=kind, path=path, step=step, meta=meta):
+                row = (self.run_id, kind, path, step, json_text(meta), t, seq)
+                self.rows["artifacts"].append(row)
+            case Note(level=level, text=text):
+                self.note(level, text, t, seq)
+            case Table(name=name, rows=rows):
+                self.rows["run_tables"].append((self.run_id, name, json_text(rows), t, seq))
 
-    def _add_metrics(self, run_id: str, e: dict[str, Any], t: datetime, seq: int | None) -> None:
-        step, split = _int(e.get("step")), e.get("split", "train")
-        rows = []
-        for name, raw in dict(e["values"]).items():
-            value, nonfinite = metric_value(raw)
-            rows.append((run_id, step, str(name), value, nonfinite, split, t, seq))
-        self.rows["metrics"].extend(rows)
+    def note(self, level: str, text: str, t: int | None = None, seq: int | None = None) -> None:
+        self.rows["notes"].append((self.run_id, level, text, micros(None) if t is None else t, seq))
+
+    def _metrics(
+        self, step: int, values: dict[str, float], split: str, t: int, seq: int | None, attempt: int
+    ) -> None:
+        out = self.rows["metrics"]
+        for name, v in values.items():
+            finite = math.isfinite(v)
+            row = (self.run_id, step, metric_name(name, split), v if finite else None,
+                   not finite, split, t, seq, attempt, False)  # fmt: skip
+            out.append(row)
 
     def insert(self, conn: duckdb.DuckDBPyConnection) -> None:
         for name, rows in self.rows.items():
@@ -109,11 +122,3 @@ def insert_rows(
         conn.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _batch")
     finally:
         conn.unregister("_batch")
-
-
-def _int(v: Any) -> int | None:
-    return None if v is None else int(v)
-
-
-def _json(v: Any) -> str:
-    return json.dumps(v, default=str, ensure_ascii=False)

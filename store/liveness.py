@@ -1,12 +1,16 @@
-"""Decide which running jobs are gone: a stale heartbeat file, or a dead pid on this host.
+"""Decide which running jobs are gone: the run folder's lock, the heartbeat, the pid.
 
-A job touches `runs/<run_id>/heartbeat` every few seconds. A run still marked running whose
-heartbeat is older than the limit, or whose process no longer exists on this machine, crashed
-without writing its run_finished event.
+A job holds an exclusive `fcntl.flock` on `runs/<run_id>/lock` for its whole life and touches
+`runs/<run_id>/heartbeat` every few seconds. A run whose lock is held is alive, whatever its
+heartbeat says (a stopped or very busy job). Otherwise a run still marked running whose
+heartbeat is older than the limit, or whose process no longer exists on this machine,
+crashed without writing its run_finished event. The lock is probed with a shared,
+non-blocking flock that is released at once; it never creates the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
@@ -18,6 +22,7 @@ import duckdb
 from store.ingest_rows import ts
 
 HEARTBEAT_FILE = "heartbeat"
+LOCK_FILE = "lock"
 DEFAULT_STALE_S = 30.0
 
 
@@ -37,7 +42,9 @@ def mark_crashed(
     for run in _live_runs(conn):
         folder = Path(run["run_dir"] or runs_dir / run["run_id"])
         beat = _mtime(folder / HEARTBEAT_FILE)
-        reason = crash_reason(run, beat, limit, host, now)
+        reason = (
+            None if lock_held(folder / LOCK_FILE) else crash_reason(run, beat, limit, host, now)
+        )
         if reason:
             conn.execute(
                 "UPDATE runs SET status = 'crashed', reason = ?, finished_at = ?, "
@@ -66,6 +73,23 @@ def crash_reason(
         what = "heartbeat" if beat else "heartbeat since start"
         return f"no {what} for {now - since:.0f} s (limit {limit:g} s)"
     return None
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another open file holds an exclusive flock on `path` (False if no file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases the probe's own shared lock at once
+    return False
 
 
 def pid_alive(pid: int) -> bool:

@@ -7,6 +7,7 @@ All timestamps are UTC (TIMESTAMP without time zone).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,7 +111,65 @@ SELECT r.*,
 FROM runs r LEFT JOIN sample_counts s USING (run_id);
 """
 
-MIGRATIONS: list[str] = [_V1_TABLES + _V1_VIEWS]
+_V2_SQL = r"""
+ALTER TABLE metrics ADD COLUMN attempt INTEGER DEFAULT 1;
+ALTER TABLE metrics ADD COLUMN superseded BOOLEAN DEFAULT false;
+UPDATE metrics SET name = substr(name, 5) WHERE split = 'val' AND name LIKE 'val\_%' ESCAPE '\';
+ALTER TABLE ingest_offsets ADD COLUMN attempt INTEGER DEFAULT 0;
+ALTER TABLE ingest_offsets ADD COLUMN line_no BIGINT;
+CREATE TABLE models_v2 (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    kind VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    params BIGINT,
+    architecture VARCHAR,
+    tokenizer VARCHAR,
+    chat_template BOOLEAN,
+    run_id VARCHAR,
+    parent_model VARCHAR,
+    meta JSON,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (name, version)
+);
+INSERT INTO models_v2 SELECT name, 1, kind, source, path, params, architecture, tokenizer,
+    chat_template, run_id, parent_model, meta, created_at FROM models;
+DROP TABLE models;
+ALTER TABLE models_v2 RENAME TO models;
+DROP VIEW latest_metrics;
+DROP VIEW run_summary;
+CREATE VIEW curves AS SELECT * FROM metrics WHERE NOT superseded;
+CREATE VIEW latest_metrics AS
+SELECT run_id, name, step, value, nonfinite, split, t FROM metrics WHERE NOT superseded
+QUALIFY row_number() OVER (PARTITION BY run_id, split, name ORDER BY seq DESC, t DESC) = 1;
+CREATE VIEW run_summary AS
+WITH losses AS (
+    SELECT run_id,
+        arg_max_null(value, seq) FILTER (WHERE coalesce(split, 'train') = 'train') AS loss,
+        arg_max_null(value, seq) FILTER (WHERE split = 'val') AS val_loss
+    FROM metrics WHERE name = 'loss' AND NOT superseded AND seq IS NOT NULL GROUP BY run_id
+), sample_counts AS (
+    SELECT run_id, count(*) AS n_samples FROM samples GROUP BY run_id
+)
+SELECT r.*, l.loss, l.val_loss, coalesce(s.n_samples, 0) AS n_samples,
+    coalesce(o.attempt, 0) AS attempts,
+    coalesce(epoch(r.finished_at), epoch(now())) - epoch(r.started_at) AS duration_s
+FROM runs r LEFT JOIN losses l USING (run_id) LEFT JOIN sample_counts s USING (run_id)
+    LEFT JOIN ingest_offsets o USING (run_id);
+"""
+
+
+def _v2(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Model versions, metric attempts (resumes) and validation metrics by split."""
+    conn.execute(_V2_SQL)
+    from store.attempts import number_existing_attempts
+
+    number_existing_attempts(conn, path.parent / "runs")
+
+
+Migration = str | Callable[[duckdb.DuckDBPyConnection, Path], None]
+MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -132,7 +191,11 @@ def migrate(conn: duckdb.DuckDBPyConnection, path: Path) -> int:
             f"{SCHEMA_VERSION}: upgrade gpt-workbench"
         )
     for version in range(found + 1, SCHEMA_VERSION + 1):
-        conn.execute(MIGRATIONS[version - 1])
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            step(conn, path)
+        else:
+            conn.execute(step)
         conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utc_now()])
     return SCHEMA_VERSION
 

@@ -12,14 +12,13 @@ from typing import Any
 
 import duckdb
 
+from store import models
 from store.db import rows_as_dicts, to_json
 from store.errors import StoreError
 from store.migrations import utc_now
+from store.models import MODEL_FIELDS, MODEL_KINDS, MODEL_SOURCES
 
-MODEL_KINDS = ("base", "assistant", "reward", "embedding", "adapter")
-MODEL_SOURCES = ("trained", "pulled", "imported")
-MODEL_FIELDS = ("params", "architecture", "tokenizer", "chat_template", "run_id",
-                "parent_model", "meta")  # fmt: skip
+__all__ = ["MODEL_FIELDS", "MODEL_KINDS", "MODEL_SOURCES", "RecordsMixin"]
 WINNERS = ("a", "b", "tie", "both_bad")
 
 
@@ -27,51 +26,42 @@ class RecordsMixin:
     """Models registry, ranked comparisons, arena votes and prompt experiments."""
 
     db_path: Path
+    models_dir: Path
 
     def connect(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         raise NotImplementedError
 
-    # Models
+    # Models (versioned: see store/models.py)
 
     def register_model(
         self, name: str, kind: str, source: str, path: Path | str, **fields: Any
     ) -> dict[str, Any]:
-        """Add or replace a model (keeping its first created_at); return its row."""
-        _check_choice("model kind", kind, MODEL_KINDS)
-        _check_choice("model source", source, MODEL_SOURCES)
-        unknown = set(fields) - set(MODEL_FIELDS)
-        if unknown:
-            raise StoreError(f"unknown model fields {sorted(unknown)}: use {MODEL_FIELDS}")
-        values = {f: fields.get(f) for f in MODEL_FIELDS}
-        values["meta"] = to_json(values["meta"] or {})
-        cols = ["name", "kind", "source", "path", *MODEL_FIELDS, "created_at"]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:-1])
-        with self.connect() as conn:
-            conn.execute(
-                f"INSERT INTO models ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                f"ON CONFLICT (name) DO UPDATE SET {updates}",
-                [name, kind, source, str(path), *values.values(), utc_now()],
-            )
-            return _one(conn.execute("SELECT * FROM models WHERE name = ?", [name]))
+        """Register a model; return its row (with `version`, `ref` = name@version, `latest`).
 
-    def get_model(self, name: str) -> dict[str, Any] | None:
+        The same name for a different path adds a version (the name then means the newest);
+        the same name and path updates that version in place, keeping its created_at.
+        """
+        models.check_model(name, kind, source, fields)
         with self.connect() as conn:
-            return _one(conn.execute("SELECT * FROM models WHERE name = ?", [name]))
+            return models.register(conn, self.models_dir, name, kind, source, path, fields)
 
-    def list_models(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """Models by name, optionally of one kind."""
-        query, params = "SELECT * FROM models", []
-        if kind is not None:
-            query, params = query + " WHERE kind = ?", [kind]
+    def get_model(self, ref: str) -> dict[str, Any] | None:
+        """The model `name` (its newest version) or `name@N`, or None."""
         with self.connect() as conn:
-            return rows_as_dicts(conn.execute(query + " ORDER BY name", params), ("meta",))
+            return models.get(conn, ref)
 
-    def remove_model(self, name: str) -> bool:
-        """Forget a model (its files stay); return whether it was there."""
+    def list_models(
+        self, kind: str | None = None, *, latest_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every version of every model by name then version (`latest` marks the newest),
+        optionally of one kind or only the newest version of each name."""
         with self.connect() as conn:
-            found = conn.execute("SELECT 1 FROM models WHERE name = ?", [name]).fetchone()
-            conn.execute("DELETE FROM models WHERE name = ?", [name])
-        return found is not None
+            return models.listing(conn, kind, latest_only)
+
+    def remove_model(self, ref: str) -> bool:
+        """Forget `name@N`, or every version of `name` (files stay); return whether any was."""
+        with self.connect() as conn:
+            return bool(models.remove(conn, ref))
 
     # Ranked comparisons (reward-model data)
 
@@ -167,11 +157,6 @@ class RecordsMixin:
         with self.connect() as conn:
             cur = conn.execute(query + " ORDER BY created_at, id", [v for _, v in where])
             return rows_as_dicts(cur, json_columns)
-
-
-def _one(cur: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    rows = rows_as_dicts(cur, ("meta",))
-    return rows[0] if rows else None
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:

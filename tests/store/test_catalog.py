@@ -74,7 +74,10 @@ def test_event_readers_and_delete(store: Store) -> None:
     )
     assert (run["loss"], run["val_loss"], run["n_samples"]) == (1.0, 1.5, 3)
     assert run["duration_s"] >= 0
-    assert [m["value"] for m in store.metrics(run_id, names=["loss"])] == [3.0, 2.0, 1.0]
+    assert [m["value"] for m in store.metrics(run_id, ["loss"], split="train")] == [3.0, 2.0, 1.0]
+    assert [(m["name"], m["split"]) for m in store.metrics(run_id, ["val_loss"])] == [
+        ("loss", "val")
+    ]
     assert store.latest_metrics(run_id) == {"loss": 1.0, "lr": 0.1, "val_loss": 1.5}
     assert [s["completion"] for s in store.samples(run_id, limit=2)] == ["c2", "c3"]
     assert store.samples(run_id)[0]["meta"] == {"T": 0.8}
@@ -87,21 +90,31 @@ def test_event_readers_and_delete(store: Store) -> None:
     assert store.health()["counts"]["ingest_offsets"] == 0
 
 
-def test_models_registry_upserts(store: Store) -> None:
+def test_models_registry_versions_and_upserts(store: Store) -> None:
     first = store.register_model("tiny", "base", "trained", "/a", params=100, run_id="p-1")
-    again = store.register_model("tiny", "assistant", "trained", "/b", meta={"x": 1})
-    assert again["created_at"] == first["created_at"]
+    again = store.register_model("tiny", "assistant", "trained", "/a", meta={"x": 1})
+    assert (first["version"], first["ref"], first["latest"]) == (1, "tiny@1", True)
+    assert again["created_at"] == first["created_at"] and again["version"] == 1
     assert (again["kind"], again["path"], again["params"], again["meta"]) == (
-        "assistant", "/b", None, {"x": 1})  # fmt: skip
+        "assistant", "/a", None, {"x": 1})  # fmt: skip
+    second = store.register_model("tiny", "base", "trained", "/b", run_id="p-2")
+    assert second["version"] == 2
+    assert store.get_model("tiny")["path"] == "/b"
+    assert store.get_model("tiny@1")["path"] == "/a" and store.get_model("tiny@3") is None
     store.register_model("emb", "embedding", "pulled", "/e", chat_template=False)
-    assert [m["name"] for m in store.list_models()] == ["emb", "tiny"]
+    assert [m["ref"] for m in store.list_models()] == ["emb@1", "tiny@1", "tiny@2"]
+    assert [m["latest"] for m in store.list_models()] == [True, False, True]
+    assert [m["ref"] for m in store.list_models(latest_only=True)] == ["emb@1", "tiny@2"]
     assert [m["name"] for m in store.list_models(kind="embedding")] == ["emb"]
+    assert store.remove_model("tiny@2") and store.get_model("tiny")["version"] == 1
     assert store.remove_model("tiny") and not store.remove_model("tiny")
     assert store.get_model("tiny") is None
     with pytest.raises(StoreError, match="model kind"):
         store.register_model("x", "giant", "trained", "/x")
     with pytest.raises(StoreError, match="unknown model fields"):
         store.register_model("x", "base", "trained", "/x", colour="red")
+    with pytest.raises(StoreError, match="@<number>"):
+        store.register_model("x@2", "base", "trained", "/x")
 
 
 def test_comparisons_votes_and_prompt_experiments(store: Store) -> None:
@@ -123,12 +136,13 @@ def test_sql_and_health(store: Store) -> None:
     store.create_run("a-1", "a", {})
     cols, rows = store.sql("SELECT run_id, status FROM runs")
     assert cols == ["run_id", "status"] and rows == [("a-1", "queued")]
-    store.sql("CREATE TABLE mine (x INTEGER)")
-    assert store.sql("INSERT INTO mine VALUES (?), (?)", [1, 2])[1] == [(2,)]
+    store.sql("CREATE TABLE mine (x INTEGER)", write=True)
+    assert store.sql("INSERT INTO mine VALUES (?), (?)", [1, 2], write=True)[1] == [(2,)]
     health = store.health()
-    assert health["schema_version"] == health["code_schema_version"] >= 1
+    assert health["schema_version"] == health["code_schema_version"] >= 2
     assert health["counts"]["runs"] == 1 and health["size_bytes"] > 0
     assert health["runs_by_status"] == {"queued": 1}
+    assert health["ok"] and health["integrity"] == "ok" and health["schema_problems"] == []
 
 
 def test_waits_for_another_program_holding_the_file(store: Store) -> None:
