@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.generate import SamplingParams, generate
-from engines.models import load_causal_lm
+from engines.model_folders import load_causal_lm
 
 PROMPT = "def fibonacci(n):\n    # return the n-th Fibonacci number\n"
 

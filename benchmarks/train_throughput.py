@@ -15,6 +15,7 @@ two OpenMP threads stall whenever another process takes one of the cores.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -33,7 +34,9 @@ from engines.distributed import pick_device
 from engines.model import ModelSize, build_model, describe
 from engines.model import flops_per_token as llama_flops
 from engines.perf import matmul_flops, measure_peak_flops
-from engines.trainer import TrainConfig, Trainer, causal_lm_loss
+from engines.trainer import Trainer, causal_lm_loss
+from pipelines.spec import TrainSection
+from pipelines.train_events import train_config
 
 DEFAULT = ModelSize(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab_size=8192)
 SMALL = ModelSize(n_layer=2, n_head=4, n_embd=128, block_size=64, vocab_size=512)
@@ -145,10 +148,11 @@ def trainer_loop(
     model: nn.Module, loss_fn, size: ModelSize, batch: int, device, total: int, log: int
 ):
     """A closure that advances a workbench Trainer's generator by `n` optimizer steps."""
-    cfg = TrainConfig(
+    section = TrainSection(
         max_steps=total + 1, lr=3e-4, min_lr=3e-5, warmup_steps=10, eval_every=0,
-        checkpoint_every=0, device=device.type, log_every=log, peak_flops=1.0,
+        checkpoint_every=0, device=device.type, log_every=log,
     )  # fmt: skip
+    cfg = dataclasses.replace(train_config(section, seed=0), peak_flops=1.0)
     batches = RandomBatches(batch, size.block_size, size.vocab_size, device)
     ckpt = tempfile.mkdtemp(prefix="bench-ckpt-")
     trainer = Trainer(model, cfg, train_batches=batches, loss_fn=loss_fn, ckpt_root=ckpt)

@@ -1,6 +1,6 @@
 """Atomic training checkpoints: `step-N/` folders that are either complete or ignored.
 
-Protocol (DESIGN §5): write everything into `step-N.tmp/`, fsync each file, write `COMPLETE`
+Protocol: write everything into `step-N.tmp/`, fsync each file, write `COMPLETE`
 (JSON with the sha256 of every file), rename to `step-N/`, fsync the parent folder, then prune
 older complete checkpoints beyond `keep` and any stale `*.tmp`. A crash at any point leaves
 either the previous checkpoints or the new one, never a half-written folder that looks done.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -137,15 +137,8 @@ def set_rng_state(state: dict) -> None:
 
 
 def _write_model(folder: Path, model: nn.Module) -> None:
-    """Weights as safetensors with tied tensors stored once (the first name wins)."""
-    tensors, seen = {}, set()
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key in seen:
-            continue  # a tied alias, e.g. lm_head.weight sharing the embedding
-        seen.add(key)
-        tensors[name] = tensor.detach().contiguous()
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    """Weights as safetensors; tied tensors (lm_head sharing the embedding) stored once."""
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
     _fsync(folder / "model.safetensors")
     if isinstance(model, PreTrainedModel):  # weight names match: the folder loads as a model
         (folder / "config.json").write_text(model.config.to_json_string())
@@ -154,25 +147,13 @@ def _write_model(folder: Path, model: nn.Module) -> None:
 
 def _load_model(folder: Path, model: nn.Module) -> None:
     device = next(model.parameters()).device
-    tensors = load_file(str(folder / "model.safetensors"), device=str(device))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    tied = _tied_aliases(model)
-    untied_missing = [k for k in missing if k not in tied]
-    assert not untied_missing and not unexpected, (
-        f"checkpoint {folder} does not match the model: missing {untied_missing}, "
+    missing, unexpected = load_model(
+        model, str(folder / "model.safetensors"), strict=False, device=str(device)
+    )
+    assert not missing and not unexpected, (
+        f"checkpoint {folder} does not match the model: missing {missing}, "
         f"unexpected {unexpected}"
     )
-
-
-def _tied_aliases(model: nn.Module) -> set[str]:
-    """State-dict names whose tensor another, earlier name already holds."""
-    seen, aliases = set(), set()
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key in seen:
-            aliases.add(name)
-        seen.add(key)
-    return aliases
 
 
 def _torch_save(obj: Any, path: Path) -> None:

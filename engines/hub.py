@@ -227,7 +227,7 @@ def _package_versions(wheels: list[Path]) -> dict[str, str]:
 
 
 def _record(entry: KnownModel, path: Path, packages: dict[str, str]) -> dict:
-    from engines.models import describe_model
+    from engines.model_folders import describe_model
 
     info = describe_model(path)
     return {

@@ -23,14 +23,15 @@ import numpy as np
 import torch
 
 from engines.errors import UserError
+from engines.vocab import token_dtype_name
 
 EncodeBatch = Callable[[list[str]], list[list[int]]]
 CHUNK_DOCS = 256
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits (vocab < 65535), else uint32."""
-    return np.dtype(np.uint16 if vocab_size < 65535 else np.uint32)
+    """The numpy dtype of `engines.vocab.token_dtype_name`: uint16 when every id fits."""
+    return np.dtype(token_dtype_name(vocab_size))
 
 
 def is_val_doc(index: int, seed: int, val_fraction: float) -> bool:

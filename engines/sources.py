@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
 KINDS = ("file", "folder", "glob", "jsonl", "parquet", "stdlib", "synthetic")
+PATH_KINDS = ("file", "folder", "jsonl", "parquet")  # the kinds that read `path`
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "dist-packages"}
 STDLIB_SKIP_DIRS = SKIP_DIRS | {
     "test",
@@ -206,6 +207,18 @@ def _parquet_rows(pf: pq.ParquetFile, text_field: str, stats: SourceStats) -> It
 
 
 # ---------------------------------------------------------------- the entry point
+
+
+def source_files(kind: str, *, path: str | None = None, glob: str | None = None) -> list[Path]:
+    """The files a file-based source reads, in reading order ([] for stdlib and synthetic,
+    whose content is fixed by the Python version and the seed). For cache keys."""
+    if kind in ("file", "jsonl", "parquet") and path:
+        return [Path(path)]
+    if kind == "folder" and path and Path(path).is_dir():
+        return list(_walk(Path(path), SKIP_DIRS))
+    if kind == "glob" and glob:
+        return _glob_paths(glob)
+    return []
 
 
 def _documents(kind: str, opts: dict, stats: SourceStats) -> Iterator[str]:

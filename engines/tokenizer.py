@@ -24,15 +24,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from engines.errors import UserError
+from engines.vocab import EOT, MIN_VOCAB, N_BYTES, PAD, SPECIAL_TOKENS
 
-EOT = "<|endoftext|>"
-PAD = "<|pad|>"
-END = "<|end|>"
-REWARD = "<|reward|>"
-ROLES = ("system", "user", "assistant")
-SPECIAL_TOKENS = [EOT, PAD, *(f"<|{role}|>" for role in ROLES), END, REWARD]  # ids 0..6
-N_BYTES = 256
-MIN_VOCAB = N_BYTES + len(SPECIAL_TOKENS)
 EncodeBatch = Callable[[list[str]], list[list[int]]]
 
 # Words with an optional leading non-letter, single digits, punctuation runs, newlines, spaces.
@@ -41,19 +34,15 @@ SPLIT_PATTERN = (
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# {% generation %} marks what the assistant says, so that
-# apply_chat_template(..., return_assistant_tokens_mask=True) gives the SFT loss mask.
+# Role headers, then the content and <|end|>. The SFT loss mask comes from engines.chat
+# (rendering growing prefixes), which works for this template and any standard one.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
     "{{ raise_exception('chat role must be system, user or assistant, not ' + message['role']) }}"
     "{%- endif -%}"
     "{{ '<|' + message['role'] + '|>\n' }}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}"
-    "{%- else -%}"
     "{{ message['content'] + '<|end|>' }}"
-    "{%- endif -%}"
     "{{ '\n' }}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{ '<|assistant|>\n' }}{%- endif -%}"

@@ -10,13 +10,44 @@ The run ends with an HF model folder (`runs/<id>/model`) that loads with plain
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+from pipelines import preflight as check
 from pipelines.pretrain_data import prepare_data
-from pipelines.pretrain_spec import Spec
+from pipelines.pretrain_spec import SourceSpec, Spec
 from pipelines.train_events import publish_model, train_config, trainer_events
 from store.events import Event, Note, Progress, RunFinished, Table
 
-__all__ = ["Spec", "inspect", "run"]
+__all__ = ["Spec", "inspect", "preflight", "run"]
+
+
+def preflight(spec: Spec, store=None) -> None:
+    """Before the run exists: data files readable and large enough, device, memory."""
+    from engines.model_size import ModelSize
+
+    T = spec.train.seq_len or spec.model.block_size
+    for i, src in enumerate(spec.data.sources):
+        _check_source(src, f"data.sources.{i}", T + 1)
+    device = check.check_device(spec.train.device)
+    m = spec.model
+    size = ModelSize(m.n_layer, m.n_head, m.n_embd, m.block_size, spec.tokenizer.vocab_size,
+                     n_kv_head=m.n_kv_head)  # fmt: skip
+    check.check_memory(
+        device, params=size.params, batch=spec.train.batch_size, seq_len=T,
+        n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=size.vocab_size,
+    )  # fmt: skip
+
+
+def _check_source(src: SourceSpec, field: str, window: int) -> None:
+    if src.kind == "glob":
+        check.check_glob(src.glob, f"{field}.glob")
+    if src.kind not in ("file", "jsonl") or not src.path:
+        return
+    path = Path(src.path)
+    size = check.check_nonempty(path, f"{field}.path")
+    if src.kind == "jsonl":
+        check.check_text_field(path, src.text_field, f"{field}.path")
+    check.check_enough_tokens(size + 1, window, src.label, f"{field}.path")
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:
@@ -28,6 +59,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     from engines.trainer import Trainer, causal_lm_loss
 
     torch.manual_seed(spec.seed)
+    _check_resume_data(spec, ctx)
     data = yield from _data(spec, ctx, barrier)
     tok = data.tokenizer
     T = spec.train.seq_len or spec.model.block_size
@@ -68,7 +100,11 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(tok, spec),
         flops_per_token=M.flops_per_token(size, T),
-        data_state_fn=lambda: {"model_config": dict(size.__dict__), "data_key": data.key},
+        data_state_fn=lambda: {
+            "model_config": dict(size.__dict__),
+            "data_key": data.key,
+            "data_files": data.files,
+        },
     )
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
@@ -76,7 +112,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         return
     yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn))
     if ctx.is_main:
-        yield from _save(spec, ctx, trainer.model, tok, data)
+        yield from _save(spec, ctx, trainer.model, tok, data, trainer.last_val)
 
 
 def _val_batches(spec: Spec, data, T: int, ctx):
@@ -104,11 +140,11 @@ def _data(spec: Spec, ctx, barrier):
     """Tokenizer and shards, prepared once by rank 0 and cached by content."""
     cache = ctx.store.cache_dir / "data"
     if ctx.is_main:
-        data = yield from prepare_data(spec, cache, ctx.store)
+        data = yield from prepare_data(spec, cache, ctx.store, ctx.should_stop)
     if ctx.world_size > 1:
         barrier()
     if not ctx.is_main:
-        gen = prepare_data(spec, cache, ctx.store)
+        gen = prepare_data(spec, cache, ctx.store, ctx.should_stop)
         try:
             while True:
                 next(gen)
@@ -144,40 +180,72 @@ def _sampler(tok, spec: Spec):
     return sample
 
 
-def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
-    """Refuse to resume when the model shape or the tokenizer/data changed since the checkpoint."""
+def _checkpoint_data_state(ctx) -> tuple[str | None, dict]:
+    """(checkpoint name, its data_state) of the newest complete checkpoint when resuming."""
     if not ctx.resume:
-        return
+        return None, {}
     import torch
 
     from engines.checkpoint import latest_checkpoint
-    from engines.errors import UserError
 
     ckpt = latest_checkpoint(ctx.checkpoint_dir)
     if ckpt is None:
+        return None, {}
+    return ckpt.name, torch.load(ckpt / "state.pt", weights_only=True)["data_state"]
+
+
+def _check_resume_data(spec: Spec, ctx) -> None:
+    """Refuse, before any data preparation, to resume on data files that changed."""
+    from engines.errors import UserError
+    from pipelines.pretrain_data import data_files, files_diff
+
+    name, saved = _checkpoint_data_state(ctx)
+    if "data_files" not in saved:
         return
-    saved = torch.load(ckpt / "state.pt", weights_only=True)["data_state"]
+    diffs = files_diff(saved["data_files"], data_files(spec))
+    if diffs:
+        raise UserError(
+            f"cannot resume {ctx.run_id} from {name}: the data changed since it was "
+            "written — " + "; ".join(diffs) + " (start a new run to train on the new data)"
+        )
+
+
+def _check_resume(spec: Spec, ctx, size, data_key: str) -> None:
+    """Refuse to resume when the model shape or the tokenizer/data changed since the checkpoint."""
+    from engines.errors import UserError
+
+    name, saved = _checkpoint_data_state(ctx)
+    if name is None:
+        return
     diffs = [
         f"model.{k}: {v} → {size.__dict__.get(k)}"
         for k, v in saved.get("model_config", {}).items()
         if size.__dict__.get(k) != v
     ]
     if saved.get("data_key") not in (None, data_key):
-        diffs.append("tokenizer/data: the tokenizer or the data mixture changed")
+        diffs.append("tokenizer/data: the tokenizer settings or the data mixture changed")
     if diffs:
-        raise UserError(f"cannot resume {ctx.run_id} from {ckpt.name}: " + "; ".join(diffs))
+        raise UserError(f"cannot resume {ctx.run_id} from {name}: " + "; ".join(diffs))
 
 
-def _save(spec: Spec, ctx, model, tok, data) -> Iterator[Event]:
+def _save(spec: Spec, ctx, model, tok, data, last_val: dict) -> Iterator[Event]:
     tokenizer = spec.tokenizer.from_model or "byte-level BPE (trained here)"
+    val_loss = last_val.get("loss")
     yield from publish_model(
         ctx,
         model,
         tok,
         spec=spec,
         kind="base",
-        card={"data": data.source_rows()},
-        meta={"tokenizer": tokenizer, "data": data.source_rows()},
+        card={"data": data.source_rows(), "final_val_loss": val_loss},
+        meta={"tokenizer": tokenizer, "data": data.source_rows(), "final_val_loss": val_loss},
+    )
+    name = spec.output.model_name or ctx.run_id
+    figure = f"final validation loss {val_loss:.3f}" if val_loss is not None else "no val loss"
+    yield Note(
+        text=f"made base model {name!r} in {ctx.run_dir / 'model'}: {figure}. Try it: "
+        f'workbench generate {name} "Once upon a time" — or fine-tune it into an '
+        f"assistant: workbench run --preset sft-tiny --set model.base={name}"
     )
 
 
@@ -185,7 +253,7 @@ def inspect(spec: Spec, ctx, draws: int = 4000) -> Iterator[Event]:
     """Per source: documents, bytes, tokens, weight, drawn share, epochs — without training."""
     from engines.packing import MixtureBatches
 
-    data = yield from prepare_data(spec, ctx.store.cache_dir / "data", ctx.store)
+    data = yield from prepare_data(spec, ctx.store.cache_dir / "data", ctx.store, ctx.should_stop)
     T = spec.train.seq_len or spec.model.block_size
     batches = MixtureBatches(
         data.paths("train"), data.weights, 1, T, seed=spec.seed, dtype=data.dtype

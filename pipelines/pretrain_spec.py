@@ -10,11 +10,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from engines.sources import KINDS, PATH_KINDS
+from engines.vocab import MIN_VOCAB
 from pipelines.spec import JobSpec, Section, SpecError, TrainSection
 
-SourceKind = Literal["file", "folder", "glob", "jsonl", "parquet", "stdlib", "synthetic"]
-PATH_KINDS = ("file", "folder", "jsonl", "parquet")
-MIN_VOCAB = 256 + 7  # byte-level BPE: 256 bytes + engines.tokenizer.SPECIAL_TOKENS
+SourceKind = Literal[KINDS]  # type: ignore[valid-type]
 
 
 class SourceSpec(Section):
@@ -52,10 +52,18 @@ class DataSpec(Section):
     sources: list[SourceSpec] = Field(min_length=1, description="the data mixture")
     val_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="documents held out")
     workers: int = Field(1, ge=1, le=64, description="processes that tokenize")
+    hash_content: bool = Field(
+        False, description="key the data cache on file contents (sha256), not size and mtime"
+    )
 
 
 class TokenizerSpec(Section):
-    vocab_size: int = Field(4096, ge=16, le=200_000, description="BPE vocabulary size")
+    vocab_size: int = Field(
+        4096,
+        ge=MIN_VOCAB,
+        le=200_000,
+        description=f"BPE vocabulary size (at least {MIN_VOCAB}: 256 bytes + special tokens)",
+    )
     sample_bytes: int = Field(4_000_000, ge=10_000, description="bytes of the mixture to train on")
     from_model: str | None = Field(None, description="reuse this model's tokenizer instead")
 
@@ -98,11 +106,6 @@ class Spec(JobSpec):
             raise ValueError(
                 f"train.seq_len ({self.train.seq_len}) is longer than the model's context "
                 f"model.block_size ({self.model.block_size}): lower seq_len or raise block_size"
-            )
-        if self.tokenizer.from_model is None and self.tokenizer.vocab_size < MIN_VOCAB:
-            raise ValueError(
-                f"tokenizer.vocab_size {self.tokenizer.vocab_size} is too small for byte-level "
-                f"BPE with the special tokens: set it to at least {MIN_VOCAB}"
             )
         if self.train.min_lr > self.train.lr:
             raise ValueError(f"train.min_lr ({self.train.min_lr}) is above train.lr")

@@ -64,3 +64,10 @@ def spec_from_dict(data: dict[str, Any], *, where: str, base_dir: Path | None = 
     if check is not None:
         check(base_dir or Path.cwd(), where)
     return spec
+
+
+def preflight(job: JobSpec, store: Any = None) -> None:
+    """The stage's cheap checks before its run exists (data, device, memory); SpecError."""
+    check = getattr(pipeline_module(job.pipeline), "preflight", None)
+    if check is not None:
+        check(job, store)

@@ -8,12 +8,14 @@ checkpoint and the run ends `cancelled`; a second signal exits at once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import secrets
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from engines.errors import UserError
-from pipelines.registry import pipeline_module, spec_from_dict
+from pipelines.model_refs import resolve_model
+from pipelines.registry import pipeline_module, preflight, spec_from_dict
 from pipelines.spec import JobSpec, SpecError
 from store import EventLog, Store
 from store.events import Artifact, Event, Note, RunFinished, RunStarted
@@ -36,6 +39,32 @@ LIBS = ("torch", "transformers", "tokenizers", "peft", "duckdb", "textual", "gpt
 
 class Cancelled(Exception):
     """Raised inside a pipeline that cannot stop gracefully at this point."""
+
+
+class RunLocked(UserError):
+    """Another live process holds this run's lock: it is already running."""
+
+
+LOCK_FILE = "lock"  # runs/<id>/lock: flock'ed (exclusive) by the job running it; holds its pid
+
+
+def lock_run(run_dir: Path, run_id: str) -> int:
+    """Take the run folder's exclusive lock for this process (an open fd; released when closed
+    or when the process ends, however it ends). RunLocked when another process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise RunLocked(
+            f"run {run_id} is already running (pid {holder}); stop it first "
+            f"(`workbench runs stop {run_id}`) or wait for it to end"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
 
 
 @dataclass
@@ -63,19 +92,7 @@ class Context:
 
     def resolve_model(self, ref: str) -> Path:
         """A model reference -> folder: a registry name, a run id that made a model, or a path."""
-        model = self.store.get_model(ref)
-        if model:
-            return Path(model["path"])
-        run = self.store.get_run(ref)
-        if run and (Path(run["run_dir"]) / "model").exists():
-            return Path(run["run_dir"]) / "model"
-        path = Path(ref).expanduser()
-        if path.exists():
-            return path.resolve()
-        raise SpecError(
-            f"model {ref!r} is not a registered model, a run with a model, or a folder — "
-            "see `workbench models ls`"
-        )
+        return resolve_model(self.store, ref)
 
 
 @dataclass
@@ -106,21 +123,24 @@ def library_versions() -> dict[str, str]:
 
 
 def code_version() -> str:
+    """The source tree's commit (`git rev-parse`), else the installed package's version."""
     root = Path(__file__).resolve().parent.parent
-    head = root / ".git" / "HEAD"
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            return (root / ".git" / ref[5:]).read_text().strip()[:12]
-        return ref[:12]
-    except OSError:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root, capture_output=True, text=True, timeout=5, check=True,
+        )  # fmt: skip
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return library_versions().get("gpt-workbench", "unknown")
 
 
 def prepare_run(
     store: Store, spec: JobSpec, *, parents: list[str] | None = None, pipeline: str | None = None
 ) -> str:
-    """Create the run folder, run.json and the store row (status queued). Returns the id."""
+    """Check the job (registry.preflight: data, device, memory — SpecError, nothing written),
+    then create the run folder, run.json and the store row (status queued). Returns the id."""
+    preflight(spec, store)
     pipeline = pipeline or spec.pipeline
     run_id = new_run_id(pipeline)
     run_dir = store.runs_dir / run_id
@@ -194,22 +214,24 @@ def _install_signals(ctx: Context, log: EventLog | None) -> None:
 
 
 def _register_models(store: Store, run_id: str, artifacts: list[Artifact]) -> None:
+    """Register each model artifact (the same record the store's ingest may register from the
+    events: an upsert, so doing both is harmless)."""
     for a in artifacts:
         if a.type != "model" or not a.meta.get("register", True):
             continue
-        info = {k: v for k, v in a.meta.items() if k not in ("register", "name", "kind")}
+        info = {k: v for k, v in a.meta.items() if k not in ("register", "name", "kind", "source")}
+        info.setdefault("run_id", run_id)
         store.register_model(
             a.meta.get("name", run_id),
             a.meta.get("kind", "base"),
-            "trained",
+            a.meta.get("source", "trained"),
             a.path,
-            run_id=run_id,
             **{k: info.pop(k) for k in list(info) if k in MODEL_COLUMNS},
             meta=info,
         )
 
 
-MODEL_COLUMNS = ("params", "architecture", "tokenizer", "chat_template", "parent_model")
+MODEL_COLUMNS = ("params", "architecture", "tokenizer", "chat_template", "run_id", "parent_model")
 
 
 def execute(
@@ -223,7 +245,18 @@ def execute(
     world_size: int = 1,
     run_fn: Callable[..., Iterator[Event]] | None = None,
 ) -> Outcome:
-    """Run the job to its end in this process."""
+    """Run the job to its end in this process, holding the run's lock (RunLocked if another
+    process is running it: nothing is written then)."""
+    run_dir = store.runs_dir / run_id
+    lock = lock_run(run_dir, run_id) if rank == 0 else None
+    try:
+        return _execute(store, run_id, spec, resume, on_event, rank, world_size, run_fn)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _execute(store, run_id, spec, resume, on_event, rank, world_size, run_fn) -> Outcome:
     run_dir = store.runs_dir / run_id
     ctx = Context(run_id, run_dir, store, resume=resume, rank=rank, world_size=world_size)
     log = EventLog(run_dir / "events.jsonl") if ctx.is_main else None

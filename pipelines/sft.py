@@ -10,20 +10,60 @@ the store as `eval` metrics and the `eval` table.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
+from pipelines import preflight as check
+from pipelines.model_refs import resolve_model
 from pipelines.sft_spec import Spec
 from pipelines.train_events import publish_model, train_config, trainer_events
-from store.events import Artifact, Event, Metrics, Note, Sample, Table
+from store.events import Artifact, Event, Metrics, Note, Progress, Sample, Table
 
-__all__ = ["Spec", "run"]
+__all__ = ["Spec", "preflight", "run"]
+
+
+def preflight(spec: Spec, store=None) -> None:
+    """Before the run exists: the base model found, conversations readable, device, memory."""
+    from engines.chat import record_to_messages
+    from engines.errors import UserError
+    from engines.model_folders import safetensors_params
+
+    folder = resolve_model(store, spec.model.base)
+    if spec.data.path:
+        path = Path(spec.data.path)
+        check.check_nonempty(path, "data.path")
+        for lineno, record in check.jsonl_head(path, "data.path"):
+            try:
+                record_to_messages(record, f"{path}:{lineno}")
+            except UserError as e:
+                raise check.SpecError(str(e)) from None
+    device = check.check_device(spec.train.device)
+    config = _text_config(folder)
+    if not config:
+        return
+    params = safetensors_params(folder)
+    check.check_memory(
+        device, params=params, trainable=params // 100 if spec.lora.enabled else None,
+        batch=spec.train.batch_size, seq_len=spec.data.max_len,
+        n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
+        vocab_size=int(config.get("vocab_size", 1)),
+    )  # fmt: skip
+
+
+def _text_config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config.get("text_config") or config
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:
     import torch
 
     from engines.chat import ensure_chat_template, set_turn_ends
-    from engines.models import load_causal_lm
+    from engines.model_folders import load_causal_lm
     from engines.sft_data import SFTBatches, sft_loss
     from engines.trainer import Trainer
 
@@ -41,7 +81,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     train_set, val_set = yield from _datasets(spec, tok, max_len)
     base_eval = None
     if not ctx.resume:
-        base_eval = _accuracy(model, tok, spec)
+        base_eval = yield from _accuracy_events(model, tok, spec, ctx, "baseline eval")
         yield from _eval_events(0, base_eval, "base model")
     if spec.lora.enabled:
         from engines.lora import apply_lora
@@ -82,11 +122,25 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if outcome is not None:
         yield outcome
         return
-    final = _accuracy(trainer.model, tok, spec)
+    final = yield from _accuracy_events(trainer.model, tok, spec, ctx, "final eval")
     yield from _eval_events(spec.train.max_steps, final, "fine-tuned model")
     yield Table(name="eval", rows=_eval_rows(base_eval, final))
     if ctx.is_main:
         yield from _save(spec, ctx, trainer.model, tok, base_path, final)
+        yield _summary(spec, ctx, base_eval, final)
+
+
+def _summary(spec: Spec, ctx, base, final) -> Note:
+    """The job's last word: what was made, where, the figure that matters, what to try next."""
+    name = spec.output.model_name or ctx.run_id
+    figure = "no held-out tasks"
+    if final is not None:
+        before = f"{base.accuracy:.0%} → " if base is not None else ""
+        figure = f"held-out accuracy {before}{final.accuracy:.0%}"
+    return Note(
+        text=f"made assistant model {name!r} in {ctx.run_dir / 'model'}: {figure}. "
+        f"Try it: workbench chat {name}"
+    )
 
 
 def _context(model) -> int:
@@ -151,13 +205,14 @@ def _encode(convs: list[list[dict]], label: str, tok, max_len: int):
     return [e for e in encoded if e.n_target > 0]
 
 
-def _accuracy(model, tok, spec: Spec):
-    from engines.evaluate import task_accuracy
+def _accuracy_gen(model, tok, spec: Spec):
+    """engines.evaluate.iter_task_accuracy on the spec's held-out tasks (None: no tasks)."""
+    from engines.evaluate import iter_task_accuracy
 
     tasks = spec.data.eval_tasks or spec.data.tasks
     if not tasks:
         return None
-    return task_accuracy(
+    return iter_task_accuracy(
         model,
         tok,
         tasks,
@@ -166,6 +221,35 @@ def _accuracy(model, tok, spec: Spec):
         max_new_tokens=spec.data.eval_max_new_tokens,
         system=spec.data.system,
     )
+
+
+def _accuracy(model, tok, spec: Spec):
+    gen = _accuracy_gen(model, tok, spec)
+    if gen is None:
+        return None
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
+
+
+def _accuracy_events(model, tok, spec: Spec, ctx, phase: str):
+    """Held-out accuracy with a Progress event per batch; stops between batches when asked."""
+    from pipelines.runner import Cancelled
+
+    gen = _accuracy_gen(model, tok, spec)
+    if gen is None:
+        return None
+    while True:
+        if ctx.should_stop():
+            gen.close()
+            raise Cancelled(f"stopped during the {phase}")
+        try:
+            done, total = next(gen)
+        except StopIteration as end:
+            return end.value
+        yield Progress(step=done, total=total, phase=phase)
 
 
 def _eval_values(result) -> dict[str, float]:

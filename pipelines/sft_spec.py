@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.spec import JobSpec, Section, SpecError, TrainSection
+from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
 
 
 def _check_tasks(names: list[str]) -> list[str]:
@@ -56,13 +56,17 @@ class LoraSpec(Section):
 
 
 class SFTTrain(TrainSection):
-    max_steps: int = Field(300, ge=1)
-    lr: float = Field(1e-3, gt=0, le=1)
-    min_lr: float = Field(1e-4, ge=0)
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    eval_batches: int = Field(4, ge=1)
-    sample_every: int = Field(100, ge=1, description="held-out accuracy every N steps")
+    """The trainer settings with SFT's own defaults (ranges come from TrainSection)."""
+
+    max_steps: int = redefault(TrainSection, "max_steps", 300)
+    lr: float = redefault(TrainSection, "lr", 1e-3)
+    min_lr: float = redefault(TrainSection, "min_lr", 1e-4)
+    warmup_steps: int = redefault(TrainSection, "warmup_steps", 20)
+    weight_decay: float = redefault(TrainSection, "weight_decay", 0.0)
+    eval_batches: int = redefault(TrainSection, "eval_batches", 4)
+    sample_every: int = redefault(
+        TrainSection, "sample_every", 100, description="held-out accuracy every N steps (0: never)"
+    )
 
 
 class SFTOutput(Section):

@@ -26,33 +26,51 @@ class SpecError(UserError):
 
 
 class Section(BaseModel):
-    """Base for every spec section: unknown keys are errors, not silently ignored."""
+    """Base for every spec section: unknown keys are errors, not silently ignored, and every
+    float must be a finite number (`lr = nan`, `grad_clip = inf` are refused)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TrainSection(Section):
-    """The trainer core's settings (engines.trainer.TrainConfig) every training stage shares.
+    """The trainer core's settings, declared here once: defaults, ranges and descriptions.
 
-    A stage subclasses it to add fields or to redeclare a field with its own default.
+    `engines.trainer.TrainConfig` has the same fields without defaults; `train_events.
+    train_config` builds it from this section. A stage subclasses it to add fields or to
+    redeclare a field's default (`redefault`).
     """
 
     batch_size: int = Field(16, ge=1, description="sequences per step per device (B)")
-    grad_accum: int = Field(1, ge=1)
-    max_steps: int = Field(500, ge=1)
-    lr: float = Field(3e-3, gt=0, le=1.0)
-    min_lr: float = Field(3e-4, ge=0)
-    warmup_steps: int = Field(50, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(100, ge=1, description="validation loss every N steps")
-    eval_batches: int = Field(8, ge=1)
-    sample_every: int = Field(100, ge=1)
-    checkpoint_every: int = Field(100, ge=1)
-    keep_checkpoints: int = Field(2, ge=2)
-    log_every: int = Field(10, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = False
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    max_steps: int = Field(500, ge=1, description="optimizer steps")
+    lr: float = Field(3e-3, gt=0, le=1.0, description="peak learning rate")
+    min_lr: float = Field(3e-4, ge=0, description="learning rate at the end of the cosine")
+    warmup_steps: int = Field(50, ge=0, description="linear warmup steps")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW decay on ≥2-D weights")
+    grad_clip: float = Field(1.0, ge=0, description="clip the gradient norm (0: no clipping)")
+    eval_every: int = Field(
+        100, ge=0, description="validation loss every N steps (0: only at start and end)"
+    )
+    eval_batches: int = Field(8, ge=1, description="batches per validation")
+    sample_every: int = Field(100, ge=0, description="samples every N steps (0: never)")
+    checkpoint_every: int = Field(
+        100, ge=0, description="checkpoint every N steps (0: only when stopped and at the end)"
+    )
+    keep_checkpoints: int = Field(2, ge=2, description="complete checkpoints kept")
+    log_every: int = Field(10, ge=1, description="training metrics every N steps")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present")
+    compile: bool = Field(False, description="torch.compile the model")
+
+
+def redefault(section: type[BaseModel], name: str, default: Any, **extra: Any) -> Any:
+    """`name`'s Field in `section` with another default (same range and description)."""
+    info = section.model_fields[name]
+    kwargs = {"description": info.description, **extra}
+    metadata = {k: getattr(m, k) for m in info.metadata for k in _CONSTRAINTS if hasattr(m, k)}
+    return Field(default, **metadata, **kwargs)
+
+
+_CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length")
 
 
 class JobSpec(Section):
@@ -151,6 +169,21 @@ def validate(spec_cls: type[JobSpec], data: dict[str, Any], where: str) -> JobSp
         first = describe_error(where, spec_cls, errors[0])
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise SpecError(first + more) from None
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """A spec (or any nested dict) as TOML text; None values are left out (TOML has no null)."""
+    import tomli_w
+
+    return tomli_w.dumps(_drop_none(data))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value if v is not None]
+    return value
 
 
 def preset_path(name: str) -> Path:

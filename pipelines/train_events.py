@@ -7,23 +7,18 @@ import dataclasses
 from collections.abc import Generator
 from pathlib import Path
 
-from store.events import Artifact, Event, Metrics, Note, Progress, RunFinished, Sample
+from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
 
 
-def train_config(train, seed: int, cache_dir: Path):
-    """An engines TrainConfig from a spec's `train` section (fields matched by name)."""
+def train_config(train, seed: int, cache_dir: Path | None = None):
+    """An engines TrainConfig from a spec's `train` section (fields matched by name): the
+    section declares every default and range, the trainer takes the validated values."""
     from engines.trainer import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in train.model_dump().items() if k in names}
-    return TrainConfig(**values, seed=seed, peak_cache=str(cache_dir / "peak_flops.json"))
-
-
-def _named(values: dict[str, float], split: str) -> dict[str, float]:
-    """Metric names are unique across splits in the store: validation loss is `val_loss`."""
-    if split != "val":
-        return values
-    return {k if k.startswith("val_") else f"val_{k}": v for k, v in values.items()}
+    peak_cache = str(cache_dir / "peak_flops.json") if cache_dir is not None else None
+    return TrainConfig(**values, seed=seed, peak_cache=peak_cache)
 
 
 def trainer_events(
@@ -34,7 +29,7 @@ def trainer_events(
         kind = rec["type"]
         if kind == "metrics":
             split = rec.get("split", "train")
-            yield Metrics(step=rec["step"], values=_named(rec["values"], split), split=split)
+            yield Metrics(step=rec["step"], values=rec["values"], split=split)
         elif kind == "progress":
             yield Progress(step=rec["step"], total=rec["total"], phase=phase)
         elif kind == "sample":
@@ -57,35 +52,48 @@ def trainer_events(
 
 def publish_model(ctx, model, tok, *, spec, kind: str, card: dict, meta: dict):
     """Save `runs/<id>/model` (weights, tokenizer, generation config, workbench.json with the
-    resolved spec) and yield the model artifact the runner registers when the run is done."""
+    resolved spec and the registry record) and yield the model artifact. The artifact carries
+    every registry field, so whoever ingests the events can register the model; the runner
+    also registers it directly when the run is done (both are idempotent upserts).
+
+    A base model is registered with `chat_template = False` whatever its tokenizer carries
+    (front ends default to plain completion for it); an assistant with True."""
     import json
 
     from transformers.utils import logging as hf_logging
 
     from engines.model import count_params
+    from store.records import MODEL_KINDS
 
+    assert kind in MODEL_KINDS, f"model kind {kind!r} is not one of {MODEL_KINDS}"
     hf_logging.disable_progress_bar()
-    yield Note(text="saving the model")
     out = ctx.run_dir / "model"
+    yield Progress(step=0, total=3, phase="export", message="weights")
     model.save_pretrained(out, safe_serialization=True)
+    yield Progress(step=1, total=3, phase="export", message="tokenizer")
     tok.save_pretrained(out)
     model.generation_config.save_pretrained(out)
+    chat_tuned = kind == "assistant"
+    record = {
+        "name": spec.output.model_name or ctx.run_id,
+        "kind": kind,
+        "source": "trained",
+        "run_id": ctx.run_id,
+        "params": count_params(model),
+        "architecture": type(model).__name__,
+        "chat_template": chat_tuned and bool(tok.chat_template),
+        "chat_tuned": chat_tuned,
+        "tokenizer_has_chat_template": bool(tok.chat_template),
+        **meta,
+    }
     made = {
         "made_by": f"gpt-workbench {spec.pipeline}",
         "run_id": ctx.run_id,
         "spec": spec.model_dump(mode="json"),
+        "registry": {**record, "path": str(out)},
         **card,
     }
+    yield Progress(step=2, total=3, phase="export", message="model card")
     (out / "workbench.json").write_text(json.dumps(made, indent=2))
-    yield Artifact(
-        type="model",
-        path=str(out),
-        meta={
-            "name": spec.output.model_name or ctx.run_id,
-            "kind": kind,
-            "params": count_params(model),
-            "architecture": type(model).__name__,
-            "chat_template": bool(tok.chat_template),
-            **meta,
-        },
-    )
+    yield Progress(step=3, total=3, phase="export")
+    yield Artifact(type="model", path=str(out), meta=record)

@@ -16,7 +16,7 @@ import torch
 from engines import hub
 from engines.constrained import choice_processor, json_schema_processor
 from engines.generate import SamplingParams, chat_prompt, generate, stream
-from engines.models import describe_model, load_causal_lm
+from engines.model_folders import describe_model, load_causal_lm
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 CACHE = hub.package_cache_dir(Path(os.environ.get("WORKBENCH_HOME", Path.home() / ".workbench")))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from engines.chat import encode_conversation
 from engines.errors import UserError
 from engines.tasks import synthetic_documents
 from engines.tokenizer import (
@@ -81,9 +82,8 @@ def test_chat_template_renders(tok):
     )
     prompt = tok.apply_chat_template(msgs[:2], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|user|>\nHi<|end|>\n<|assistant|>\n")
-    out = tok.apply_chat_template(msgs, return_dict=True, return_assistant_tokens_mask=True)
-    kept = [i for i, m in zip(out["input_ids"], out["assistant_masks"], strict=True) if m]
-    assert tok.decode(kept) == "Hello!<|end|>"
+    enc = encode_conversation(tok, msgs)  # the one place SFT masks come from
+    assert tok.decode([i for i, m in zip(enc.ids, enc.mask, strict=True) if m]) == "Hello!<|end|>\n"
     assert tok.chat_template == CHAT_TEMPLATE
 
 

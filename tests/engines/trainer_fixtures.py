@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from engines.model import ModelSize, build_model
 from engines.trainer import TrainConfig
+from pipelines.spec import TrainSection
+from pipelines.train_events import train_config
 
 TINY = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=64)
 
@@ -26,10 +30,11 @@ def tiny_config(**overrides) -> TrainConfig:
         "eval_batches": 2,
         "checkpoint_every": 0,
         "device": "cpu",
-        "peak_flops": 1e12,
         "log_every": 1,
     }
-    return TrainConfig(**{**base, **overrides})
+    extra = {k: overrides.pop(k) for k in ("betas", "seed", "peak_flops") if k in overrides}
+    cfg = train_config(TrainSection(**{**base, **overrides}), seed=extra.pop("seed", 0))
+    return dataclasses.replace(cfg, **{"peak_flops": 1e12, **extra})
 
 
 class ToyBatches:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engines.errors import UserError
-from engines.models import describe_model, load_causal_lm
+from engines.model_folders import describe_model, load_causal_lm
 from tests.engines.tinylm import save_tiny, tiny_llama, tiny_tokenizer
 
 torch.set_num_threads(1)
