@@ -79,13 +79,14 @@ def read_events(path: Path | str, offset: int = 0) -> tuple[list[dict[str, Any]]
 
 
 def read_lines(
-    path: Path | str, offset: int, max_bytes: int = CHUNK_BYTES
+    path: Path | str, offset: int, max_bytes: int | None = None
 ) -> tuple[list[tuple[bytes, int]], int]:
     """Up to about `max_bytes` of complete lines from byte `offset`: ([(line, start)], end).
 
     Memory stays bounded by max_bytes (or by one line, when a line is longer); a last line
     without its newline is left for the next call.
     """
+    max_bytes = max_bytes or CHUNK_BYTES
     try:
         with open(path, "rb") as f:
             f.seek(offset)

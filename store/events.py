@@ -13,6 +13,7 @@ naming the field, so one bad line can never reach a DuckDB column.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import socket
 from collections.abc import Callable
@@ -48,22 +49,23 @@ class Event:
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """The event a JSON object describes; EventError names the first bad field."""
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            value = data.get(f.name)
-            if value is not None and f.name not in ("seq", "t"):
-                values[f.name] = _checked(cls, f.name, value)
-        if data.get("seq") is not None:
-            values["seq"] = c.count("seq", data["seq"])
-        if data.get("t") is not None:
-            values["t"] = c.unix_time("t", data["t"])
+        for name, check in _field_checks(cls):
+            value = data.get(name)
+            if value is not None:
+                values[name] = value if check is None else check(name, value)
+        seq, t = data.get("seq"), data.get("t")
+        if seq is not None:
+            values["seq"] = c.count("seq", seq)
+        if t is not None:
+            values["t"] = c.unix_time("t", t)
         return cls(**values)
 
 
-def _checked(cls: type[Event], name: str, value: Any) -> Any:
-    check = cls.CHECKS.get(name)
-    if check is None:
-        return value
-    return check(name, value)
+@functools.cache
+def _field_checks(cls: type[Event]) -> tuple[tuple[str, Check | None], ...]:
+    """(field name, its check) for the fields of an event class other than seq and t."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in ("seq", "t")]
+    return tuple((name, cls.CHECKS.get(name)) for name in names)
 
 
 def _opt_int32(name: str, v: Any) -> int | None:
@@ -121,6 +123,19 @@ class Metrics(Event):
             clean[k] = v if math.isfinite(v) else repr(v)  # "nan", "inf" survive JSON
         body = {"kind": self.kind, "step": self.step, "values": clean, "split": self.split}
         return {**super().to_dict(), **body}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The same checks as Event.from_dict, written out: metrics are most of every log."""
+        step, values, split = data.get("step"), data.get("values"), data.get("split")
+        seq, t = data.get("seq"), data.get("t")
+        return cls(
+            step=0 if step is None else c.integer("step", step),
+            values={} if values is None else c.metric_values("values", values),
+            split="train" if split is None else c.text("split", split),
+            seq=None if seq is None else c.count("seq", seq),
+            t=None if t is None else c.unix_time("t", t),
+        )
 
 
 @dataclass

@@ -55,6 +55,8 @@ class Line:
     end: int
     event: Event | None = None
     error: str | None = None
+    seq: int | None = None  # for the error note of an event the database refused
+    t: float | None = None
 
 
 @dataclass
@@ -116,23 +118,37 @@ def _ingest_run(
 
 def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:
     out, number = [], cur.line_no
-    for raw, start in lines:
+    data = _decode_all(lines)
+    for i, (raw, start) in enumerate(lines):
         number += 1
         line = Line(number, start + len(raw))
         if raw.strip():
-            _check_line(line, raw)
+            _check_line(line, raw, data[i] if data is not None else _NOT_PARSED)
             if cur.shrank and line.event is not None and (line.event.seq or 0) <= cur.last_seq:
                 line.event = None  # already stored before the file was rewritten
         out.append(line)
     return out
 
 
-def _check_line(line: Line, raw: bytes) -> None:
+_NOT_PARSED = object()
+
+
+def _decode_all(lines: list[tuple[bytes, int]]) -> list[Any] | None:
+    """Every line parsed by one json.loads of a JSON array (fast); None if any line is bad
+    or blank, and then each line is parsed on its own."""
     try:
-        data = json.loads(raw)
-    except ValueError as err:
-        line.error = f"is not valid JSON ({err})"
-        return
+        return json.loads(b"[" + b",".join(raw for raw, _ in lines) + b"]")
+    except ValueError:
+        return None
+
+
+def _check_line(line: Line, raw: bytes, data: Any = _NOT_PARSED) -> None:
+    if data is _NOT_PARSED:
+        try:
+            data = json.loads(raw)
+        except ValueError as err:
+            line.error = f"is not valid JSON ({err})"
+            return
     if not isinstance(data, dict) or "kind" not in data:
         line.error = "is not an event object with a 'kind'"
         return
@@ -167,7 +183,8 @@ def _commit_failed_line(
     problem = lines[0].error if lines else None
     line = lines[0] if lines else Line(cur.line_no, end)
     text = f"{cur.path} line {line.number} could not be stored ({problem or err}); skipped it"
-    bad = Line(line.number, end, error=text)
+    event = line.event
+    bad = Line(line.number, end, error=text, seq=event and event.seq, t=event and event.t)
     with connect() as conn:
         state = _store(conn, Path(), cur, [bad], end, raw_errors=True)
     _advance(cur, state)
@@ -197,7 +214,8 @@ def _store(
     for line in lines:
         if line.error is not None:
             text = line.error if raw_errors else f"{cur.path} line {line.number} {line.error}"
-            rows.note("error", text if raw_errors else f"{text}; skipped it")
+            when = None if line.t is None else micros(line.t)
+            rows.note("error", text if raw_errors else f"{text}; skipped it", when, line.seq)
         elif line.event is not None:
             if isinstance(line.event, RunStarted):
                 attempt += 1
