@@ -88,7 +88,7 @@ def _run(store: Store, run_id: str, pipeline: str, spec: dict, parents=(), minut
     record = {"run_id": run_id, "spec": spec, "meta": {}, "parents": list(parents)}
     (folder / "run.json").write_text(json.dumps(record, indent=2))
     created = FIXED_NOW - dt.timedelta(minutes=60 - minute)
-    store.sql("UPDATE runs SET created_at = ? WHERE run_id = ?", [created, run_id])
+    store.sql("UPDATE runs SET created_at = ? WHERE run_id = ?", [created, run_id], write=True)
     return folder
 
 
@@ -185,7 +185,7 @@ def fill_store(home: Path) -> Store:
         architecture="LlamaForCausalLM",
         chat_template=True,
     )
-    store.sql("UPDATE models SET created_at = ?", [FIXED_NOW - dt.timedelta(hours=2)])
+    store.sql("UPDATE models SET created_at = ?", [FIXED_NOW - dt.timedelta(hours=2)], write=True)
     return store
 
 

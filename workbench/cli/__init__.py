@@ -91,15 +91,13 @@ def sql(
     query: str,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
+    write: Annotated[bool, typer.Option("--write", help="allow statements that change it")] = False,
 ) -> None:
-    """Run a SQL query against the store and print the result."""
+    """Run a SQL query against the store and print the result (read-only unless --write)."""
     from workbench.cli.tables import print_rows
+    from workbench.ops.stores import run_sql
 
-    store = refreshed_store()
-    try:
-        columns, rows = store.sql(query)
-    except Exception as e:
-        raise OpError(f"query failed: {e}") from e
+    columns, rows = run_sql(refreshed_store(), query, write=write)
     print_rows(columns, rows, style="csv" if csv else "json" if json_ else "table")
 
 

@@ -73,7 +73,7 @@ _loaded: dict[Path, tuple[Any, Any]] = {}
 
 def load(folder: Path) -> tuple[Any, Any]:
     """(model, tokenizer) for a folder, loaded once per process."""
-    from engines.models import load_causal_lm
+    from engines.model_folders import load_causal_lm
 
     if folder not in _loaded:
         with user_errors():

@@ -22,7 +22,7 @@ COLUMNS = ("params", "architecture", "tokenizer", "chat_template")
 
 
 def model_kinds() -> tuple[str, ...]:
-    from store.records import MODEL_KINDS
+    from store.models import MODEL_KINDS
 
     return MODEL_KINDS
 
@@ -65,7 +65,7 @@ def import_model(
     store: Any, path: str | Path, *, name: str | None = None, kind: str = "base"
 ) -> str:
     """Register a local HF model folder, or convert a GGUF file into one first."""
-    from engines.models import describe_model
+    from engines.model_folders import describe_model
 
     path = given_path(path, "the path of a model folder or GGUF file")
     if not path.exists():

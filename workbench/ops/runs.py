@@ -12,21 +12,17 @@ new session (setsid), its output in the run folder, so a job outlives the TUI th
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import uuid
-from pathlib import Path
 from typing import Any
 
 from workbench.ops.errors import OpError, user_errors
-from workbench.ops.refs import find_run, run_folder
+from workbench.ops.refs import find_run
 
 LIVE = ("running", "queued")
 RESUMABLE = ("queued", "failed", "cancelled", "diverged", "crashed")
-TRASH = ".trash"  # under the home, beside runs/: discovery never looks there
 
 
 def start(store: Any, spec: Any, *, parents: list[str] | None = None, detach: bool) -> tuple:
@@ -106,29 +102,11 @@ def check_deletable(run: dict[str, Any]) -> None:
 
 
 def delete(store: Any, ref: str) -> str:
-    """Delete a run's folder and rows so that no concurrent ingest can bring it back.
-
-    The folder is first renamed out of runs/ (one atomic step), so discovery cannot find its
-    run.json or events again; then the rows go, then the renamed folder.
-    """
+    """Delete a run's rows, its models' registry entries and its folder, in one locked step
+    of the store (the folder is set aside first), so no concurrent ingest brings it back."""
     run = find_run(store, ref)
     check_deletable(run)
-    folder = run_folder(store, run)
-    trash = _trash(store, folder) if folder.exists() else None
     with user_errors():
-        store.delete_run(run["run_id"])
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-    return f"deleted {run['run_id']}"
-
-
-def _trash(store: Any, folder: Path) -> Path:
-    target = store.home / TRASH / f"{folder.name}-{uuid.uuid4().hex[:8]}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        folder.rename(target)
-    except OSError:  # another filesystem (a run_dir elsewhere): make it undiscoverable first
-        (folder / "run.json").unlink(missing_ok=True)
-        (folder / "events.jsonl").unlink(missing_ok=True)
-        return folder
-    return target
+        models = store.delete_run(run["run_id"], remove_folder=True)
+    also = f" and its models {', '.join(models)}" if models else ""
+    return f"deleted {run['run_id']}{also}"

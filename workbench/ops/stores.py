@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from workbench.ops.errors import user_errors
+from workbench.ops.errors import OpError, user_errors
 
 _stores: dict[Path | None, Any] = {}
 _lock = threading.Lock()
@@ -43,7 +43,7 @@ def refreshed_store(home: Path | str | None = None) -> Any:
 @contextmanager
 def reading(store: Any) -> Iterator[Any]:
     """Store calls inside share one connection and transaction (`Store.read()`)."""
-    with user_errors(), store.read() if hasattr(store, "read") else nullcontext():
+    with user_errors(), store.read():
         yield store
 
 
@@ -55,7 +55,7 @@ def refresh(store: Any) -> bool:
     previous refresh, so an idle store reports no change and screens need not re-read.
     """
     before = signature(store)
-    with user_errors():
+    with reading(store):
         result = store.refresh()
     after = signature(store)
     seen = getattr(store, "_workbench_seen", None)
@@ -73,3 +73,14 @@ def signature(store: Any) -> tuple:
         except OSError:
             out.append(None)
     return tuple(out)
+
+
+def run_sql(store: Any, query: str, *, write: bool = False) -> tuple[list[str], list[tuple]]:
+    """Any SQL (read-only unless `write`); duckdb's message names what is wrong."""
+    import duckdb
+
+    with user_errors():
+        try:
+            return store.sql(query, write=write)
+        except duckdb.Error as e:
+            raise OpError(f"query failed: {e}") from e

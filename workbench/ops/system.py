@@ -1,7 +1,7 @@
 """What `workbench doctor` reports: library versions, the device, the store's health.
 
-    for name, version in library_versions(): ...
-    device_summary()      # 'cuda ×1 (NVIDIA H200), torch 2.x' or 'cpu (no CUDA), …'
+for name, version in library_versions(): ...
+device_summary()      # 'cuda ×1 (NVIDIA H200), torch 2.x' or 'cpu (no CUDA), …'
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def runs_view(store: Any) -> list[dict[str, Any]]:
 
 def models_view(store: Any) -> list[dict[str, Any]]:
     with reading(store):
-        return store.list_models()
+        return store.list_models(latest_only=True)
 
 
 def run_view(store: Any, run_id: str, after_seq: int = -1) -> dict[str, Any]:
@@ -44,7 +44,7 @@ def run_view(store: Any, run_id: str, after_seq: int = -1) -> dict[str, Any]:
             "samples": store.samples(run_id, limit=100),
             "artifacts": store.artifacts(run_id),
             "children": store.children(run_id),
-            "models": [m["name"] for m in store.list_models() if m.get("run_id") == run_id],
+            "models": [m["ref"] for m in store.list_models() if m.get("run_id") == run_id],
             "folder": run_folder(store, run),
         }
 
@@ -55,7 +55,8 @@ def data_view(store: Any, run_id: str | None) -> dict[str, Any]:
         runs = [r for p in DATA_PIPELINES for r in store.list_runs(pipeline=p)]
         run_id = run_id or (runs[0]["run_id"] if runs else None)
         tables = {n: store.table(run_id, n) for n in ("mixture", "sources")} if run_id else {}
-        return {"runs": runs, "run_id": run_id, "tables": tables, "models": store.list_models()}
+        models = store.list_models(latest_only=True)
+        return {"runs": runs, "run_id": run_id, "tables": tables, "models": models}
 
 
 def series_label(name: str, split: str | None) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from textual.message import Message
 
 
 @dataclass
-class StoreChanged(Message):
+class StoreChanged(Message, bubble=False):
     """The store holds something new (or a screen asked to be re-read)."""
 
     def can_replace(self, message: Message) -> bool:
@@ -22,7 +22,7 @@ class StoreChanged(Message):
 
 
 @dataclass
-class Loaded(Message):
+class Loaded(Message, bubble=False):
     """A screen's read finished; `data` is what its `read` returned."""
 
     data: Any
