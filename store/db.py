@@ -92,8 +92,10 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
                 conn.begin()
             try:
                 yield conn
-            except BaseException:
+            except BaseException as err:
                 _rollback(conn)
+                if is_corruption(err):
+                    raise corrupt_error(path, err) from err
                 raise
             with _diagnosed(path):
                 conn.commit()
@@ -115,8 +117,12 @@ def _diagnosed(path: Path) -> Iterator[None]:
 
 
 def is_corruption(err: BaseException) -> bool:
+    """A DuckDB error (or one DuckDB raised through an Arrow reader) about the file itself."""
     text = str(err).lower()
-    return isinstance(err, duckdb.Error) and any(w in text for w in CORRUPT_WORDS)
+    from_duckdb = isinstance(err, duckdb.Error) or (
+        isinstance(err, OSError) and text.startswith("io error")
+    )
+    return from_duckdb and any(w in text for w in CORRUPT_WORDS)
 
 
 def corrupt_error(path: Path, err: BaseException) -> StoreError:

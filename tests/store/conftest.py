@@ -25,9 +25,11 @@ def store(home: Path) -> Store:
     return Store()
 
 
-def new_run(store: Store, run_id: str = "pretrain-20250101-000000-abcd", **kw) -> EventLog:
+def new_run(
+    store: Store, run_id: str = "pretrain-20250101-000000-abcd", spec: dict | None = None, **kw
+) -> EventLog:
     """Create a run row and its folder; return an EventLog on its events.jsonl."""
-    store.create_run(run_id, run_id.split("-")[0], {"lr": 3e-4}, **kw)
+    store.create_run(run_id, run_id.split("-")[0], spec or {"lr": 3e-4}, **kw)
     folder = store.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     return EventLog(folder / "events.jsonl")
