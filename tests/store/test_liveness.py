@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from store import Store
 from store.events import Metrics, RunStarted
-from store.liveness import pid_alive
+from store.liveness import lock_held, pid_alive
 
 from .conftest import new_run
 
@@ -89,3 +90,65 @@ def test_zombie_counts_as_dead() -> None:
     assert not pid_alive(proc.pid)  # exited but not yet reaped
     proc.wait()
     assert pid_alive(os.getpid())
+
+
+LOCKER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def _hold_lock(store: Store, run_id: str) -> subprocess.Popen[str]:
+    path = store.run_dir(run_id) / "lock"
+    proc = subprocess.Popen([sys.executable, "-c", LOCKER, str(path)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_held_run_lock_means_alive_whatever_the_heartbeat(store: Store) -> None:
+    """A stopped (SIGSTOP) job keeps its lock: not crashed, even with a stale heartbeat and
+    a pid this host cannot see; once its lock is free, it is."""
+    with new_run(store, RUN) as log:
+        log.append(RunStarted(pid=os.getpid(), host="another-machine"))
+    store.ingest()
+    _beat(store, RUN, 100)
+    holder = _hold_lock(store, RUN)
+    try:
+        os.kill(holder.pid, signal.SIGSTOP)
+        assert store.mark_crashed() == []
+        assert store.get_run(RUN)["status"] == "running"
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    assert store.mark_crashed() == [RUN]
+
+
+def test_a_free_lock_with_a_fresh_heartbeat_is_still_alive(store: Store) -> None:
+    with new_run(store, RUN) as log:
+        log.append(RunStarted(pid=os.getpid(), host="another-machine"))
+    (store.run_dir(RUN) / "lock").touch()
+    _beat(store, RUN, 1)
+    store.ingest()
+    assert store.mark_crashed() == []
+    _beat(store, RUN, 100)
+    assert store.mark_crashed() == [RUN]
+
+
+def test_the_probe_neither_creates_nor_keeps_the_lock(store: Store, tmp_path) -> None:
+    import fcntl
+
+    path = tmp_path / "lock"
+    assert not lock_held(path) and not path.exists()
+    path.touch()
+    assert not lock_held(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free right after a probe
+        assert lock_held(path)  # another open file of this process holds it
+    finally:
+        os.close(fd)
