@@ -96,7 +96,15 @@ def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
         "synthetic-tasks",
     }
     model_dir = Path(run["run_dir"]) / "model"
-    assert store.get_model(rid)["path"] == str(model_dir)
+    model = store.get_model(rid)
+    assert model["path"] == str(model_dir) and model["kind"] == "base"
+    assert model["chat_template"] is False  # a base model completes text; no chat by default
+    assert model["meta"]["chat_tuned"] is False and model["meta"]["final_val_loss"] == val[-1]
+    notes = [e["text"] for e in events(run) if e["kind"] == "note"]
+    assert notes[-1].startswith(f"made base model {rid!r} in {model_dir}: final validation loss")
+    assert f"workbench generate {rid}" in notes[-1]
+    phases = {e["phase"] for e in events(run) if e["kind"] == "progress"}
+    assert {"tokenizer", "packing", "train", "export"} <= phases
     code = (
         "import sys, torch\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
@@ -118,6 +126,11 @@ def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
         env={**os.environ, "PYTHONPATH": ""},
     )
     assert out.returncode == 0 and out.stdout.startswith("OK"), out.stderr
+
+
+def events(run: dict) -> list[dict]:
+    lines = (Path(run["run_dir"]) / "events.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines]
 
 
 def final_weights(home: Path) -> dict[str, torch.Tensor]:

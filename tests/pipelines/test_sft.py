@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,11 @@ def test_full_sft_records_accuracy_and_registers_an_assistant(wb, tmp_path, home
     assert {r["task"] for r in store.table(rid, "eval")} == {"palindrome", "reverse", "all"}
     model = store.get_model("tiny-sft")
     assert model["kind"] == "assistant" and model["parent_model"] == "tiny-base"
+    assert model["chat_template"] is True and model["run_id"] == rid
+    lines = (Path(run["run_dir"]) / "events.jsonl").read_text().splitlines()
+    notes = [e["text"] for e in map(json.loads, lines) if e["kind"] == "note"]
+    assert notes[-1].startswith("made assistant model 'tiny-sft'") and "→" in notes[-1]
+    assert notes[-1].endswith("Try it: workbench chat tiny-sft")
     folder = Path(model["path"])
     cfg = json.loads((folder / "generation_config.json").read_text())
     assert isinstance(cfg["eos_token_id"], list) and len(cfg["eos_token_id"]) == 2
@@ -182,3 +189,33 @@ def test_generate_and_chat_stream_from_a_registered_model(wb, base_model):
     p = wb("chat", "tiny-base", "--max-new-tokens", "5", stdin_text="hello\nagain\n\n")
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("model> ") == 2
+
+
+def test_stop_during_the_baseline_evaluation_cancels_within_seconds(wb, tmp_path, home, base_model):
+    """`runs stop` (SIGTERM) acts between evaluation batches, not after the whole phase."""
+    assert wb("models", "import", str(base_model), "--name", "tiny-base").returncode == 0
+    spec = tmp_path / "sft.toml"
+    spec.write_text(SFT.format(extra="").replace("eval_n = 6", "eval_n = 4000"))
+    env = {**os.environ, "WORKBENCH_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "run", str(spec), "--json"],
+        cwd=Path(__file__).resolve().parents[2], env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    phases = []
+    for line in job.stdout:
+        event = json.loads(line) if line.startswith("{") else {}
+        if event.get("kind") == "progress":
+            phases.append(event["phase"])
+            assert event["total"] == 8000  # two tasks × eval_n: a real total
+            if event["step"] >= 32:
+                break
+    assert phases and set(phases) == {"baseline eval"}, phases
+    asked = time.monotonic()
+    job.send_signal(signal.SIGTERM)
+    job.communicate(timeout=60)
+    assert time.monotonic() - asked < 10
+    store = Store(home)
+    store.refresh()
+    run = store.list_runs(pipeline="sft")[0]
+    assert run["status"] == "cancelled", run
