@@ -56,6 +56,8 @@ def opt_text(name: str, v: Any) -> str | None:
 
 
 def clean_text(s: str) -> str:
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:

@@ -12,9 +12,10 @@ is found, so one bad line never blocks the rest.
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,10 @@ def _ingest_run(
         lines, end = read_lines(cur.path, cur.read_from)
         if end == cur.read_from and not cur.shrank:
             break
-        parsed = _parse(cur, lines)
         try:
-            count += _commit(connect, runs_dir, cur, parsed, end, split)
+            with _gc_paused():  # a chunk is many small acyclic objects: collections only cost
+                parsed = _parse(cur, lines)
+                count += _commit(connect, runs_dir, cur, parsed, end, split)
         except Moved:
             with connect() as conn:
                 fresh = _cursor(conn, runs_dir, cur.run_id)
@@ -114,6 +116,17 @@ def _ingest_run(
             break
         chunks += 1
     return count
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:

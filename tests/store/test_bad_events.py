@@ -73,6 +73,8 @@ def test_a_batch_the_database_rejects_falls_back_to_single_events(
     """A value that slips past the checks fails the whole insert: the chunk is split until
     the one bad line is found, and every other line is stored."""
     monkeypatch.setitem(events_mod.Sample.CHECKS, "step", lambda name, v: v)
+    events_mod._field_checks.cache_clear()
+    monkeypatch.setattr(events_mod, "_field_checks", events_mod._field_checks.__wrapped__)
     with new_run(store, RUN) as log:
         for step in range(20):
             log.append(Metrics(step=step, values={"loss": 1.0}))

@@ -1,0 +1,135 @@
+"""Ingest throughput and peak memory for a long events.jsonl tail, against plain DuckDB.
+
+    python benchmarks/ingest.py                  # a 1M-line tail (and a 250k one for memory)
+    python benchmarks/ingest.py --rows 200000    # quicker
+
+Each measurement is a fresh process that reports its own time and peak resident memory
+(ru_maxrss). Three ways to put the same metric rows into a DuckDB file:
+
+- `Store.ingest`: the workbench path (parse, check every field, chunked transactions);
+- `read_json`: DuckDB parsing the same file itself in one INSERT … SELECT (no checks);
+- `arrow insert`: the rows already in Python lists, copied as one Arrow table (no parsing).
+
+The figures that matter are ratios: ingest rows/s against each reference, and the growth of
+peak memory from a 250k-line tail to a 1M-line one (flat when ingest streams).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = "pretrain-20250101-000000-bench"
+
+
+def write_tail(path: Path, n: int) -> None:
+    t = time.time()
+    head = {"seq": 1, "t": t, "kind": "run_started", "pid": 1, "host": "elsewhere"}
+    tpl = '{"seq": %d, "t": %.6f, "kind": "metrics", "step": %d, "values": {"loss": %.6f}}\n'
+    with open(path, "w") as f:
+        f.write(json.dumps(head) + "\n")
+        f.writelines(tpl % (i + 1, t + i * 1e-4, i, 1.0 / i) for i in range(1, n + 1))
+
+
+def child(kind: str, home: str, n: int) -> None:
+    """Run one measurement in this process and print a JSON line with seconds and memory."""
+    import resource
+
+    start = time.perf_counter()
+    if kind == "ingest":
+        from store import Store
+
+        Store(home).ingest()
+    elif kind == "read_json":
+        _read_json(Path(home))
+    elif kind == "arrow":
+        _arrow_insert(Path(home), n)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"kind": kind, "seconds": seconds, "peak_mb": peak_mb}))
+
+
+def _read_json(home: Path) -> None:
+    import duckdb
+
+    path = home / "runs" / RUN / "events.jsonl"
+    with duckdb.connect(str(home / "reference.duckdb")) as conn:
+        conn.execute(
+            "CREATE TABLE m AS SELECT seq, step, 'loss' AS name, values.loss AS value, "
+            "to_timestamp(t) AS t FROM read_json(?, columns = {seq: 'BIGINT', t: 'DOUBLE', "
+            "kind: 'VARCHAR', step: 'BIGINT', values: 'STRUCT(loss DOUBLE)'}) "
+            "WHERE kind = 'metrics'",
+            [str(path)],
+        )
+
+
+def _arrow_insert(home: Path, n: int) -> None:
+    import duckdb
+    import pyarrow as pa
+
+    t = time.time()
+    table = pa.table({
+        "run_id": pa.array([RUN] * n), "step": pa.array(range(1, n + 1), pa.int64()),
+        "name": pa.array(["loss"] * n), "value": pa.array([1.0 / i for i in range(1, n + 1)]),
+        "t": pa.array([int((t + i * 1e-4) * 1e6) for i in range(n)], pa.timestamp("us")),
+        "seq": pa.array(range(2, n + 2), pa.int64()),
+    })  # fmt: skip
+    with duckdb.connect(str(home / "arrow.duckdb")) as conn:
+        conn.register("batch", table)
+        conn.execute("CREATE TABLE m AS SELECT * FROM batch")
+
+
+def measure(kind: str, n: int) -> dict:
+    """A fresh home with an n-line tail, then one child process doing `kind`."""
+    with tempfile.TemporaryDirectory() as home:
+        folder = Path(home) / "runs" / RUN
+        folder.mkdir(parents=True)
+        write_tail(folder / "events.jsonl", n)
+        if kind == "ingest":
+            _create_run(home)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": home}
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", kind, home, str(n)],
+            capture_output=True, text=True, check=True, env=env,
+        ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _create_run(home: str) -> None:
+    code = f"from store import Store; Store({home!r}).create_run({RUN!r}, 'pretrain', {{}})"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+                   "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "HOME", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], args.child[1], int(args.child[2]))
+        return
+    n, small = args.rows, max(args.rows // 4, 1)
+    results = {kind: measure(kind, n) for kind in ("ingest", "read_json", "arrow")}
+    quarter = measure("ingest", small)
+    print(f"{'how':<14} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
+    for kind, r in [*results.items(), ("ingest (1/4)", quarter)]:
+        rows = small if kind == "ingest (1/4)" else n
+        print(f"{kind:<14} {rows:>9} {r['seconds']:>8.2f} {rows / r['seconds']:>10.0f} "
+              f"{r['peak_mb']:>8.0f}")  # fmt: skip
+    ingest = n / results["ingest"]["seconds"]
+    print(f"ingest rows/s vs read_json:    {ingest / (n / results['read_json']['seconds']):.3f}")
+    print(f"ingest rows/s vs arrow insert: {ingest / (n / results['arrow']['seconds']):.3f}")
+    growth = results["ingest"]["peak_mb"] / quarter["peak_mb"]
+    print(f"ingest peak memory, {n} lines vs {small}: {growth:.2f}x (1.00 = flat)")
+
+
+if __name__ == "__main__":
+    main()
