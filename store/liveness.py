@@ -4,8 +4,8 @@ A job holds an exclusive `fcntl.flock` on `runs/<run_id>/lock` for its whole lif
 `runs/<run_id>/heartbeat` every few seconds. A run whose lock is held is alive, whatever its
 heartbeat says (a stopped or very busy job). Otherwise a run still marked running whose
 heartbeat is older than the limit, or whose process no longer exists on this machine,
-crashed without writing its run_finished event. The lock is probed with a shared,
-non-blocking flock that is released at once; it never creates the file.
+crashed without writing its run_finished event. The lock is read from /proc/locks (or probed
+with a shared, non-blocking flock released at once); the probe never creates the file.
 """
 
 from __future__ import annotations
@@ -76,7 +76,35 @@ def crash_reason(
 
 
 def lock_held(path: Path) -> bool:
-    """Whether another open file holds an exclusive flock on `path` (False if no file)."""
+    """Whether some process holds a flock on `path` (False if there is no such file).
+
+    Reads /proc/locks where there is one, which takes no lock and so can never make a job
+    starting at that moment think its run is taken; elsewhere, probes with a shared,
+    non-blocking flock released at once.
+    """
+    try:
+        inode = os.stat(path).st_ino
+    except OSError:
+        return False
+    held = _listed_in_proc_locks(inode)
+    return _probe(path) if held is None else held
+
+
+def _listed_in_proc_locks(inode: int) -> bool | None:
+    """Whether /proc/locks lists a granted FLOCK on this inode; None without /proc/locks."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    suffix = f":{inode}"
+    for line in text.splitlines():
+        fields = line.split()
+        if "FLOCK" in fields and "->" not in fields and any(f.endswith(suffix) for f in fields):
+            return True
+    return False
+
+
+def _probe(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:

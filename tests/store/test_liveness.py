@@ -152,3 +152,23 @@ def test_the_probe_neither_creates_nor_keeps_the_lock(store: Store, tmp_path) ->
         assert lock_held(path)  # another open file of this process holds it
     finally:
         os.close(fd)
+
+
+def test_without_proc_locks_a_flock_probe_decides(
+    store: Store, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    from store import liveness
+
+    monkeypatch.setattr(liveness, "_listed_in_proc_locks", lambda inode: None)
+    path = tmp_path / "lock"
+    path.touch()
+    assert not lock_held(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert lock_held(path)
+    finally:
+        os.close(fd)
+    assert not lock_held(path)

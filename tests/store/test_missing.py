@@ -43,7 +43,7 @@ def test_delete_run_forgets_the_models_inside_its_folder(store: Store) -> None:
 
 
 def test_delete_under_a_concurrent_ingest_leaves_no_phantom(store: Store) -> None:
-    for i in range(20):
+    for i in range(8):
         with new_run(store, f"pretrain-{i}") as log:
             log.append(RunStarted(pid=1, host="elsewhere"))
             (store.run_dir(f"pretrain-{i}") / "run.json").write_text("{}")
@@ -57,7 +57,7 @@ def test_delete_under_a_concurrent_ingest_leaves_no_phantom(store: Store) -> Non
     thread = threading.Thread(target=ingest_forever)
     thread.start()
     try:
-        for i in range(20):
+        for i in range(8):
             store.delete_run(f"pretrain-{i}", remove_folder=True)
     finally:
         stop.set()

@@ -52,7 +52,7 @@ def test_refresh_inside_read_ingests_a_bounded_chunk(
 ) -> None:
     from store import eventlog
 
-    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 16384)
     with new_run(store, "pretrain-1") as log:
         for step in range(1000):
             log.append(Metrics(step=step, values={"loss": 1.0}))
