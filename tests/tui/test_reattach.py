@@ -19,7 +19,7 @@ pytestmark = pytest.mark.asyncio
 def shown_step(app) -> int:
     """The step of the (only) echo run in the Runs table, 0 when none is shown yet."""
     for line in screen_text(app).splitlines():
-        if "echo" in line and (m := re.search(r"(\d+)/200", line)):
+        if "echo" in line and (m := re.search(r"(\d+)/1000", line)):
             return int(m.group(1))
     return 0
 
@@ -30,7 +30,7 @@ async def test_job_survives_quit_and_new_app_reattaches(wb, home):
         "--preset",
         "echo",
         "--set",
-        "steps=200",
+        "steps=1000",
         "--set",
         "interval_s=0.05",
         "--detach",
@@ -44,8 +44,9 @@ async def test_job_survives_quit_and_new_app_reattaches(wb, home):
             first = await wait_for(pilot, lambda: shown_step(app), 60, "progress")
             assert "running" in screen_text(app)
         store = Store(home)
-        store.refresh()
-        (run,) = store.list_runs()
+        with store.read():  # one bounded ingest: the job is still writing fast
+            store.refresh()
+            (run,) = store.list_runs()
         assert run["status"] == "running" and run["pid"]
         os.kill(run["pid"], 0)  # the job lives on after the app quit
 
@@ -56,6 +57,8 @@ async def test_job_survives_quit_and_new_app_reattaches(wb, home):
             await wait_for(pilot, lambda: shown_step(app2) > first + 5, 60, "live updates")
     finally:
         store = Store(home)
-        store.refresh()
-        for r in store.list_runs(status="running"):
+        with store.read():
+            store.refresh()
+            running = store.list_runs(status="running")
+        for r in running:
             os.kill(r["pid"], signal.SIGTERM)

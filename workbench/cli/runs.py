@@ -14,7 +14,7 @@ from workbench.cli.tables import print_rows
 from workbench.ops import runs as run_ops
 from workbench.ops.fmt import fmt, human_age, step_text
 from workbench.ops.refs import find_run, run_folder
-from workbench.ops.stores import reading
+from workbench.ops.stores import reading, refresh
 
 app = typer.Typer(help="List, inspect, follow, stop, resume and delete runs.", no_args_is_help=True)
 
@@ -98,7 +98,7 @@ def _follow_once(f, store, run_id: str) -> bool:
         sys.stdout.write(line)
         sys.stdout.flush()
         return True
-    store.refresh()
+    refresh(store)
     if find_run(store, run_id)["status"] not in run_ops.LIVE:
         return False
     time.sleep(0.5)

@@ -1,7 +1,7 @@
 """Opening the store, refreshing it, and reading several things in one transaction.
 
     store = open_store(home)          # one Store object per home, shared by threads
-    changed = refresh(store)          # ingest new events, mark dead jobs crashed
+    changed = refresh(store)          # ingest, mark dead jobs crashed: anything new?
     with reading(store):              # every Store call inside shares one connection
         run, models = store.get_run(rid), store.list_models()
 
@@ -48,31 +48,27 @@ def reading(store: Any) -> Iterator[Any]:
 
 
 def refresh(store: Any) -> bool:
-    """Ingest and mark crashed runs; True when the store holds anything new since last time.
+    """Ingest and mark crashed runs; True when the store shows anything new since last time.
 
-    "New" counts other processes' writes too (a CLI `models import`, a run deleted over SSH):
-    the database file's size and mtime are compared with what they were after our own
-    previous refresh, so an idle store reports no change and screens need not re-read.
+    "New" counts other processes' writes too (a CLI `models import`, a run deleted over SSH,
+    a job's own final ingest): a fingerprint of the runs and models, read in the same
+    transaction, is compared with the previous one. An idle store reports no change, so
+    screens need not re-read it.
     """
-    before = signature(store)
     with reading(store):
         result = store.refresh()
-    after = signature(store)
-    seen = getattr(store, "_workbench_seen", None)
-    store._workbench_seen = after
-    return bool(result.get("ingested") or result.get("crashed")) or before != seen
+        now = fingerprint(store)
+    seen, store._workbench_seen = getattr(store, "_workbench_seen", None), now
+    return bool(result.get("ingested") or result.get("crashed")) or now != seen
 
 
-def signature(store: Any) -> tuple:
-    """(size, mtime) of the database file and its write-ahead log: changes on every commit."""
-    out = []
-    for path in (store.db_path, Path(str(store.db_path) + ".wal")):
-        try:
-            st = path.stat()
-            out.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append(None)
-    return tuple(out)
+def fingerprint(store: Any) -> tuple:
+    """What a change anywhere would alter: each run's status and progress, each model."""
+    runs = tuple(
+        (r["run_id"], r["status"], r.get("progress_step"), r.get("reason"))
+        for r in store.list_runs()
+    )
+    return runs, tuple((m.get("ref") or m["name"], m["path"]) for m in store.list_models())
 
 
 def run_sql(store: Any, query: str, *, write: bool = False) -> tuple[list[str], list[tuple]]:
