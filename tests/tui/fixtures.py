@@ -65,8 +65,8 @@ def _train_events(steps: int, total: int, every: int = 10) -> list[dict]:
                 {
                     "kind": "metrics",
                     "step": step,
-                    "values": {"val_loss": loss + 0.15},
-                    "split": "eval",
+                    "values": {"loss": loss + 0.15},
+                    "split": "val",
                 }
             )
             out.append(
@@ -131,7 +131,13 @@ def fill_store(home: Path) -> Store:
             {"kind": "table", "name": "sources", "rows": sources},
             *_train_events(200, 200),
             {"kind": "table", "name": "mixture", "rows": sources},
-            {"kind": "artifact", "type": "model", "path": str(model_dir), "step": 200, "meta": {}},
+            {
+                "kind": "artifact",
+                "type": "model",
+                "path": str(model_dir),
+                "step": 200,
+                "meta": {"name": "tiny", "params": 1_050_000, "architecture": "LlamaForCausalLM"},
+            },
             {"kind": "run_finished", "status": "done", "reason": None},
         ],
     )
