@@ -18,6 +18,7 @@ PIPELINES: dict[str, str] = {
     "echo": "pipelines.echo",
     "pretrain": "pipelines.pretrain",
     "sft": "pipelines.sft",
+    "reward": "pipelines.reward",
 }
 
 

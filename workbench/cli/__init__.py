@@ -133,6 +133,10 @@ def _register_subcommands() -> None:
     app.add_typer(models.app, name="models")
     app.add_typer(data.data_app, name="data")
     app.add_typer(data.tokenizer_app, name="tokenizer")
+    from workbench.cli import evaluate, reward  # reward models and evaluations (issue 11)
+
+    app.add_typer(reward.app, name="reward")
+    app.add_typer(evaluate.app, name="eval")
     for name, fn in models.TOP_LEVEL.items():
         app.command(name)(fn)
 

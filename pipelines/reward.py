@@ -1,0 +1,224 @@
+"""Reward modelling: an SFT model's transformer + a scalar head, trained on ranked completions.
+
+    workbench run --preset reward-tiny        # sft-tiny's samples ranked by the task checkers
+    workbench reward score reward-tiny --prompt "What is 2 + 2?" --completion "4"
+
+Loss −log σ(r_better − r_worse) over every ordered pair of each ranking (InstructGPT), the
+score read at the `<|reward|>` token appended to the completion (engines.reward_model).
+Held-out pair accuracy and margin are measured before training (the fresh head: chance) and at
+the end, and go to the store as `eval` metrics; the model registers as kind `reward`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from pipelines.comparisons import ComparisonData, resolve_path
+from pipelines.model_refs import resolve_model
+from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
+from store.events import Event, Metrics, Note, Table
+
+__all__ = ["Spec", "preflight", "run"]
+
+
+class RewardModelRef(Section):
+    base: str = Field(description="the SFT model whose transformer the reward model starts from")
+
+
+class RewardTrain(TrainSection):
+    batch_size: int = redefault(TrainSection, "batch_size", 8)
+    max_steps: int = redefault(TrainSection, "max_steps", 150)
+    lr: float = redefault(TrainSection, "lr", 3e-4)
+    min_lr: float = redefault(TrainSection, "min_lr", 3e-5)
+    warmup_steps: int = redefault(TrainSection, "warmup_steps", 10)
+    weight_decay: float = redefault(TrainSection, "weight_decay", 0.0)
+    eval_every: int = redefault(TrainSection, "eval_every", 50)
+    eval_batches: int = redefault(TrainSection, "eval_batches", 4)
+    sample_every: int = redefault(TrainSection, "sample_every", 0)
+    checkpoint_every: int = redefault(TrainSection, "checkpoint_every", 50)
+
+
+class Output(Section):
+    model_name: str | None = Field(None, description="registry name (default: the run id)")
+
+
+class Spec(JobSpec):
+    pipeline: Literal["reward"] = "reward"
+    model: RewardModelRef
+    data: ComparisonData
+    train: RewardTrain = RewardTrain()
+    output: Output = Output()
+
+    def model_refs(self) -> list[str]:
+        return [self.model.base]
+
+    def check_files(self, base_dir: Path, where: str) -> None:
+        resolve_path(self.data, base_dir, where)
+
+
+def preflight(spec: Spec, store=None) -> None:
+    """Before the run exists: the base model found, every JSONL ranking well-formed, store
+    comparisons present when asked for."""
+    from pipelines import preflight as check
+    from pipelines.comparisons import read_rankings, store_rankings
+
+    resolve_model(store, spec.model.base)
+    if spec.data.path:
+        read_rankings(spec.data.path)
+    if spec.data.from_store and store is not None and not store_rankings(store)[0]:
+        raise SpecError(
+            "field 'data.from_store': the store has no comparisons or decisive votes yet — "
+            "cast votes in the Arena or give data.path"
+        )
+    check.check_device(spec.train.device)
+
+
+def run(spec: Spec, ctx) -> Iterator[Event]:
+    import torch
+
+    from engines.reward_model import RankingBatches, new_reward_model, ranking_loss
+    from engines.trainer import Trainer
+    from pipelines.train_events import train_config, trainer_events
+
+    torch.manual_seed(spec.seed)
+    base = ctx.resolve_model(spec.model.base)
+    train, held = yield from rankings(spec, ctx, base)
+    model, tok = new_reward_model(base, seed=spec.seed)
+    readout = tok.convert_ids_to_tokens(model.config.readout_token_id)
+    yield Note(
+        text=f"reward model from {spec.model.base}: readout {readout!r}; "
+        f"{len(train)} rankings, {len(held)} held out"
+    )
+    enc_train, enc_held = encode(tok, train, spec), encode(tok, held, spec)
+    before = None if ctx.resume else heldout(model, enc_held)
+    if before:
+        yield Metrics(step=0, values=before, split="eval")
+    pad = int(model.config.pad_token_id)
+    trainer = Trainer(
+        model,
+        train_config(spec.train, spec.seed, ctx.store.cache_dir),
+        train_batches=RankingBatches(enc_train, spec.train.batch_size, pad=pad, seed=spec.seed),
+        val_batches=RankingBatches(enc_held or enc_train, spec.train.batch_size, pad=pad,
+                                   seed=spec.seed + 1),
+        loss_fn=ranking_loss,
+        ckpt_root=ctx.checkpoint_dir,
+    )  # fmt: skip
+    outcome = yield from trainer_events(trainer, ctx)
+    if outcome is not None:
+        yield outcome
+        return
+    after = heldout(trainer.model, enc_held)
+    yield from _report(spec, before, after, len(enc_held))
+    if ctx.is_main:
+        yield from _save(spec, ctx, trainer.model, tok, base, after)
+
+
+def rankings(spec: Spec, ctx, base: Path):
+    """(train, held-out) rankings from the file, the store and the generator."""
+    from pipelines.comparisons import read_rankings, split_rankings, store_rankings
+
+    found = []
+    if spec.data.path:
+        found += read_rankings(spec.data.path)
+    if spec.data.from_store:
+        stored, skipped = store_rankings(ctx.store)
+        found += stored
+        yield Note(text=f"store: {len(stored)} rankings ({skipped} tied or both-bad votes skipped)")
+    train, held = split_rankings(found, spec.data.heldout_fraction, spec.seed)
+    if spec.data.tasks:
+        g_train, g_held = yield from generated(spec, ctx, base)
+        train, held = train + g_train, held + g_held
+    if not train:
+        raise SpecError("no training rankings: every generated set was a tie — raise data.k")
+    return train, held
+
+
+def generated(spec: Spec, ctx, base: Path):
+    """Rankings sampled from the base (SFT) model on the built-in tasks, checker-ranked."""
+    import torch
+
+    from engines.model_folders import load_causal_lm
+    from pipelines.comparisons import generate_rankings
+
+    lm, tok = load_causal_lm(base, device="cpu")
+    with torch.no_grad():
+        train = generate_rankings(lm, tok, spec.data, split="train", seed=spec.seed)
+        held = generate_rankings(lm, tok, spec.data, split="test", seed=spec.seed)
+    sizes = [len(r.completions) for r in train]
+    yield Note(
+        text=f"generated {len(train)} + {len(held)} held-out rankings on {spec.data.tasks} "
+        f"(mean {sum(sizes) / max(1, len(sizes)):.1f} distinct completions; checker-ranked: "
+        "correct first, then shorter — a stand-in for human labellers)"
+    )
+    return train, held
+
+
+def encode(tok, rankings: list, spec: Spec) -> list[list[list[int]]]:
+    """Each ranking as its completions' reward-model ids (over-long ones keep their readout)."""
+    from engines.reward_model import readout_id, reward_ids
+
+    rid, cap = readout_id(tok), spec.data.max_len
+    out = []
+    for r in rankings:
+        rows = [reward_ids(tok, r.prompt, c, rid) for c in r.completions]
+        out.append([ids if len(ids) <= cap else ids[: cap - 1] + [rid] for ids in rows])
+    return out
+
+
+def heldout(model, encoded: list, batch: int = 8) -> dict[str, float] | None:
+    """Pair accuracy and mean margin over every ordered pair of the held-out rankings."""
+    import torch
+
+    from engines.reward_model import collate_rankings, pair_stats, rewards_of
+
+    if not encoded:
+        return None
+    hits = margin = n = 0.0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(encoded), batch):
+            chunk = encoded[i : i + batch]
+            b = collate_rankings(chunk, int(model.config.pad_token_id))
+            r = rewards_of(model, b["input_ids"], b["attention_mask"]).view(b["present"].shape)
+            acc, m = pair_stats(r, b["present"])
+            pairs = sum(len(x) * (len(x) - 1) / 2 for x in chunk)
+            hits, margin, n = hits + float(acc) * pairs, margin + float(m) * pairs, n + pairs
+    model.train()
+    return {"pair_accuracy": hits / max(1.0, n), "margin": margin / max(1.0, n), "pairs": n}
+
+
+def _report(spec: Spec, before, after, n_held: int) -> Iterator[Event]:
+    if after is None:
+        yield Note(level="warning", text="no held-out rankings: pair accuracy not measured")
+        return
+    yield Metrics(step=spec.train.max_steps, values=after, split="eval")
+    start = f"{before['pair_accuracy']:.1%} → " if before else ""
+    yield Note(
+        text=f"held-out pair accuracy {start}{after['pair_accuracy']:.1%} "
+        f"({after['pairs']:.0f} pairs from {n_held} rankings), margin {after['margin']:.3f}"
+    )
+    rows = [{"when": "before", **before}] if before else []
+    yield Table(name="eval", rows=rows + [{"when": "after", **after}])
+
+
+def _save(spec: Spec, ctx, model, tok, base: Path, after) -> Iterator[Event]:
+    from transformers import GenerationConfig
+
+    from engines.vocab import REWARD
+    from pipelines.train_events import publish_model
+
+    model.generation_config = GenerationConfig()  # publish_model saves one; harmless here
+    meta = {"base": spec.model.base, "base_path": str(base), "tokenizer": str(base),
+            "parent_model": spec.model.base, "readout_token": REWARD}  # fmt: skip
+    card = {"heldout_pair_accuracy": after["pair_accuracy"] if after else None,
+            "readout_token": REWARD}  # fmt: skip
+    yield from publish_model(ctx, model, tok, spec=spec, kind="reward", card=card, meta=meta)
+    name = spec.output.model_name or ctx.run_id
+    yield Note(
+        text=f"made reward model {name!r} in {ctx.run_dir / 'model'}. Try it: workbench reward "
+        f'score {name} --prompt "What is 2 + 2?" --completion "4"'
+    )

@@ -1,0 +1,80 @@
+"""Shared pieces for the reward / DPO / GRPO / PPO / chain tests: a tiny base model trained
+here (its tokenizer has the `<|reward|>` token), a quick SFT of it, and ranking files."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from tests.conftest import workbench
+
+
+def make_base(out: Path, tasks=("arithmetic", "reverse")) -> Path:
+    """A tiny random Llama (2 layers, width 32) with a BPE trained on task text."""
+    from engines.model import ModelSize, build_model
+    from engines.tasks import get_task
+    from engines.tokenizer import train_bpe
+
+    texts = [e.prompt + " " + e.answer for t in tasks for e in get_task(t).examples(200, seed=0)]
+    tok = train_bpe(texts, 400)
+    size = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=128, vocab_size=len(tok))
+    model = build_model(
+        size, seed=0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, bos_id=tok.eos_token_id
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+SFT = """
+pipeline = "sft"
+seed = 1
+[model]
+base = "{base}"
+[data]
+tasks = ["arithmetic"]
+n_per_task = 200
+max_len = 48
+eval_n = 8
+eval_max_new_tokens = 8
+[train]
+batch_size = 16
+max_steps = 30
+lr = 1e-2
+warmup_steps = 2
+eval_every = 0
+sample_every = 0
+checkpoint_every = 0
+log_every = 10
+device = "cpu"
+[output]
+model_name = "{name}"
+"""
+
+
+def make_sft(home: Path, tmp: Path, base: Path, name: str = "tiny-sft") -> None:
+    """Import `base` as tiny-base and SFT it briefly on arithmetic into `name`."""
+    assert workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
+    spec = tmp / "sft.toml"
+    spec.write_text(SFT.format(base="tiny-base", name=name))
+    p = workbench("run", str(spec), home=home)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+
+
+def pairs_file(path: Path, n: int = 120, seed: int = 0) -> Path:
+    """Chosen: the right sum; rejected: a word. Learnable even by a random tiny model."""
+    rng = random.Random(seed)
+    words = ["apple", "river", "garden", "yellow", "pocket"]
+    with path.open("w") as f:
+        for _ in range(n):
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            k = rng.random()
+            record = {"prompt": f"What is {a} + {b}?"}
+            if k < 0.5:
+                record |= {"chosen": str(a + b), "rejected": rng.choice(words)}
+            else:
+                c = [rng.choice(words), str(a + b), rng.choice(words) + " " + str(a)]
+                record |= {"completions": c, "ranking": [1, 2, 0]}
+            f.write(json.dumps(record) + "\n")
+    return path
