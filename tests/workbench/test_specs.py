@@ -34,7 +34,7 @@ CASES = {
     ),
     "vocab too small": (
         TINY_PRETRAIN + "[tokenizer]\nvocab_size = 100\n",
-        ["vocab_size 100 is too small", "at least 263"],
+        ["tokenizer.vocab_size", "263"],
     ),
     "context too long": (
         TINY_PRETRAIN.replace("max_steps = 1", "max_steps = 1\nseq_len = 4096"),
