@@ -19,6 +19,7 @@ PIPELINES: dict[str, str] = {
     "pretrain": "pipelines.pretrain",
     "sft": "pipelines.sft",
     "reward": "pipelines.reward",
+    "grpo": "pipelines.grpo",
 }
 
 
