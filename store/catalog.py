@@ -226,7 +226,15 @@ class Store(RecordsMixin, MaintenanceMixin):
 
         Returns {"ingested": number of lines, "crashed": run ids just marked crashed}.
         """
-        count = self.ingest()
+        with self.connect() as conn:
+            cursors = ingest_mod.pending(conn, self.runs_dir, None)
+            if not cursors:  # the common, idle case: one transaction in all
+                return {"ingested": 0, "crashed": liveness.mark_crashed(conn, self.runs_dir)}
+        shared = self.in_read()
+        count = ingest_mod.ingest_pending(
+            self.connect, self.runs_dir, cursors,
+            max_chunks=1 if shared else None, split_on_error=not shared,
+        )  # fmt: skip
         with self.connect() as conn:
             return {"ingested": count, "crashed": liveness.mark_crashed(conn, self.runs_dir)}
 

@@ -27,7 +27,7 @@ from store import models as registry
 from store.checks import EventError
 from store.errors import StoreError
 from store.eventlog import read_lines
-from store.events import FINAL_STATUSES, Artifact, Event, RunStarted, event_from_dict
+from store.events import Artifact, Event, RunStarted, event_from_dict
 from store.ingest_discover import EVENTS_FILE, discover_runs
 from store.ingest_rows import EventRows, insert_rows, micros
 from store.ingest_runs import model_fields, run_changes
@@ -85,8 +85,26 @@ def ingest(
     """Ingest new events of one run (or of every run that may have some); return the number
     of lines stored. `max_chunks` bounds the chunks per run (for a shared transaction)."""
     with connect() as conn:
-        discover_runs(conn, runs_dir, run_id)
-        cursors = _candidates(conn, runs_dir, run_id)
+        cursors = pending(conn, runs_dir, run_id)
+    return ingest_pending(connect, runs_dir, cursors, max_chunks=max_chunks,
+                          split_on_error=split_on_error)  # fmt: skip
+
+
+def pending(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None) -> list[Cursor]:
+    """Discover new run folders, then the cursors of runs whose logs have unread lines."""
+    discover_runs(conn, runs_dir, run_id)
+    return _candidates(conn, runs_dir, run_id)
+
+
+def ingest_pending(
+    connect: Connect,
+    runs_dir: Path,
+    cursors: list[Cursor],
+    *,
+    max_chunks: int | None = None,
+    split_on_error: bool = True,
+) -> int:
+    """Ingest the runs `pending()` found, each in chunks; return the number of lines stored."""
     total = 0
     for cursor in cursors:
         total += _ingest_run(connect, runs_dir, cursor, max_chunks, split_on_error)
@@ -301,41 +319,42 @@ def _save_offset(conn: duckdb.DuckDBPyConnection, run_id: str, state: dict[str, 
     )
 
 
+_CURSORS = (
+    "SELECT r.run_id, r.run_dir, coalesce(o.byte_offset, 0), coalesce(o.last_seq, 0), "
+    "coalesce(o.attempt, 0), o.line_no FROM runs r LEFT JOIN ingest_offsets o USING (run_id)"
+)
+
+
 def _candidates(
     conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None
 ) -> list[Cursor]:
-    """Cursors of runs whose events file exists and is not final-and-fully-read."""
-    query = "SELECT run_id, status, run_dir FROM runs"
-    rows = conn.execute(query + " WHERE run_id = ?", [run_id]).fetchall() if run_id else (
-        conn.execute(query).fetchall())  # fmt: skip
+    """Cursors of runs whose events file has bytes the store has not read (or shrank)."""
+    if run_id is None:
+        rows = conn.execute(_CURSORS).fetchall()
+    else:
+        rows = conn.execute(_CURSORS + " WHERE r.run_id = ?", [run_id]).fetchall()
     found = []
-    for rid, status, run_dir in rows:
-        path = Path(run_dir or runs_dir / rid) / EVENTS_FILE
+    for row in rows:
+        path = Path(row[1] or runs_dir / row[0]) / EVENTS_FILE
         size = _size(path)
-        if size is None:
+        if size is None or size == row[2]:  # no log, or nothing new whatever the status
             continue
-        cur = _cursor(conn, runs_dir, rid, path)
-        if cur is None or (status in FINAL_STATUSES and size == cur.offset):
-            continue
+        cur = _new_cursor(row, path)
         if size < cur.offset:
             cur.read_from, cur.line_no, cur.shrank = 0, 0, True
         found.append(cur)
     return found
 
 
-def _cursor(
-    conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str, path: Path | None = None
-) -> Cursor | None:
-    row = conn.execute(
-        "SELECT r.run_dir, coalesce(o.byte_offset, 0), coalesce(o.last_seq, 0), "
-        "coalesce(o.attempt, 0), o.line_no FROM runs r LEFT JOIN ingest_offsets o "
-        "USING (run_id) WHERE r.run_id = ?",
-        [run_id],
-    ).fetchone()
+def _cursor(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str) -> Cursor | None:
+    row = conn.execute(_CURSORS + " WHERE r.run_id = ?", [run_id]).fetchone()
     if row is None:
         return None
-    run_dir, offset, last_seq, attempt, line_no = row
-    path = path or Path(run_dir or runs_dir / run_id) / EVENTS_FILE
+    return _new_cursor(row, Path(row[1] or runs_dir / run_id) / EVENTS_FILE)
+
+
+def _new_cursor(row: tuple, path: Path) -> Cursor:
+    run_id, _, offset, last_seq, attempt, line_no = row
     if line_no is None:
         line_no = _count_lines(path, offset)
     return Cursor(run_id, path, offset, last_seq, attempt, line_no, offset)

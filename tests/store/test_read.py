@@ -60,3 +60,11 @@ def test_refresh_inside_read_ingests_a_bounded_chunk(
         first = store.refresh()["ingested"]
     assert 0 < first < 1000
     assert first + store.refresh()["ingested"] == 1000
+
+
+def test_an_idle_refresh_opens_the_store_once(store: Store) -> None:
+    _runs(store, 3)
+    store.refresh()
+    before = db.connections_opened()
+    assert store.refresh() == {"ingested": 0, "crashed": []}
+    assert db.connections_opened() - before == 1
