@@ -61,6 +61,8 @@ class MaintenanceMixin:
                 result = ([], []) if cur.description is None else (
                     [d[0] for d in cur.description], cur.fetchall())  # fmt: skip
             except duckdb.Error as err:
+                if db.is_corruption(err):
+                    raise db.corrupt_error(self.db_path, err) from err
                 raise StoreError(f"SQL error: {err}") from err
             if write:
                 _require_schema(conn)
