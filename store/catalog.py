@@ -141,7 +141,7 @@ class Store(RecordsMixin, MaintenanceMixin):
             query, params = query + " AND pipeline = ?", [*params, pipeline]
         query += " ORDER BY created_at DESC, run_id DESC"
         if limit is not None:
-            query += f" LIMIT {int(limit)}"
+            query += f" LIMIT {_limit(limit)}"
         with self.connect() as conn:
             return self._with_missing(rows_as_dicts(conn.execute(query, params), RUN_JSON_COLUMNS))
 
@@ -291,7 +291,7 @@ class Store(RecordsMixin, MaintenanceMixin):
         """Samples in logging order; with limit, only the latest `limit` of them."""
         query = "SELECT * FROM samples WHERE run_id = ? ORDER BY seq DESC, t DESC"
         if limit is not None:
-            query += f" LIMIT {int(limit)}"
+            query += f" LIMIT {_limit(limit)}"
         with self.connect() as conn:
             rows = rows_as_dicts(conn.execute(query, [run_id]), ("meta",))
         return rows[::-1]
@@ -333,3 +333,9 @@ def _set_aside(folder: Path) -> Path | None:
     except FileNotFoundError:
         return None
     return trash
+
+
+def _limit(limit: int) -> int:
+    if int(limit) < 0:
+        raise StoreError(f"limit must be 0 or more, got {limit}")
+    return int(limit)

@@ -49,6 +49,8 @@ def test_bad_input_raises_store_error(store: Store) -> None:
         store.set_status("a-1", "finished")
     with pytest.raises(StoreError, match="no run b-1"):
         store.set_status("b-1", "done")
+    with pytest.raises(StoreError, match="limit must be 0 or more"):
+        store.list_runs(limit=-1)
 
 
 def test_event_readers_and_delete(store: Store) -> None:
