@@ -20,6 +20,7 @@ PIPELINES: dict[str, str] = {
     "sft": "pipelines.sft",
     "reward": "pipelines.reward",
     "grpo": "pipelines.grpo",
+    "dpo": "pipelines.dpo",
 }
 
 

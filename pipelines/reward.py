@@ -61,12 +61,18 @@ class Spec(JobSpec):
 
 
 def preflight(spec: Spec, store=None) -> None:
-    """Before the run exists: the base model found, every JSONL ranking well-formed, store
-    comparisons present when asked for."""
+    """Before the run exists: the base model found, the rankings usable, the device there."""
     from pipelines import preflight as check
-    from pipelines.comparisons import read_rankings, store_rankings
 
     resolve_model(store, spec.model.base)
+    check_data(spec, store)
+    check.check_device(spec.train.device)
+
+
+def check_data(spec, store) -> None:
+    """Every JSONL ranking well-formed; store comparisons present when asked for."""
+    from pipelines.comparisons import read_rankings, store_rankings
+
     if spec.data.path:
         read_rankings(spec.data.path)
     if spec.data.from_store and store is not None and not store_rankings(store)[0]:
@@ -74,7 +80,6 @@ def preflight(spec: Spec, store=None) -> None:
             "field 'data.from_store': the store has no comparisons or decisive votes yet — "
             "cast votes in the Arena or give data.path"
         )
-    check.check_device(spec.train.device)
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:
