@@ -89,6 +89,14 @@ class RunStarted(Event):
     world_size: int = 1
     host: str = field(default_factory=socket.gethostname)  # with pid: tells a dead job apart
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """As Event.from_dict, but a line without a host has host "" (unknown), not ours."""
+        event = super().from_dict(data)
+        if data.get("host") is None:
+            event.host = ""
+        return event
+
 
 @dataclass
 class RunFinished(Event):

@@ -61,3 +61,8 @@ def test_validation_metrics_keep_their_name_with_split_val(store: Store) -> None
         "loss": 2.0, "val_loss": 2.4, "val_ppl": 11.0, "accuracy": 0.5}  # fmt: skip
     run = store.get_run("pretrain-1")
     assert (run["loss"], run["val_loss"]) == (2.0, 2.4)
+
+
+def test_a_run_started_line_without_a_host_is_not_this_machine() -> None:
+    event = event_from_dict({"kind": "run_started", "pid": 5})
+    assert isinstance(event, RunStarted) and event.host == ""
