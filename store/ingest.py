@@ -168,9 +168,10 @@ def _decode_all(lines: list[tuple[bytes, int]]) -> list[Any] | None:
     """Every line parsed by one json.loads of a JSON array (fast); None if any line is bad
     or blank, and then each line is parsed on its own."""
     try:
-        return json.loads(b"[" + b",".join(raw for raw, _ in lines) + b"]")
+        data = json.loads(b"[" + b",".join(raw for raw, _ in lines) + b"]")
     except ValueError:
         return None
+    return data if len(data) == len(lines) else None  # a line `1, 2` would shift the rest
 
 
 def _check_line(line: Line, raw: bytes, data: Any = _NOT_PARSED) -> None:

@@ -101,3 +101,15 @@ def test_event_from_dict_names_the_field() -> None:
             assert event.seq == 3 and event.values["loss"] != event.values["loss"]
         case _:
             pytest.fail(f"not a Metrics: {event!r}")
+
+
+def test_a_line_holding_two_values_does_not_shift_the_others(store: Store) -> None:
+    with new_run(store, RUN):
+        pass
+    path = store.run_dir(RUN) / "events.jsonl"
+    good = {"kind": "metrics", "seq": 2, "t": 1.0, "step": 7, "values": {"loss": 1.0}}
+    path.write_text('{"kind": "note", "text": "a"}, {"kind": "note", "text": "b"}\n'
+                    + json.dumps(good) + "\n")  # fmt: skip
+    assert store.ingest() == 2
+    assert [m["step"] for m in store.metrics(RUN)] == [7]
+    assert "line 1" in store.notes(RUN)[0]["text"]
