@@ -45,8 +45,17 @@ async def wait_for(
     )
 
 
+async def settle_workers(pilot) -> None:
+    """Let queued messages run, then await every worker the app and its screens started."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def wait_loaded(pilot, timeout: float = 30.0) -> None:
-    """Until the current screen has shown its first read of the store."""
+    """Until the current screen has shown its first read of the store (its read worker is
+    awaited; the bounded poll only covers a read that had not started yet)."""
+    await settle_workers(pilot)
     await wait_for(pilot, lambda: getattr(pilot.app.screen, "loaded", True), timeout, "first read")
     await pilot.pause()
 

@@ -4,7 +4,8 @@
     folder = model_folder(store, "tiny")        # a registry name, a run (its model), a folder
 
 A reference may say what it names with a prefix: `model:NAME`, `run:ID`. Without one, a
-registered model wins over a run, and a run over a folder path.
+registered model wins over a run, and a run over a folder path — the rule of
+`pipelines.model_refs`, which specs use, so a reference means the same everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from workbench.ops.errors import OpError
+from workbench.ops.errors import OpError, user_errors
 from workbench.ops.stores import reading
 
 
@@ -42,13 +43,21 @@ def find_model(store: Any, name: str) -> dict[str, Any]:
 
 
 def model_folder(store: Any, ref: str) -> Path:
-    """The HF folder a model reference names: registered model, a run's model, or a path."""
-    for folder in candidates(store, ref, ("model",)):
-        return folder
-    raise OpError(
-        f"model {ref!r} is not a registered model, a run with a model, or a folder — "
-        "see `workbench models ls`"
-    )
+    """The HF folder a model reference names: a registered model (`name`, `name@N`), a run
+    that made a model (its id, an id prefix or its name), or a folder path.
+
+    The rule itself is the pipelines' (`pipelines.model_refs.resolve_model`, which a spec's
+    `model.base` and `tokenizer.from_model` go through); this adds run prefixes and names.
+    """
+    from pipelines.model_refs import resolve_model
+
+    kind, _, name = ref.partition(":")
+    if kind not in ("model", "run"):
+        kind, name = "", ref
+    if kind != "model" and store.get_model(name) is None and (run := maybe_run(store, name)):
+        name = run["run_id"]
+    with user_errors():
+        return resolve_model(store, name)
 
 
 def candidates(store: Any, ref: str, subfolders: tuple[str, ...]):
