@@ -44,7 +44,7 @@ def child(kind: str) -> None:
 
         Bare().run(headless=True)
         return
-    from workbench.app import WorkbenchApp
+    from workbench.tui.app import WorkbenchApp
 
     class Timed(WorkbenchApp):
         def on_ready(self) -> None:
