@@ -1,4 +1,4 @@
-"""The import arrows of docs/design.md §1 hold: import-linter contracts and a sys.modules check.
+"""The import arrows of docs/design.md §1 hold: import-linter contracts, a sys.modules check."""
 
 from __future__ import annotations
 
