@@ -8,6 +8,8 @@ posts `AnswerUpdated` messages carrying the whole answer so far; they coalesce
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -20,12 +22,12 @@ from workbench.ops.chat import DEFAULTS, ChatSession, Sampling, parse_sampling
 from workbench.tui.screens.base import forward_worker_state
 
 
+@dataclass
 class AnswerUpdated(Message):
     """The answer so far (`done` on the last one)."""
 
-    def __init__(self, text: str, done: bool = False) -> None:
-        super().__init__()
-        self.text, self.done = text, done
+    text: str
+    done: bool = False
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, AnswerUpdated) and not message.done

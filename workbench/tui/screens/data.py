@@ -8,6 +8,7 @@ text and see it split into tokens with ids, for any registered model or pretrain
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from textual import work
@@ -40,16 +41,22 @@ def mixture_cells(row: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+@dataclass
 class BatchDrawn(Message):
-    def __init__(self, rows: list, special: set[int], T: int) -> None:
-        super().__init__()
-        self.rows, self.special, self.T = rows, special, T
+    """A packed B×T batch was read from the run's shards."""
+
+    rows: list
+    special: set[int]
+    T: int
 
 
+@dataclass
 class TextTokenized(Message):
-    def __init__(self, pieces: list, special: set[int], text: str) -> None:
-        super().__init__()
-        self.pieces, self.special, self.text = pieces, special, text
+    """The typed text was split into (id, piece) tokens."""
+
+    pieces: list
+    special: set[int]
+    text: str
 
 
 class DataScreen(StoreScreen):

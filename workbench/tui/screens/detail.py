@@ -9,6 +9,7 @@ folder on a timer of its own: it needs no store access.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,10 +31,11 @@ from workbench.tui.widgets.chart import LineChart
 LOG_EVERY_S = 1.0
 
 
+@dataclass
 class LogRead(Message):
-    def __init__(self, lines: list[str]) -> None:
-        super().__init__()
-        self.lines = lines
+    """The tail of the run's log was read from its folder."""
+
+    lines: list[str]
 
 
 class RunDetailScreen(StoreScreen):

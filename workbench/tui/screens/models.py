@@ -7,6 +7,7 @@ pull|import|export` call — run in workers. A pull's progress arrives as coales
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -46,12 +47,13 @@ def model_cells(m: dict) -> tuple[str, ...]:
     return (m["name"], m["kind"], m["source"], params, lineage(m))
 
 
+@dataclass
 class PullProgressed(Message):
     """A pull reached step `done` of about `total` (`text` says which)."""
 
-    def __init__(self, text: str, done: int, total: int) -> None:
-        super().__init__()
-        self.text, self.done, self.total = text, done, total
+    text: str
+    done: int
+    total: int
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, PullProgressed)
