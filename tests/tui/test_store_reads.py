@@ -56,5 +56,4 @@ async def test_one_detail_read_is_one_transaction(filled_home, counted):
     before = counted["connect"]
     data = run_view(store, PRETRAIN)
     assert data["run"]["run_id"] == PRETRAIN and data["metrics"] and data["samples"]
-    if hasattr(store, "read"):
-        assert counted["connect"] - before == 1
+    assert counted["connect"] - before == 1
