@@ -200,3 +200,28 @@ async def test_resume_follows_one_rule_from_both(home):
     while not both_done() and time.monotonic() < end:
         await asyncio.sleep(0.5)
     assert both_done()
+
+
+async def test_a_failing_action_is_a_notification_not_a_crash(home, tmp_path):
+    from textual.widgets import DataTable
+
+    folder = tmp_path / "some-model"
+    folder.mkdir()
+    Store(home).register_model("some-model", "base", "imported", folder)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    p = workbench("models", "export", "some-model", str(taken), home=home)
+    assert p.returncode == 2
+    message = p.stderr.strip().removeprefix("error: ")
+    app = WorkbenchApp(home=home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await wait_loaded(pilot)
+        app.screen.query_one("#models-table", DataTable).focus()
+        await pilot.click("#export-path")
+        await pilot.press(*str(taken))
+        await pilot.click("#export")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert message in toasts(app)
+        assert app.is_running and app.current_mode == "models"
