@@ -3,7 +3,8 @@ in a subprocess, the TUI through Pilot key presses — with the same outcome.
 
 - delete, with another process ingesting all the while: no phantom row comes back;
 - export of a LoRA adapter: both write the same merged plain model;
-- resume: one rule (a done run and a starting queued run refused, a cancelled one resumed).
+- resume: one rule (a done run and a starting queued run refused, a cancelled one resumed);
+- a refused action: the same message, an error from the CLI and a notification in the TUI.
 """
 
 from __future__ import annotations
