@@ -18,15 +18,16 @@ from typing import Any
 
 from workbench.ops.errors import OpError, user_errors
 
-_stores: dict[Path | None, Any] = {}
+_stores: dict[Path, Any] = {}
 _lock = threading.Lock()
 
 
 def open_store(home: Path | str | None = None) -> Any:
     """The Store for `home` (None: $WORKBENCH_HOME or ~/.workbench), made once per process."""
     from store import Store
+    from store.catalog import default_home
 
-    key = Path(home).expanduser() if home is not None else None
+    key = Path(home if home is not None else default_home()).expanduser()
     with _lock, user_errors():
         if key not in _stores:
             _stores[key] = Store(key)
