@@ -11,6 +11,7 @@ refreshes (ingests) the store, so a read never writes.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,20 @@ def run_view(store: Any, run_id: str, after_seq: int = -1) -> dict[str, Any]:
             return {"run": None}
         return {
             "run": run,
-            "metrics": [m for m in store.metrics(run_id) if (m.get("seq") or 0) > after_seq],
+            "metrics": new_metrics(store, run_id, after_seq),
             "samples": store.samples(run_id, limit=100),
             "artifacts": store.artifacts(run_id),
             "children": store.children(run_id),
             "models": [m["ref"] for m in store.list_models() if m.get("run_id") == run_id],
             "folder": run_folder(store, run),
         }
+
+
+def new_metrics(store: Any, run_id: str, after_seq: int) -> list[dict[str, Any]]:
+    """Metric rows logged after `after_seq` (the store filters them when it can)."""
+    if "after_seq" in inspect.signature(store.metrics).parameters:
+        return store.metrics(run_id, after_seq=after_seq)
+    return [m for m in store.metrics(run_id) if (m.get("seq") or 0) > after_seq]
 
 
 def data_view(store: Any, run_id: str | None) -> dict[str, Any]:
