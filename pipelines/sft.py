@@ -115,7 +115,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         loss_fn=sft_loss,
         ckpt_root=ctx.checkpoint_dir,
         sample_fn=lambda m, step: (
-            [] if step >= spec.train.max_steps else _eval_samples(m, tok, spec)
+            [] if step >= spec.train.max_steps else _eval_samples(m, tok, spec, ctx.should_stop)
         ),
     )
     outcome = yield from trainer_events(trainer, ctx)
@@ -233,15 +233,18 @@ def _accuracy_gen(model, tok, spec: Spec):
     )
 
 
-def _accuracy(model, tok, spec: Spec):
+def _accuracy(model, tok, spec: Spec, should_stop=lambda: False):
+    """Held-out accuracy without events; None when there are no tasks or when stopped."""
     gen = _accuracy_gen(model, tok, spec)
     if gen is None:
         return None
-    while True:
+    while not should_stop():
         try:
             next(gen)
         except StopIteration as done:
             return done.value
+    gen.close()
+    return None
 
 
 def _accuracy_events(model, tok, spec: Spec, ctx, phase: str):
@@ -286,9 +289,10 @@ def _eval_events(step: int, result, label: str) -> Iterator[Event]:
         )
 
 
-def _eval_samples(model, tok, spec: Spec) -> list[dict]:
-    """Called by the trainer every sample_every steps: accuracy plus a few transcripts."""
-    result = _accuracy(model, tok, spec)
+def _eval_samples(model, tok, spec: Spec, should_stop) -> list[dict]:
+    """Called by the trainer every sample_every steps: accuracy plus a few transcripts
+    (nothing when the run is stopped meanwhile: the trainer then stops at its next step)."""
+    result = _accuracy(model, tok, spec, should_stop)
     if result is None:
         return []
     rows = result.transcripts[:2]

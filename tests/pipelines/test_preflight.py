@@ -140,3 +140,14 @@ def test_a_valid_spec_passes_and_creates_the_run(tmp_path, home):
     store = Store(home)
     run_id = prepare_run(store, spec)
     assert store.get_run(run_id)["status"] == "queued"
+
+
+def test_dump_toml_round_trips_a_spec():
+    import tomllib
+
+    from pipelines.spec import dump_toml
+
+    spec = spec_from_dict(pretrain(Path("."), {"kind": "stdlib"}), where="job.toml")
+    data = spec.model_dump(mode="json")
+    again = spec_from_dict(tomllib.loads(dump_toml(data)), where="dumped.toml")
+    assert again == spec

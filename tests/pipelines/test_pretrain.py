@@ -103,6 +103,10 @@ def test_pretrain_trains_records_and_saves_a_plain_hf_model(wb, tmp_path, home):
     notes = [e["text"] for e in events(run) if e["kind"] == "note"]
     assert notes[-1].startswith(f"made base model {rid!r} in {model_dir}: final validation loss")
     assert f"workbench generate {rid}" in notes[-1]
+    artifact = next(e for e in events(run) if e["kind"] == "artifact" and e["type"] == "model")
+    record = {"name": rid, "kind": "base", "source": "trained", "run_id": rid,
+              "chat_template": False, "params": model["params"]}  # fmt: skip
+    assert record.items() <= artifact["meta"].items()  # the store can register from events
     phases = {e["phase"] for e in events(run) if e["kind"] == "progress"}
     assert {"tokenizer", "packing", "train", "export"} <= phases
     code = (
@@ -137,8 +141,25 @@ def final_weights(home: Path) -> dict[str, torch.Tensor]:
     return load_file(Path(only_run(home)["run_dir"]) / "model" / "model.safetensors")
 
 
+def wait_for_train_step(run_dir: Path, step: int, limit_s: float = 120) -> int:
+    """Follow events.jsonl until training passes `step`; the job's pid (the file, not the
+    store: a tiny model trains faster than a store poll on a busy machine)."""
+    deadline, seen, pid = time.monotonic() + limit_s, 0, None
+    while time.monotonic() < deadline:
+        path = run_dir / "events.jsonl"
+        text = path.read_text() if path.exists() else ""
+        lines = text[: text.rfind("\n") + 1].splitlines()  # whole lines only
+        for e in map(json.loads, lines[seen:]):
+            pid = e["pid"] if e["kind"] == "run_started" else pid
+            if e["kind"] == "progress" and e["phase"] == "train" and e["step"] >= step:
+                return pid
+        seen = len(lines)
+        time.sleep(0.01)
+    raise AssertionError(f"training did not reach step {step} in {limit_s} s")
+
+
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    steps = 24
+    steps = 12
     ref_home, cut_home = tmp_path / "ref", tmp_path / "cut"
     job = spec(tmp_path, steps=steps, ckpt=3)
     assert workbench("run", str(job), home=ref_home).returncode == 0
@@ -146,15 +167,9 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     assert p.returncode == 0, p.stderr
     store = Store(cut_home)
     rid = store.list_runs()[0]["run_id"]
-    kill_after = random.Random().randint(4, 16)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        store.refresh()
-        run = store.get_run(rid)
-        if (run["progress_step"] or 0) >= kill_after and run["progress_phase"] == "train":
-            break
-        time.sleep(0.05)
-    os.kill(store.get_run(rid)["pid"], signal.SIGKILL)
+    kill_after = random.Random().randint(4, 10)
+    pid = wait_for_train_step(Path(store.get_run(rid)["run_dir"]), kill_after)
+    os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
     store.refresh()
     assert store.get_run(rid)["status"] == "crashed"
