@@ -18,7 +18,7 @@ a stop string included; `text` stops before either.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -282,12 +282,16 @@ def generate(
     params: SamplingParams,
     *,
     logits_processor: LogitsProcessor | None = None,
+    on_piece: Callable[[int, str], None] | None = None,
 ) -> list[Generation]:
-    """Complete every prompt in one left-padded batch; each row stops on its own."""
+    """Complete every prompt in one left-padded batch; each row stops on its own.
+
+    `on_piece(row, text)` (optional) sees the text of every row as it arrives."""
     encoded = _encode_all(tok, _check_prompts(prompts))
     rows = [_Row(tok, params.stop, ids) for ids in encoded]
-    for _ in _decode(model, tok, encoded, params, logits_processor, rows):
-        pass
+    for r, piece in _decode(model, tok, encoded, params, logits_processor, rows):
+        if on_piece is not None:
+            on_piece(r, piece)
     return [row.result() for row in rows]
 
 

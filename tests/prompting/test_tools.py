@@ -48,7 +48,9 @@ def test_sleeping_snippet_is_stopped_by_the_wall_clock():
 
 
 def test_unbounded_allocation_is_stopped_by_the_memory_limit():
-    result = run_python("x = []\nwhile True:\n    x.append(bytearray(10**7))", Limits(memory_mb=256))
+    result = run_python(
+        "x = []\nwhile True:\n    x.append(bytearray(10**7))", Limits(memory_mb=256)
+    )
     assert not result.ok and "memory limit" in result.output
 
 

@@ -137,6 +137,11 @@ def _register_subcommands() -> None:
 
     app.add_typer(reward.app, name="reward")
     app.add_typer(evaluate.app, name="eval")
+    from workbench.cli import prompt, rag  # the prompting lab and RAG indexes (issue 12)
+
+    prompt.register_eval(evaluate.app)
+    app.command("prompt")(prompt.prompt)
+    app.add_typer(rag.app, name="rag")
     for name, fn in models.TOP_LEVEL.items():
         app.command(name)(fn)
 
