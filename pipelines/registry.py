@@ -21,6 +21,7 @@ PIPELINES: dict[str, str] = {
     "reward": "pipelines.reward",
     "grpo": "pipelines.grpo",
     "dpo": "pipelines.dpo",
+    "ppo": "pipelines.ppo",
 }
 
 
