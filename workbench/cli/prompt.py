@@ -150,5 +150,9 @@ def compare(
 
 def register_eval(app: typer.Typer) -> None:
     """Add the experiment callback and `compare` to the `eval` group."""
+    app.info.help = (
+        "Evaluate models: prompting experiments (eval --model M --strategy S --tasks T), "
+        "eval compare, eval diversity."
+    )
     app.callback(invoke_without_command=True)(eval_callback)
     app.command("compare")(compare)
