@@ -22,6 +22,7 @@ PIPELINES: dict[str, str] = {
     "grpo": "pipelines.grpo",
     "dpo": "pipelines.dpo",
     "ppo": "pipelines.ppo",
+    "chain": "pipelines.chain",
 }
 
 
