@@ -22,13 +22,22 @@ FLOAT_BYTES = 4
 
 
 def training_bytes(
-    *, params: int, batch: int, seq_len: int, n_layer: int, n_embd: int, vocab_size: int
+    *,
+    params: int,
+    batch: int,
+    seq_len: int,
+    n_layer: int,
+    n_embd: int,
+    vocab_size: int,
+    activation_bytes: int = FLOAT_BYTES,
 ) -> int:
-    """Bytes one training step needs: weights + gradients + optimizer + activations."""
+    """Bytes one training step needs: weights + gradients + optimizer + activations.
+    `activation_bytes` is 2 under bf16 autocast (CUDA), 4 in fp32 (CPU); the logits' loss
+    is computed in fp32 either way."""
     tokens = batch * seq_len
-    activations = tokens * n_layer * n_embd * ACTIVATION_FACTOR
-    logits = 3 * tokens * vocab_size  # logits, log-softmax, their gradient
-    return params * BYTES_PER_PARAM + (activations + logits) * FLOAT_BYTES
+    activations = tokens * n_layer * n_embd * ACTIVATION_FACTOR * activation_bytes
+    logits = 3 * tokens * vocab_size * FLOAT_BYTES  # logits, log-softmax, their gradient
+    return params * BYTES_PER_PARAM + activations + logits
 
 
 def available_bytes(device: str) -> int | None:

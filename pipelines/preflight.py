@@ -44,7 +44,7 @@ def check_device(device: str, field: str = "train.device") -> str:
 
 def check_memory(device: str, *, params: int, trainable: int | None = None, **shape: int) -> None:
     """Refuse a job whose estimated training memory exceeds what `device` has free."""
-    need = training_bytes(params=params, **shape)
+    need = training_bytes(params=params, activation_bytes=2 if device == "cuda" else 4, **shape)
     if trainable is not None:  # frozen weights keep no gradient or optimizer state
         need -= (params - trainable) * 12
     have = available_bytes(device)

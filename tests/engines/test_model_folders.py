@@ -47,3 +47,16 @@ def test_folder_without_tokenizer_is_a_user_error(folder, tmp_path):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
         describe_model(tmp_path)
+
+
+def test_guessed_kinds_are_registry_kinds(tmp_path):
+    """engines cannot import the store; this keeps its guesses inside the registry's kinds."""
+    from engines.model_folders import guess_kind
+    from store.records import MODEL_KINDS
+
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "modules.json").write_text("[]")
+    cases = [("LlamaForCausalLM", True, tmp_path), ("LlamaForCausalLM", False, tmp_path),
+             ("BertModel", False, tmp_path), ("X", False, tmp_path / "st"),
+             ("LlamaForSequenceClassification", False, tmp_path), ("Odd", False, tmp_path)]  # fmt: skip
+    assert {guess_kind(*c) for c in cases} <= {*MODEL_KINDS, "other"}
