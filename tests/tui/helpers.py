@@ -46,9 +46,16 @@ async def wait_for(
 
 
 async def settle_workers(pilot) -> None:
-    """Let queued messages run, then await every worker the app and its screens started."""
+    """Let queued messages run, then await every worker the app and its screens started
+    (a failed one included: failures reach the user as notifications, tests look there)."""
+    from textual.worker import WorkerCancelled, WorkerFailed
+
     await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
+    for worker in list(pilot.app.workers):
+        try:
+            await worker.wait()
+        except (WorkerFailed, WorkerCancelled):
+            pass
     await pilot.pause()
 
 

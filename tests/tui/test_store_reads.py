@@ -6,7 +6,7 @@ import duckdb
 import pytest
 
 from tests.tui.fixtures import FIXED_NOW, PRETRAIN
-from tests.tui.helpers import wait_for, wait_loaded
+from tests.tui.helpers import settle_workers, wait_for, wait_loaded
 from workbench.ops import stores
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.detail import RunDetailScreen
@@ -39,10 +39,10 @@ async def test_idle_run_detail_opens_the_store_once_per_refresh(filled_home, cou
         await wait_loaded(pilot)
         app.push_screen(RunDetailScreen(PRETRAIN))
         await wait_for(pilot, lambda: getattr(app.screen, "series", {}).get("val_loss"))
-        await app.workers.wait_for_complete()
+        await settle_workers(pilot)
         start = dict(counted)
         await wait_for(pilot, lambda: counted["refresh"] >= start["refresh"] + 5, 30, "refreshes")
-        await app.workers.wait_for_complete()
+        await settle_workers(pilot)
         refreshes = counted["refresh"] - start["refresh"]
         opens = counted["connect"] - start["connect"]
     assert opens <= refreshes, f"{opens} store opens in {refreshes} refreshes"

@@ -20,7 +20,7 @@ import pytest
 
 from store import EventLog, Store
 from tests.conftest import ROOT, workbench
-from tests.tui.helpers import wait_for, wait_loaded
+from tests.tui.helpers import settle_workers, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 
 pytestmark = pytest.mark.asyncio
@@ -62,8 +62,20 @@ def select_run(app, run_id: str) -> None:
     table.move_cursor(row=table.get_row_index(run_id))
 
 
-def toasts(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+class App(WorkbenchApp):
+    """The workbench app, remembering every notification (a toast expires after seconds)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.notified: list[str] = []
+
+    def notify(self, message, *args, **kwargs) -> None:
+        self.notified.append(str(message))
+        super().notify(message, *args, **kwargs)
+
+
+def toasts(app: App) -> list[str]:
+    return app.notified
 
 
 async def test_delete_beside_a_concurrent_ingest_leaves_no_phantom(home, tmp_path):
@@ -74,7 +86,7 @@ async def test_delete_beside_a_concurrent_ingest_leaves_no_phantom(home, tmp_pat
     try:
         p = workbench("runs", "rm", "echo-cli", "--yes", home=home)
         assert p.returncode == 0 and "deleted echo-cli" in p.stdout, p.stderr
-        app = WorkbenchApp(home=home)
+        app = App(home=home)
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_loaded(pilot)
             await wait_for(pilot, lambda: app.screen.runs, 30, "the runs")
@@ -99,7 +111,7 @@ async def test_a_running_run_is_refused_by_both(home):
     (store.runs_dir / "echo-live" / "heartbeat").touch()
     p = workbench("runs", "rm", "echo-live", "--yes", home=home)
     assert p.returncode == 2 and "stop it first" in p.stderr
-    app = WorkbenchApp(home=home)
+    app = App(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         await wait_for(pilot, lambda: app.screen.runs, 30, "the runs")
@@ -146,7 +158,7 @@ async def test_lora_export_merges_from_both(home, tmp_path, lora_adapter):
     cli_out, tui_out = tmp_path / "from-cli", tmp_path / "from-tui"
     p = workbench("models", "export", "tiny-lora", str(cli_out), home=home)
     assert p.returncode == 0, p.stderr
-    app = WorkbenchApp(home=home)
+    app = App(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
         await wait_loaded(pilot)
@@ -180,15 +192,14 @@ async def test_resume_follows_one_rule_from_both(home):
         refused[rid] = p.stderr.strip().removeprefix("error: ")
     p = workbench("runs", "resume", "echo-cli", "--detach", home=home)
     assert p.returncode == 0 and "resumed echo-cli" in p.stdout, p.stderr
-    app = WorkbenchApp(home=home)
+    app = App(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         await wait_for(pilot, lambda: len(app.screen.runs) == 4, 30, "the runs")
         for rid in ("echo-done", "echo-starting", "echo-tui"):
             select_run(app, rid)
             await pilot.press("r")
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await settle_workers(pilot)
         shown = toasts(app)
     assert refused["echo-done"] in shown and refused["echo-starting"] in shown
     assert any(t.startswith("resumed echo-tui") for t in shown)
@@ -197,7 +208,7 @@ async def test_resume_follows_one_rule_from_both(home):
         store.refresh()
         return all(store.get_run(r)["status"] == "done" for r in ("echo-cli", "echo-tui"))
 
-    end = time.monotonic() + 90
+    end = time.monotonic() + 180
     while not both_done() and time.monotonic() < end:
         await asyncio.sleep(0.5)
     assert both_done()
@@ -214,7 +225,7 @@ async def test_a_failing_action_is_a_notification_not_a_crash(home, tmp_path):
     p = workbench("models", "export", "some-model", str(taken), home=home)
     assert p.returncode == 2
     message = p.stderr.strip().removeprefix("error: ")
-    app = WorkbenchApp(home=home)
+    app = App(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
         await wait_loaded(pilot)
@@ -222,7 +233,6 @@ async def test_a_failing_action_is_a_notification_not_a_crash(home, tmp_path):
         await pilot.click("#export-path")
         await pilot.press(*str(taken))
         await pilot.click("#export")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle_workers(pilot)
         assert message in toasts(app)
         assert app.is_running and app.current_mode == "models"
