@@ -1,7 +1,10 @@
 """Run one job in this process: run folder, heartbeat, signals, events, final status.
 
-`prepare_run` writes `runs/<id>/run.json` and the store row; `execute` drives the
-pipeline's `run(spec, ctx)` generator, appending each event to `events.jsonl` (rank 0 only)
+`prepare_run` checks the job first (`registry.preflight`: data, device, memory; a SpecError
+leaves nothing behind), then writes `runs/<id>/run.json` and the store row; `execute` takes
+the run folder's exclusive lock (`runs/<id>/lock`, flock, holding the pid: a second process
+gets RunLocked at once, and the store's liveness check reads a held lock as alive), then
+drives the pipeline's `run(spec, ctx)` generator, appending each event to `events.jsonl` (rank 0 only)
 and handing it to a printer. Ctrl-C / SIGTERM once: the pipeline finishes its step, writes a
 checkpoint and the run ends `cancelled`; a second signal exits at once.
 """
