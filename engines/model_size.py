@@ -33,9 +33,10 @@ class ModelSize:
                     f"model size: {name} must be a positive integer, got {getattr(self, name)}"
                 )
         if self.n_embd % self.n_head:
+            example = self.n_head * max(1, self.n_embd // self.n_head)
             raise UserError(
                 f"model size: n_head ({self.n_head}) must divide n_embd ({self.n_embd}); "
-                f"pick n_embd a multiple of n_head, e.g. {self.n_head * max(1, self.n_embd // self.n_head)}"
+                f"pick n_embd a multiple of n_head, e.g. {example}"
             )
         if self.kv_heads < 1 or self.n_head % self.kv_heads:
             raise UserError(

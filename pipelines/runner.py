@@ -5,8 +5,8 @@ leaves nothing behind), then writes `runs/<id>/run.json` and the store row; `exe
 the run folder's exclusive lock (`runs/<id>/lock`, flock, holding the pid: a second process
 gets RunLocked at once, and the store's liveness check reads a held lock as alive), then
 drives the pipeline's `run(spec, ctx)` generator, appending each event to `events.jsonl`
-(rank 0 only) and handing it to a printer. Ctrl-C / SIGTERM once: the pipeline finishes its step, writes a
-checkpoint and the run ends `cancelled`; a second signal exits at once.
+(rank 0 only) and handing it to a printer. Ctrl-C / SIGTERM once: the pipeline finishes its
+step, writes a checkpoint and the run ends `cancelled`; a second signal exits at once.
 """
 
 from __future__ import annotations
