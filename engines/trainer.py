@@ -31,7 +31,7 @@ from engines.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from engines.errors import UserError
 from engines.losses import next_token_loss
 from engines.model import flops_per_token as model_flops_per_token
-from engines.perf import Throughput, best_peak_flops, mfu
+from engines.perf import Throughput, best_peak_flops, mfu, raise_peak
 
 Batch = Any  # a tuple/list or dict of tensors
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict]]
@@ -164,7 +164,7 @@ class Trainer:
             torch.manual_seed(cfg.seed + D.rank())
             yield from self._evaluate()
         self.model.train()
-        peak = cfg.peak_flops or best_peak_flops(self.device, cfg.peak_cache)
+        self.peak = cfg.peak_flops or best_peak_flops(self.device, cfg.peak_cache)
         self._reset_interval()
         while self.step < cfg.max_steps:
             reason = self._train_step()
@@ -175,7 +175,7 @@ class Trainer:
             yield {"type": "progress", "step": self.step, "total": cfg.max_steps}
             last, stop = self.step == cfg.max_steps, should_stop()
             if self.step % cfg.log_every == 0 or last or stop:
-                yield self._train_metrics(peak)
+                yield self._train_metrics()
             yield from self._periodic(last, stop)
             if stop and not last:
                 yield {"type": "stopped", "step": self.step}
@@ -250,7 +250,7 @@ class Trainer:
 
     # ---- records ---------------------------------------------------------------------------
 
-    def _train_metrics(self, peak: float) -> dict:
+    def _train_metrics(self) -> dict:
         n = max(1, self.steps_in_interval)
         names = ["loss", *self.extra_sum]
         sums = [
@@ -267,7 +267,9 @@ class Trainer:
             tokens=float(self.tokens_seen),
         )
         if self.flops_per_token:
-            values["mfu"] = mfu(self.flops_per_token, tokens_per_s, peak * D.world_size())
+            achieved = self.flops_per_token * tokens_per_s / D.world_size()  # FLOP/s per device
+            self.peak = raise_peak(self.device, self.cfg.peak_cache, achieved, self.peak)
+            values["mfu"] = mfu(self.flops_per_token, tokens_per_s, self.peak * D.world_size())
         self._reset_interval()
         return {"type": "metrics", "step": self.step, "split": "train", "values": values}
 
