@@ -30,7 +30,7 @@ def sets(overrides: list[str]) -> list[str]:
 @pytest.mark.parametrize("name", list_presets())
 def test_every_preset_validates_as_shipped(name):
     spec = load_spec(preset=name)
-    assert spec.pipeline in ("echo", "pretrain", "sft")
+    assert spec.pipeline in ("echo", "pretrain", "sft", "reward", "dpo", "grpo", "ppo", "chain")
 
 
 @pytest.mark.timeout(400)
