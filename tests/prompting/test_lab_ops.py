@@ -94,3 +94,14 @@ def test_rag_index_query_quality_and_refusals(store, docs, tiny_chat, tiny_base,
     assert "hit_rate" in summary and "mrr" in summary
     with store.connect() as conn:  # the vectors live in the store's own file
         assert conn.execute("SELECT count(*) FROM rag_chunks").fetchone()[0] == info["n_chunks"]
+
+
+def test_generate_with_a_constraint_streams_a_valid_output(store, tiny_chat):
+    from pipelines.prompting.adapter import Constraint
+    from workbench.ops.chat import DEFAULTS
+
+    sampling = DEFAULTS.with_(max_new_tokens=8, temperature=0.0)
+    pieces = lab.constrained_complete(
+        store, str(tiny_chat), "Is it?", sampling, Constraint("choice", ["yes", "no"])
+    )
+    assert "".join(pieces) in ("yes", "no")

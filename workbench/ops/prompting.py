@@ -191,3 +191,21 @@ def _summary(transcripts: Any) -> dict:
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def constrained_complete(
+    store: Any, ref: str, prompt: str, sampling: Any, constraint: Any, chat: bool | None = None
+) -> Any:
+    """Stream a completion forced to `constraint` (`workbench generate --json-schema/--regex/
+    --choice`): the same model loading and chat wrapping as `ops.chat.complete`."""
+    from engines.generate import chat_prompt, stream
+    from pipelines.prompting.adapter import build_processor
+    from workbench.ops.chat import load
+
+    model, tok = load(model_folder(store, ref))
+    use_chat = bool(getattr(tok, "chat_template", None)) if chat is None else chat
+    with user_errors():
+        text = chat_prompt(tok, [{"role": "user", "content": prompt}]) if use_chat else prompt
+        processor = build_processor(tok, constraint)
+        params = sampling.engine_params()
+        yield from stream(model, tok, text, params, logits_processor=processor)
