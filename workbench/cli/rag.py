@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import refreshed_store
+from workbench.ops import prompting as prompting_ops
 from workbench.ops import rag as rag_ops
 
 app = typer.Typer(help="RAG indexes: documents embedded into the store.", no_args_is_help=True)
@@ -59,7 +60,7 @@ def query(
         sys.stdout.write(chunk)
         sys.stdout.flush()
 
-    result = rag_ops.answer(store, name, question, model, k, on_piece=piece)
+    result = prompting_ops.rag_answer(store, name, question, model, k, on_piece=piece)
     typer.echo("")
     typer.echo("sources: " + ", ".join(result.extra.get("retrieved", [])))
 

@@ -209,3 +209,13 @@ def constrained_complete(
         processor = build_processor(tok, constraint)
         params = sampling.engine_params()
         yield from stream(model, tok, text, params, logits_processor=processor)
+
+
+def rag_answer(
+    store: Any, name: str, question: str, model: str, k: int = 3,
+    on_piece: Callable[[int, str], None] | None = None,
+) -> Any:  # fmt: skip
+    """A model's answer from the top-k chunks of index `name`, citing them (the `rag`
+    strategy). Here rather than in ops.rag, so that rag never imports prompting back."""
+    req = EvalRequest(model, "rag", "", index=name)
+    return try_prompt(store, model, "rag", question, req, on_piece=on_piece)

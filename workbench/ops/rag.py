@@ -74,17 +74,6 @@ def query(
     return retriever(store, name, embed_model)(question, k)
 
 
-def answer(
-    store: Any, name: str, question: str, model: str, k: int = 3,
-    on_piece: Callable[[int, str], None] | None = None,
-) -> Any:  # fmt: skip
-    """A model's answer from the top-k chunks, citing them (the `rag` strategy)."""
-    from workbench.ops.prompting import EvalRequest, try_prompt
-
-    req = EvalRequest(model, "rag", "", index=name)
-    return try_prompt(store, model, "rag", question, req, on_piece=on_piece)
-
-
 def quality(store: Any, name: str, tasks: str, k: int = 3) -> dict[str, float]:
     """Hit rate at k and MRR of index `name` on a task set whose items name their sources."""
     from pipelines.prompting.rag import retrieval_quality
