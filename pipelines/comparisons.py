@@ -195,19 +195,19 @@ def pairs(rankings: list) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------- the generator
 
 
-def generate_rankings(model, tok, data: ComparisonData, *, split: str, seed: int, stop=None):
-    """Rankings made by sampling `k` completions per task prompt and checking them."""
+def generate_rankings(model, tok, data: ComparisonData, *, split: str, seed: int):
+    """Rankings made by sampling `k` completions per task prompt and checking them; a
+    generator of (prompts done, total) after each chunk, returning the rankings."""
     from engines.tasks import get_task
 
     n = data.n_prompts if split == "train" else data.eval_prompts
-    out = []
-    for name in data.tasks:
+    out, total = [], n * len(data.tasks)
+    for t, name in enumerate(data.tasks):
         task = get_task(name)
         examples = task.examples(n, seed=seed, split=split)
         for i in range(0, len(examples), 8):
-            if stop is not None and stop():
-                return out
             out += _rank_chunk(model, tok, task, examples[i : i + 8], data, seed + i)
+            yield t * n + min(i + 8, len(examples)), total
     return out
 
 

@@ -20,7 +20,7 @@ from pydantic import Field
 from pipelines.comparisons import ComparisonData, resolve_path
 from pipelines.model_refs import resolve_model
 from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
-from store.events import Event, Metrics, Note, Table
+from store.events import Event, Metrics, Note, Progress, Table
 
 __all__ = ["Spec", "preflight", "run"]
 
@@ -151,8 +151,16 @@ def generated(spec: Spec, ctx, base: Path):
 
     lm, tok = load_causal_lm(base, device="cpu")
     with torch.no_grad():
-        train = generate_rankings(lm, tok, spec.data, split="train", seed=spec.seed)
-        held = generate_rankings(lm, tok, spec.data, split="test", seed=spec.seed)
+        train = yield from _progress(
+            ctx,
+            generate_rankings(lm, tok, spec.data, split="train", seed=spec.seed),
+            "ranking samples",
+        )
+        held = yield from _progress(
+            ctx,
+            generate_rankings(lm, tok, spec.data, split="test", seed=spec.seed),
+            "held-out samples",
+        )
     sizes = [len(r.completions) for r in train]
     yield Note(
         text=f"generated {len(train)} + {len(held)} held-out rankings on {spec.data.tasks} "
@@ -160,6 +168,21 @@ def generated(spec: Spec, ctx, base: Path):
         "correct first, then shorter — a stand-in for human labellers)"
     )
     return train, held
+
+
+def _progress(ctx, gen, phase: str):
+    """Drive a (done, total) generator: a Progress event per step, stop between steps."""
+    from pipelines.runner import Cancelled
+
+    while True:
+        if ctx.should_stop():
+            gen.close()
+            raise Cancelled(f"stopped while {phase}")
+        try:
+            done, total = next(gen)
+        except StopIteration as end:
+            return end.value
+        yield Progress(step=done, total=total, phase=phase)
 
 
 def encode(tok, rankings: list, spec: Spec) -> list[list[list[int]]]:

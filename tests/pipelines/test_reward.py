@@ -107,3 +107,20 @@ def test_bad_rankings_exit_2_without_a_run(wb, tmp_path, home, base, record, mes
     assert f"{data}:2" in p.stderr and message in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert Store(home).list_runs(pipeline="reward") == []
+
+
+def test_generated_rankings_train_a_reward_model(wb, tmp_path, home, base):
+    """The built-in generator: samples ranked by the checker, with progress while sampling."""
+    assert wb("models", "import", str(base), "--name", "tiny-base").returncode == 0
+    spec = tmp_path / "gen.toml"
+    text = SPEC.format(path="unused", steps=4).replace('path = "unused"', (
+        'tasks = ["arithmetic"]\nn_prompts = 8\neval_prompts = 4\nk = 2\nmax_new_tokens = 4'))
+    spec.write_text(text)
+    p = wb("run", str(spec), "--json")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    events = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+    phases = {e.get("phase") for e in events if e["kind"] == "progress"}
+    assert {"ranking samples", "held-out samples", "train"} <= phases
+    notes = " ".join(e["text"] for e in events if e["kind"] == "note")
+    assert "checker-ranked" in notes and "stand-in for human labellers" in notes
+    assert Store(home).get_model("tiny-rm")["kind"] == "reward"
