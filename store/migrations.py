@@ -168,8 +168,60 @@ def _v2(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
     number_existing_attempts(conn, path.parent / "runs")
 
 
+# Arena: Elo replayed over the votes in time order (recursive CTE, K = 32, start 1000; a tie
+# and "both bad" count half a win each), vote counts per model, and pair counts (from which
+# ops.arena fits Bradley–Terry scores, an iteration SQL does not do well).
+_V3_SQL = """
+CREATE VIEW vote_pairs AS
+SELECT least(model_a, model_b) AS model_1, greatest(model_a, model_b) AS model_2,
+    count(*) FILTER (WHERE (winner = 'a') = (model_a < model_b) AND winner IN ('a', 'b'))
+        AS wins_1,
+    count(*) FILTER (WHERE (winner = 'b') = (model_a < model_b) AND winner IN ('a', 'b'))
+        AS wins_2,
+    count(*) FILTER (WHERE winner NOT IN ('a', 'b')) AS ties,
+    count(*) AS votes
+FROM votes WHERE model_a <> model_b GROUP BY ALL;
+
+CREATE VIEW leaderboard AS
+WITH RECURSIVE ordered AS (
+    SELECT row_number() OVER (ORDER BY created_at, id) AS n, model_a AS a, model_b AS b,
+        CASE winner WHEN 'a' THEN 1.0 WHEN 'b' THEN 0.0 ELSE 0.5 END AS sa
+    FROM votes WHERE model_a <> model_b
+), elo(n, ratings) AS (
+    SELECT 0::BIGINT, MAP {}::MAP(VARCHAR, DOUBLE)
+    UNION ALL
+    SELECT o.n, map_concat(e.ratings,
+        MAP([o.a, o.b], [x.ra + 32 * (o.sa - x.ea), x.rb - 32 * (o.sa - x.ea)]))
+    FROM elo e JOIN ordered o ON o.n = e.n + 1,
+    LATERAL (
+        SELECT ra, rb, 1 / (1 + pow(10, (rb - ra) / 400)) AS ea
+        FROM (SELECT coalesce(e.ratings[o.a], 1000.0) AS ra,
+                     coalesce(e.ratings[o.b], 1000.0) AS rb)
+    ) x
+), final AS (
+    SELECT unnest(map_keys(ratings)) AS model, unnest(map_values(ratings)) AS elo
+    FROM elo QUALIFY n = max(n) OVER ()
+), sides AS (
+    SELECT model_a AS model, created_at,
+        CASE winner WHEN 'a' THEN 'win' WHEN 'b' THEN 'loss' ELSE winner END AS outcome
+    FROM votes WHERE model_a <> model_b
+    UNION ALL
+    SELECT model_b, created_at,
+        CASE winner WHEN 'b' THEN 'win' WHEN 'a' THEN 'loss' ELSE winner END
+    FROM votes WHERE model_a <> model_b
+)
+SELECT s.model, f.elo, count(*) AS votes,
+    count(*) FILTER (WHERE outcome = 'win') AS wins,
+    count(*) FILTER (WHERE outcome = 'loss') AS losses,
+    count(*) FILTER (WHERE outcome = 'tie') AS ties,
+    count(*) FILTER (WHERE outcome = 'both_bad') AS both_bad,
+    max(s.created_at) AS last_vote_at
+FROM sides s LEFT JOIN final f USING (model)
+GROUP BY s.model, f.elo;
+"""
+
 Migration = str | Callable[[duckdb.DuckDBPyConnection, Path], None]
-MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2]
+MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2, _V3_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -108,6 +108,18 @@ class RecordsMixin:
         """Every vote, oldest first (the order Elo replays them in)."""
         return self._list("votes")
 
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """The `leaderboard` view: Elo (K = 32, from 1000, votes replayed in time order) and
+        vote counts per model, best Elo first."""
+        with self.connect() as conn:
+            cur = conn.execute("SELECT * FROM leaderboard ORDER BY elo DESC NULLS LAST, model")
+            return rows_as_dicts(cur)
+
+    def vote_pairs(self) -> list[dict[str, Any]]:
+        """The `vote_pairs` view: per pair of models, wins of each and ties (Bradley–Terry)."""
+        with self.connect() as conn:
+            return rows_as_dicts(conn.execute("SELECT * FROM vote_pairs ORDER BY ALL"))
+
     # Prompt-strategy experiments
 
     def add_prompt_experiment(
