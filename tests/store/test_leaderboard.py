@@ -10,7 +10,13 @@ import pytest
 from store import Store
 
 # (model_a, model_b, winner) in time order
-VOTES = [("x", "y", "a"), ("x", "y", "a"), ("y", "z", "tie"), ("x", "z", "b"), ("y", "x", "both_bad")]
+VOTES = [
+    ("x", "y", "a"),
+    ("x", "y", "a"),
+    ("y", "z", "tie"),
+    ("x", "z", "b"),
+    ("y", "x", "both_bad"),
+]
 
 
 def _cast(store: Store) -> None:

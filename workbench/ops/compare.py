@@ -1,0 +1,270 @@
+"""Comparing models and runs for both front ends: side-by-side answers, curves, specs, lineage.
+
+    for columns in side_by_side(store, ["base", "sft"], "Hello!"):   # streams, all at once
+        print([(c.model, c.text, c.tokens_per_s) for c in columns])
+    series = overlay(store, ["sft-…", "ppo-…"], "loss")      # {"sft-… train": [(step, v)], …}
+    rows = spec_diff(store, "sft-…", "ppo-…")                # [(field, value in a, value in b)]
+    chain = lineage(store, "ppo-…")                          # base → SFT → reward → RLHF rows
+
+Side by side: every model generates in its own thread (torch releases the GIL, so on a CPU
+they take turns a token at a time) and this generator yields a snapshot of every column each
+time any of them has new text. Each column's tokens/s, length in tokens and mean log-prob
+per token are final when the column is done. torch loads inside these calls.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from workbench.ops.errors import OpError, user_errors
+from workbench.ops.refs import find_run, model_folder
+from workbench.ops.stores import reading
+
+MAX_COLUMNS = 4
+ACCURACY_NAMES = ("accuracy", "pair_accuracy", "reward_accuracy", "eval_accuracy")
+
+_models: dict[Path, tuple[Any, Any]] = {}
+_models_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Column:
+    """One model's answer so far and its figures."""
+
+    model: str
+    text: str = ""
+    tokens: int = 0
+    seconds: float = 0.0
+    mean_logprob: float | None = None
+    done: bool = False
+    error: str | None = None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds > 0 and self.tokens else None
+
+
+def load_many(folders: list[Path]) -> list[tuple[Any, Any]]:
+    """(model, tokenizer) for each folder, kept loaded together (up to MAX_COLUMNS)."""
+    from engines.model_folders import load_causal_lm
+
+    with _models_lock:
+        for stale in [f for f in _models if f not in folders]:
+            del _models[stale]
+        with user_errors():
+            for folder in folders:
+                if folder not in _models:
+                    _models[folder] = load_causal_lm(folder)
+        return [_models[f] for f in folders]
+
+
+def _prompt_for(tok: Any, prompt: str, chat: bool | None) -> str:
+    from engines.generate import chat_prompt
+
+    use_chat = bool(getattr(tok, "chat_template", None)) if chat is None else chat
+    with user_errors():
+        return chat_prompt(tok, [{"role": "user", "content": prompt}]) if use_chat else prompt
+
+
+def generate_batch(store: Any, ref: str, prompt: str, n: int, sampling: Any) -> list[str]:
+    """N completions of one prompt in one batch (the arena's rankings, the Playground's N)."""
+    from engines.generate import generate
+
+    (model, tok), = load_many([model_folder(store, ref)])  # fmt: skip
+    text = _prompt_for(tok, prompt, None)
+    with user_errors():
+        gens = generate(model, tok, [text] * n, sampling.engine_params())
+    return [g.text for g in gens]
+
+
+def side_by_side(
+    store: Any, refs: list[str], prompt: str, sampling: Any = None, chat: bool | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[list[Column]]:  # fmt: skip
+    """Stream 1–4 models' answers to one prompt at once; yields every column each time."""
+    from workbench.ops.chat import DEFAULTS
+
+    if not 1 <= len(refs) <= MAX_COLUMNS:
+        raise OpError(f"compare 1 to {MAX_COLUMNS} models at a time, not {len(refs)}")
+    if not prompt.strip():
+        raise OpError("type a prompt for the models to answer")
+    sampling = sampling or DEFAULTS
+    loaded = load_many([model_folder(store, ref) for ref in refs])
+    columns = [Column(ref) for ref in refs]
+    events: queue.Queue = queue.Queue()
+    stop = stop or threading.Event()
+    threads = [
+        threading.Thread(
+            target=_answer, args=(i, model, tok, prompt, sampling, chat, events, stop), daemon=True
+        )
+        for i, (model, tok) in enumerate(loaded)
+    ]
+    for t in threads:
+        t.start()
+    started = time.monotonic()
+    try:
+        while not all(c.done for c in columns):
+            i, change = events.get()
+            columns[i] = replace(columns[i], **change, seconds=time.monotonic() - started)
+            yield list(columns)
+    finally:
+        stop.set()
+
+
+def _answer(i, model, tok, prompt, sampling, chat, events: queue.Queue, stop) -> None:
+    """One column's generation (in its own thread): text pieces, then the final figures."""
+    from engines.generate import generate
+
+    class Stopped(Exception):
+        pass
+
+    state = {"text": "", "tokens": 0}
+
+    def on_piece(_row: int, piece: str) -> None:
+        if stop.is_set():
+            raise Stopped
+        state["text"] += piece
+        state["tokens"] += 1
+        events.put((i, dict(state)))
+
+    try:
+        with user_errors():
+            text = _prompt_for(tok, prompt, chat)
+            (gen,) = generate(model, tok, [text], sampling.engine_params(), on_piece=on_piece)
+        lp = gen.logprobs
+        mean = sum(lp) / len(lp) if lp else None
+        events.put((i, {"text": gen.text, "tokens": len(gen.token_ids), "mean_logprob": mean,
+                        "done": True}))  # fmt: skip
+    except Stopped:
+        events.put((i, {"done": True, "error": "stopped"}))
+    except Exception as e:  # noqa: BLE001 — a column's failure is shown in that column
+        events.put((i, {"done": True, "error": str(e) or type(e).__name__}))
+
+
+# ---------------------------------------------------------------- runs
+
+
+def overlay(store: Any, run_ids: list[str], metric: str) -> dict[str, list[tuple[float, float]]]:
+    """One series per run and split of `metric`: {"<run> <split>": [(step, value)]}."""
+    if not 1 <= len(run_ids) <= MAX_COLUMNS:
+        raise OpError(f"overlay 1 to {MAX_COLUMNS} runs, not {len(run_ids)}")
+    out: dict[str, list[tuple[float, float]]] = {}
+    with reading(store):
+        for run_id in run_ids:
+            for row in store.metrics(run_id, [metric]):
+                if row["step"] is None or row["value"] is None or row["nonfinite"]:
+                    continue
+                key = f"{short_id(run_id)} {row.get('split') or 'train'}"
+                out.setdefault(key, []).append((float(row["step"]), float(row["value"])))
+    return out
+
+
+def metric_names(store: Any, run_ids: list[str]) -> list[str]:
+    """Metric names logged by any of the runs, loss first."""
+    with reading(store):
+        names = {n.removeprefix("val_") for r in run_ids for n in store.latest_metrics(r)}
+    return sorted(names, key=lambda n: (n != "loss", n))
+
+
+def short_id(run_id: str) -> str:
+    """`sft-20250301-114500-c3d4` → `sft-c3d4` (pipeline and the random suffix)."""
+    parts = run_id.split("-")
+    return f"{parts[0]}-{parts[-1]}" if len(parts) >= 3 else run_id
+
+
+def spec_diff(store: Any, run_a: str, run_b: str) -> list[tuple[str, str, str]]:
+    """(dotted field, value in a, value in b) for every field of the resolved specs that
+    differs; a field one spec lacks shows as "—"."""
+    a, b = find_run(store, run_a), find_run(store, run_b)
+    flat_a, flat_b = _flatten(a.get("spec") or {}), _flatten(b.get("spec") or {})
+    rows = []
+    for key in sorted(set(flat_a) | set(flat_b)):
+        va, vb = flat_a.get(key, "—"), flat_b.get(key, "—")
+        if va != vb:
+            rows.append((key, va, vb))
+    return rows
+
+
+def _flatten(spec: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(spec, dict):
+        out: dict[str, str] = {}
+        for key, value in spec.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix.rstrip("."): "{}"}
+    return {prefix.rstrip("."): json.dumps(spec, sort_keys=True, default=str)}
+
+
+# ---------------------------------------------------------------- lineage
+
+LINEAGE_COLUMNS = ("stage", "run", "status", "model", "loss", "val_loss", "accuracy",
+                   "distinct_2", "duration_s")  # fmt: skip
+
+
+def lineage(store: Any, ref: str) -> list[dict[str, Any]]:
+    """The chain a run belongs to, root first: its ancestors (first parent each), the run,
+    then its first descendants; each row with the model it made, final losses, held-out
+    accuracy and diversity (distinct-2) where the store has them, and what it cost (time)."""
+    with reading(store):
+        run = find_run(store, ref)
+        chain = _ancestors(store, run) + [run] + _descendants(store, run)
+        models = store.list_models(latest_only=True)
+        experiments = store.list_prompt_experiments()
+        return [_lineage_row(store, r, models, experiments) for r in chain]
+
+
+def _ancestors(store: Any, run: dict[str, Any]) -> list[dict[str, Any]]:
+    out, seen = [], {run["run_id"]}
+    parents = run.get("parents") or []
+    while parents and parents[0] not in seen:
+        parent = store.get_run(parents[0])
+        if parent is None:
+            break
+        seen.add(parent["run_id"])
+        out.insert(0, parent)
+        parents = parent.get("parents") or []
+    return out
+
+
+def _descendants(store: Any, run: dict[str, Any]) -> list[dict[str, Any]]:
+    out, seen, current = [], {run["run_id"]}, run
+    while True:
+        kids = [k for k in store.children(current["run_id"]) if k["run_id"] not in seen]
+        if not kids:
+            return out
+        current = kids[0]
+        seen.add(current["run_id"])
+        out.append(current)
+
+
+def _lineage_row(store: Any, run: dict, models: list[dict], experiments: list[dict]) -> dict:
+    made = [m for m in models if m.get("run_id") == run["run_id"]]
+    name = made[0]["name"] if made else None
+    latest = store.latest_metrics(run["run_id"])
+    keys = [f"val_{n}" for n in ACCURACY_NAMES] + list(ACCURACY_NAMES)
+    accuracy = next((latest[k] for k in keys if k in latest), None)
+    mine = [e for e in experiments if name and e["model"] in (name, made[0].get("ref"))]
+    graded = [e for e in mine if e["strategy"] != "diversity" and e.get("accuracy") is not None]
+    if accuracy is None and graded:
+        accuracy = graded[-1]["accuracy"]
+    return {
+        "stage": run["pipeline"], "run": run["run_id"], "status": run["status"], "model": name,
+        "loss": run.get("loss"), "val_loss": run.get("val_loss"), "accuracy": accuracy,
+        "distinct_2": _distinct_2(mine), "duration_s": run.get("duration_s"),
+    }  # fmt: skip
+
+
+def _distinct_2(experiments: list[dict]) -> float | None:
+    for e in reversed(experiments):
+        transcripts = e.get("transcripts") or []
+        if e["strategy"] == "diversity" and transcripts and isinstance(transcripts[0], dict):
+            value = (transcripts[0].get("metrics") or {}).get("distinct_2")
+            if value is not None:
+                return float(value)
+    return None
