@@ -9,6 +9,8 @@ constraint), keep the best `breadth`, repeat `depth` times, then answer from the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pipelines.prompting.adapter import Adapter, Constraint, Params
 from pipelines.prompting.core import Options, Result, ask_prompt, question_text
 from pipelines.prompting.tasksets import Item
@@ -41,8 +43,6 @@ def _answer(adapter, item, opts, rejected: list[str], result: Result, index: int
 
 
 def _with_question(item: Item, question: str) -> Item:
-    from dataclasses import replace
-
     return replace(item, question=question)
 
 
