@@ -145,8 +145,10 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     questions = [ex.prompt for t in spec.data.tasks
                  for ex in get_task(t).examples(spec.data.n_prompts, seed=spec.seed)]  # fmt: skip
     held = _heldout_prompts(spec, tok)
-    yield Note(text=f"PPO: {len(questions)} training prompts, {len(held)} held out; "
-                    f"reward from {spec.model.reward}, KL {spec.ppo.kl_coef} to the SFT policy")
+    yield Note(
+        text=f"PPO: {len(questions)} training prompts, {len(held)} held out; "
+        f"reward from {spec.model.reward}, KL {spec.ppo.kl_coef} to the SFT policy"
+    )
     evaluate = _evaluator(spec, tok, reference, rm, held)
     before = None if ctx.resume else evaluate(model)
     if before is not None:
@@ -225,8 +227,10 @@ def _eval_events(step: int, result, label: str) -> Iterator[Event]:
 
     values, acc = result
     yield from accuracy_events(step, acc, label, values)
-    yield Note(text=f"{label}: held-out reward {values['heldout_reward']:.3f}, "
-                    f"KL {values['heldout_kl']:.3f}, length {values['heldout_length']:.1f}")
+    yield Note(
+        text=f"{label}: held-out reward {values['heldout_reward']:.3f}, "
+        f"KL {values['heldout_kl']:.3f}, length {values['heldout_length']:.1f}"
+    )
 
 
 def _report(before, after) -> Iterator[Event]:
@@ -238,5 +242,7 @@ def _report(before, after) -> Iterator[Event]:
     yield Table(name="eval", rows=rows)
     if before is not None:
         b, a = before[0]["heldout_reward"], after[0]["heldout_reward"]
-        yield Note(text=f"held-out mean reward {b:.3f} → {a:.3f}; "
-                        f"KL to the reference {after[0]['heldout_kl']:.3f}")
+        yield Note(
+            text=f"held-out mean reward {b:.3f} → {a:.3f}; "
+            f"KL to the reference {after[0]['heldout_kl']:.3f}"
+        )

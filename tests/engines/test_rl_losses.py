@@ -50,7 +50,9 @@ def test_pair_stats_counts_present_pairs():
 
 
 def test_dpo_pair_metrics_count_ties_as_half():
-    m = pair_metrics(torch.tensor([0.5, 0.0, -0.2]), torch.tensor([-1.0, -2.0, -3.0, -2.0, -1.0, -1.0]))
+    m = pair_metrics(
+        torch.tensor([0.5, 0.0, -0.2]), torch.tensor([-1.0, -2.0, -3.0, -2.0, -1.0, -1.0])
+    )
     close(m["reward_accuracy"], 0.5)  # 1 + ½ + 0 over 3
     close(m["margin"], 0.1)
     close(m["logp_accuracy"], 1 / 3)  # only the first pair's chosen has the higher log-prob

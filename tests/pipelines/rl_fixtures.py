@@ -55,7 +55,9 @@ model_name = "{name}"
 
 def make_sft(home: Path, tmp: Path, base: Path, name: str = "tiny-sft") -> None:
     """Import `base` as tiny-base and SFT it briefly on arithmetic into `name`."""
-    assert workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
+    assert (
+        workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
+    )
     spec = tmp / "sft.toml"
     spec.write_text(SFT.format(base="tiny-base", name=name))
     p = workbench("run", str(spec), home=home)

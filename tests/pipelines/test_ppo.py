@@ -72,7 +72,9 @@ def prepared(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ppo")
     home = root / "home"
     base = make_base(root / "tiny-base")
-    assert workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
+    assert (
+        workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
+    )
     (root / "rm.toml").write_text(RM.format(path=pairs_file(root / "pairs.jsonl")))
     p = workbench("run", str(root / "rm.toml"), home=home)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
@@ -116,7 +118,9 @@ def test_ppo_bad_inputs_exit_2_without_a_run(prepared, tmp_path):
     p = workbench("run", str(spec(tmp_path, reward="tiny-base")), home=prepared)
     assert p.returncode == 2 and "is not a reward model" in p.stderr, p.stderr
     other = make_base(tmp_path / "other-base", tasks=("palindrome",))
-    assert workbench("models", "import", str(other), "--name", "other", home=prepared).returncode == 0
+    assert (
+        workbench("models", "import", str(other), "--name", "other", home=prepared).returncode == 0
+    )
     text = spec(tmp_path).read_text().replace('policy = "tiny-base"', 'policy = "other"')
     (tmp_path / "mismatch.toml").write_text(text)
     p = workbench("run", str(tmp_path / "mismatch.toml"), home=prepared)

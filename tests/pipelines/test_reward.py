@@ -113,8 +113,10 @@ def test_generated_rankings_train_a_reward_model(wb, tmp_path, home, base):
     """The built-in generator: samples ranked by the checker, with progress while sampling."""
     assert wb("models", "import", str(base), "--name", "tiny-base").returncode == 0
     spec = tmp_path / "gen.toml"
-    text = SPEC.format(path="unused", steps=4).replace('path = "unused"', (
-        'tasks = ["arithmetic"]\nn_prompts = 8\neval_prompts = 4\nk = 2\nmax_new_tokens = 4'))
+    text = SPEC.format(path="unused", steps=4).replace(
+        'path = "unused"',
+        ('tasks = ["arithmetic"]\nn_prompts = 8\neval_prompts = 4\nk = 2\nmax_new_tokens = 4'),
+    )
     spec.write_text(text)
     p = wb("run", str(spec), "--json")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

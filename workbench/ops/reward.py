@@ -1,6 +1,6 @@
 """Reward-model operations both front ends call: score a completion.
 
-    reward = score(store, "reward-tiny", "What is 2 + 2?", "4")
+reward = score(store, "reward-tiny", "What is 2 + 2?", "4")
 """
 
 from __future__ import annotations
