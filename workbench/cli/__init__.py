@@ -6,8 +6,9 @@
     workbench sql "select * from run_summary"
 
 Each verb parses its arguments, calls one function of `workbench.ops` and prints the result.
-A mistake a user can fix is an `OpError`; `main` turns every one of them, from any verb, into
-`error: …` on stderr and exit code 2. Nothing heavy is imported at start: torch, transformers
+A mistake a user can fix is an `OpError` (or an engine's `UserError`, a spec's `SpecError`, the
+store's `StoreError`); `main` turns every one of them, from any verb, into `error: …` on
+stderr and exit code 2. Nothing heavy is imported at start: torch, transformers
 and textual load inside the verbs that need them, so `workbench --help` answers at once.
 """
 
@@ -21,19 +22,33 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import execute_run, refreshed_store, run_distributed_job
-from workbench.ops import OpError, specs
 from workbench.ops import runs as run_ops
+from workbench.ops import specs
 
 app = typer.Typer(
     help="GPT Workbench: pretrain, fine-tune, align, prompt and compare GPTs; one DuckDB store.",
     no_args_is_help=False,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"gpt-workbench {version('gpt-workbench')}")
+        raise typer.Exit()
+
+
 @app.callback(invoke_without_command=True)
-def main_callback(ctx: typer.Context) -> None:
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version"),
+    ] = False,
+) -> None:
     """With no verb on a terminal, open the TUI."""
     if ctx.invoked_subcommand is None:
         if sys.stdin.isatty() and sys.stdout.isatty():
@@ -91,14 +106,23 @@ def sql(
     query: str,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
+    vertical: Annotated[
+        bool, typer.Option("--vertical", "--wide", help="one `column: value` line per cell")
+    ] = False,
     write: Annotated[bool, typer.Option("--write", help="allow statements that change it")] = False,
 ) -> None:
-    """Run a SQL query against the store and print the result (read-only unless --write)."""
+    """Run one SQL statement against the store and print the result.
+
+    Read-only unless --write (then the schema is checked after, and a statement that broke it
+    is rolled back). Off a terminal the table is tab-separated; on one, lines overflow
+    rather than cut cells.
+    """
     from workbench.cli.tables import print_rows
     from workbench.ops.stores import run_sql
 
     columns, rows = run_sql(refreshed_store(), query, write=write)
-    print_rows(columns, rows, style="csv" if csv else "json" if json_ else "table")
+    style = "csv" if csv else "json" if json_ else "vertical" if vertical else "table"
+    print_rows(columns, rows, style=style)
 
 
 @app.command()
@@ -119,7 +143,10 @@ def tui(
     if serve:
         from textual_serve.server import Server
 
-        Server(f"{sys.executable} -m workbench tui", host=host, port=port).serve()
+        from workbench.cli.common import offline_templates
+
+        command = f"{sys.executable} -m workbench tui"
+        Server(command, host=host, port=port, templates_path=offline_templates()).serve()
         return
     from workbench.tui.app import WorkbenchApp
 
@@ -128,11 +155,13 @@ def tui(
 
 def _register_subcommands() -> None:
     from workbench.cli import data, models, runs
+    from workbench.cli.doctor import store_app
 
     app.add_typer(runs.app, name="runs")
     app.add_typer(models.app, name="models")
     app.add_typer(data.data_app, name="data")
     app.add_typer(data.tokenizer_app, name="tokenizer")
+    app.add_typer(store_app, name="store")
     from workbench.cli import evaluate, reward  # reward models and evaluations (issue 11)
 
     app.add_typer(reward.app, name="reward")
@@ -150,11 +179,16 @@ _register_subcommands()
 
 
 def main() -> None:
-    """The console script: every verb's OpError becomes `error: …` and exit code 2."""
+    """The console script: every verb's user-fixable error becomes `error: …` and exit 2."""
+    from workbench.ops.errors import as_op_error
+
     try:
         app()
-    except OpError as e:
-        typer.echo(f"error: {e}", err=True)
+    except Exception as e:
+        error = as_op_error(e)
+        if error is None:
+            raise
+        typer.echo(f"error: {error}", err=True)
         sys.exit(2)
 
 

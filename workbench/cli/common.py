@@ -6,7 +6,7 @@ import typer
 
 from workbench.ops.stores import refreshed_store
 
-__all__ = ["execute_run", "refreshed_store", "run_distributed_job"]
+__all__ = ["execute_run", "offline_templates", "refreshed_store", "run_distributed_job"]
 
 
 def execute_run(store, run_id: str, job, json_: bool, resume: bool = False) -> int:
@@ -27,3 +27,20 @@ def run_distributed_job(job, json_: bool, parents: list[str]) -> int:
     from workbench.cli.progress import make_printer
 
     return run_distributed(job, parents, make_printer(json_)).exit_code
+
+
+def offline_templates() -> str:
+    """textual-serve's page templates without the web-font link: `tui --serve` works offline
+    (the browser's own monospace font is used)."""
+    import re
+    import tempfile
+    from pathlib import Path
+
+    import textual_serve
+
+    src = Path(textual_serve.__file__).parent / "templates"
+    out = Path(tempfile.mkdtemp(prefix="workbench-serve-"))
+    for page in src.glob("*.html"):
+        text = re.sub(r"<link[^>]*https?://fonts\.[^>]*>", "", page.read_text())
+        (out / page.name).write_text(text)
+    return str(out)

@@ -28,6 +28,16 @@ def user_errors() -> Iterator[None]:
         raise
 
 
+def as_op_error(error: BaseException) -> OpError | None:
+    """The OpError a user-fixable error (OpError, UserError, SpecError, StoreError) reads as;
+    None for anything else (a bug: the front end shows its traceback)."""
+    if isinstance(error, OpError):
+        return error
+    if isinstance(error, Exception) and _is_user_error(error):
+        return OpError(str(error))
+    return None
+
+
 def _is_user_error(error: Exception) -> bool:
     from engines.errors import UserError
     from store.errors import StoreError

@@ -18,20 +18,37 @@ from workbench.ops.stores import reading
 
 
 def find_run(store: Any, ref: str) -> dict[str, Any]:
-    """The run a reference names (id, unique id prefix, or unique name); OpError otherwise."""
+    """The run a reference names; OpError otherwise. In order: a run id, a unique id prefix,
+    a run name or a preset's name (its newest run), a model (`name`, `name@N`: the run that
+    made it)."""
     ref = ref.removeprefix("run:")
     with reading(store):
         run = store.get_run(ref)
         if run is not None:
             return run
-        runs = store.list_runs()
-    matches = [r for r in runs if r["run_id"].startswith(ref)] or [
-        r for r in runs if r.get("name") == ref
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    hint = f"{len(matches)} runs match it" if matches else "see `workbench runs ls`"
+        runs = store.list_runs()  # newest first
+        model = store.get_model(ref) if ref else None
+    by_id = [r for r in runs if r["run_id"].startswith(ref)] if ref else []
+    if len(by_id) == 1:
+        return by_id[0]
+    named = [r for r in runs if ref and ref in (r.get("name"), _preset(r))]
+    if named:
+        return named[0]
+    made = [r for r in runs if model and r["run_id"] == model.get("run_id")]
+    if made:
+        return made[0]
+    hint = (f"{len(by_id)} run ids start with it; type more of the id" if by_id
+            else "see `workbench runs ls`")  # fmt: skip
     raise OpError(f"no run {ref!r} — {hint}")
+
+
+def _preset(run: dict[str, Any]) -> str | None:
+    """The preset a run was started from, when its spec says so (its output model's name)."""
+    spec = run.get("spec") or {}
+    if isinstance(spec, str):
+        return None
+    output = spec.get("output") or {}
+    return output.get("model_name") if isinstance(output, dict) else None
 
 
 def find_model(store: Any, name: str) -> dict[str, Any]:

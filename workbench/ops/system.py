@@ -34,8 +34,43 @@ def device_summary() -> str:
 
 
 def store_health(store: Any) -> dict[str, Any]:
-    """The refreshed store's health (path, schema version, row counts)."""
+    """The store's health: path, schema version, row counts, `ok`, and what is wrong
+    (`error` when the file does not open, `integrity`, `schema_problems`, `missing_runs`).
+
+    The store is refreshed first when it opens; a damaged one is reported, not raised.
+    """
+    from workbench.ops.errors import OpError
     from workbench.ops.stores import refresh
 
-    refresh(store)
+    try:
+        refresh(store)
+    except OpError:
+        pass  # health() says what is wrong with it
     return store.health()
+
+
+def problems(health: dict[str, Any]) -> list[str]:
+    """What is wrong with the store, one line each, with the fix ([] when healthy)."""
+    fix = "run `workbench store rebuild` (the damaged file is moved aside, not deleted)"
+    out = []
+    if health.get("error"):
+        out.append(f"{health['error']} — {fix}")
+    if health.get("integrity") not in (None, "ok"):
+        out.append(f"integrity: {health['integrity']} — {fix}")
+    out += [f"schema: {p} — {fix}" for p in health.get("schema_problems") or []]
+    missing = health.get("missing_runs") or []
+    if missing:
+        out.append(f"{len(missing)} run(s) whose folder is gone: {', '.join(missing[:5])} — "
+                   "delete them with `workbench runs rm ID`")  # fmt: skip
+    return out
+
+
+def rebuild(store: Any) -> str:
+    """Move the store file aside and rebuild the catalog from the run and model folders."""
+    from workbench.ops.errors import user_errors
+
+    with user_errors():
+        done = store.rebuild()
+    kept = f"; the old file is kept at {done['moved_to']}" if done.get("moved_to") else ""
+    return (f"rebuilt {store.db_path}: {done['runs']} runs, {done['events']} events, "
+            f"{done['models']} models{kept}")  # fmt: skip
