@@ -198,6 +198,40 @@ class WorkbenchApp(App[None]):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The app's bare-letter keys (`q`, `1`–`4`, `t`, `?`) never act inside a text box."""
+        from workbench.tui.screens.base import letter_actions, typing
+
+        return not (typing(self) and action in letter_actions(self))
+
+    def quit_reason(self) -> str | None:
+        """What quitting now would leave behind or lose, or None when nothing would."""
+        self.reap_children()
+        reasons = []
+        if self.children_pids:
+            n = len(self.children_pids)
+            reasons.append(
+                f"{n} job{'s' if n > 1 else ''} started here still running (it carries on)"
+            )
+        if unsaved := getattr(self.screen, "unsaved", lambda: None)():
+            reasons.append(unsaved)
+        return "; ".join(reasons) or None
+
+    async def action_quit(self) -> None:
+        """Quit, asking first while a job started here runs or text typed would be lost."""
+        from workbench.tui.screens.dialogs import ConfirmScreen
+
+        reason = self.quit_reason()
+        if reason is None:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen(f"Quit? {reason}.", yes="Quit"), answered)
+
 
 def main() -> None:
     WorkbenchApp().run()

@@ -9,17 +9,20 @@ read becomes a notification through the app's `on_worker_state_changed`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import DataTable, Input, Static, TextArea
 from textual.worker import Worker
 
 from workbench.tui.messages import Loaded, StoreChanged
 
 MODES = (("runs", "Runs"), ("launch", "Launch"), ("data", "Data"), ("models", "Models"))
+MODES += (("compare", "Compare"), ("arena", "Arena"))  # the second floor (issue 13)
 
 
 class ModeBar(Static):
@@ -34,10 +37,50 @@ class ModeBar(Static):
         super().__init__(" GPT Workbench │" + "│".join(parts), id="modebar", markup=True)
 
 
+NAMED_PRINTABLE = {"question_mark", "slash", "space", "full_stop", "comma", "minus", "plus"}
+
+
+def typing(node: DOMNode) -> bool:
+    """A text box (Input, TextArea) has the focus: printable keys belong to it."""
+    return isinstance(node.app.focused, (Input, TextArea))
+
+
+def letter_actions(node: DOMNode) -> set[str]:
+    """Actions `node` binds to a bare printable key (`q`, `1`, `?`): never run while typing."""
+    out = set()
+    for cls in type(node).__mro__:
+        for b in vars(cls).get("BINDINGS", []):
+            key, action = (b.key, b.action) if isinstance(b, Binding) else (b[0], b[1])
+            if any(len(k) == 1 or k in NAMED_PRINTABLE for k in key.split(",")):
+                out.add(action.split("(", 1)[0])
+    return out
+
+
 class WorkbenchScreen(Screen):
-    """A screen with the mode bar on top."""
+    """A screen with the mode bar on top. Keys typed into a text box stay there: bare-letter
+    bindings are disabled while one has the focus, and Escape leaves it (`focus_home`)."""
 
     MODE = ""
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("escape", "leave_input", "Leave the text box", show=False, priority=True),
+    ]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_input":
+            return typing(self)
+        return not (typing(self) and action in letter_actions(self))
+
+    def action_leave_input(self) -> None:
+        self.focus_home()
+
+    def focus_home(self) -> None:
+        """Focus what the keys of the visible pane act on: its table, else nothing."""
+        tables = [t for t in self.query(DataTable) if t.region]
+        self.set_focus(tables[0] if tables else None)
+
+    def unsaved(self) -> str | None:
+        """What quitting now would lose (text typed), or None."""
+        return None
 
     def compose_modebar(self) -> ComposeResult:
         yield ModeBar(self.MODE)

@@ -56,6 +56,12 @@ class ChatPane(Vertical):
         )
         yield Input(placeholder="message (enter sends)", id="chat-input")
 
+    def unsaved(self) -> str | None:
+        """A message typed and not sent, or a conversation, would be lost on quit."""
+        if self.query_one("#chat-input", Input).value.strip():
+            return "a chat message is typed and not sent"
+        return "the chat conversation goes" if self.history else None
+
     def set_models(self, models: list[dict]) -> None:
         chat_kinds = ("base", "assistant", "adapter")
         found = [m["name"] for m in models if m["kind"] in chat_kinds]

@@ -152,6 +152,20 @@ class DataScreen(StoreScreen):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "batch" and not self.query_one("#batch-view", TokenView).rows:
             self.action_draw_batch()
+        self.focus_pane(event.pane.id or "")
+
+    def focus_pane(self, tab: str) -> None:
+        """The tokenizer's text box takes the keys when its pane opens; the others the table."""
+        if tab == "tokenizer":
+            self.set_focus(self.query_one("#tok-text", Input))
+        elif tab == "mixture":
+            self.set_focus(self.query_one("#mixture-table"))
+        else:
+            self.set_focus(None)
+
+    def focus_home(self) -> None:
+        """Escape leaves the text box for the tokenizer picker (letters are keys again)."""
+        self.set_focus(self.query_one("#tok-source"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "tok-text":
@@ -161,6 +175,7 @@ class DataScreen(StoreScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self.focus_pane(tab)
 
     def action_draw_batch(self) -> None:
         run = self.runs.get(self.run_id or "")

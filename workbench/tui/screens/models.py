@@ -155,6 +155,30 @@ class ModelsScreen(StoreScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self.focus_pane(tab)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.focus_pane(event.pane.id or "")
+
+    def focus_pane(self, tab: str, typing: bool = True) -> None:
+        """Focus what the pane's keys go to: the table, the model to pull, the message box
+        (its transcript when `typing` is False: Escape leaves the box)."""
+        target = {"registry": "#models-table", "get": "#pull-name"}
+        target["chat"] = "#chat-input" if typing else "#transcript"
+        if tab in target:
+            self.set_focus(self.query_one(target[tab]))
+
+    def focus_home(self) -> None:
+        self.focus_pane(self.query_one(TabbedContent).active, typing=False)
+
+    def unsaved(self) -> str | None:
+        return self.query_one(ChatPane).unsaved()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in a path box does what its button does."""
+        action = {"import-path": self.action_import, "export-path": self.action_export}
+        if event.input.id in action:
+            action[event.input.id]()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("pull", "import", "export"):

@@ -171,6 +171,9 @@ class RunsScreen(StoreScreen):
     def action_filter(self) -> None:
         self.query_one("#filter", Input).focus()
 
+    def action_leave_input(self) -> None:
+        self.action_clear_filter()  # Escape in the filter box clears it (Enter keeps it)
+
     def action_clear_filter(self) -> None:
         self.query_one("#filter", Input).value = ""
         self.query_one(DataTable).focus()
