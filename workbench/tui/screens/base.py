@@ -22,7 +22,6 @@ from textual.worker import Worker
 from workbench.tui.messages import Loaded, StoreChanged
 
 MODES = (("runs", "Runs"), ("launch", "Launch"), ("data", "Data"), ("models", "Models"))
-MODES += (("compare", "Compare"), ("arena", "Arena"))  # the second floor (issue 13)
 
 
 class ModeBar(Static):
