@@ -247,15 +247,19 @@ class Store(RecordsMixin, MaintenanceMixin):
         *,
         split: str | None = None,
         include_superseded: bool = False,
+        after_seq: int | None = None,
     ) -> list[dict[str, Any]]:
         """Metric rows (run_id, step, name, value, nonfinite, split, t, seq, attempt,
         superseded) in logging order: one curve, without rows a resume superseded.
 
-        A name `val_x` in `names` also matches the row named `x` with split val.
+        A name `val_x` in `names` also matches the row named `x` with split val. With
+        `after_seq`, only rows logged after it (seq > after_seq): a live chart's new points.
         """
         query, params = "SELECT * FROM metrics WHERE run_id = ?", [run_id]
         if not include_superseded:
             query += " AND NOT superseded"
+        if after_seq is not None:
+            query, params = query + " AND seq > ?", [*params, after_seq]
         if split is not None:
             query, params = query + " AND split = ?", [*params, split]
         if names is not None:
