@@ -134,3 +134,34 @@ def rank_completions(
         strict(ranked, "ranking")
         comparison_id = store.add_comparison(prompt, ranked, source=SOURCE, run_id=run_id)
     return f"stored a ranking of {len(ranked)} completions ({comparison_id[:8]})"
+
+
+GENERATING_KINDS = ("base", "assistant", "adapter")
+
+
+def arena_view(store: Any) -> dict[str, Any]:
+    """What the Arena screen shows, in one store transaction: the models that can answer
+    (registry names), the leaderboard, and how many rankings the arena stored."""
+    with reading(store):
+        models = [m["name"] for m in store.list_models(latest_only=True)
+                  if m["kind"] in GENERATING_KINDS]  # fmt: skip
+        board = leaderboard(store)
+        rankings = len(store.list_comparisons(source=SOURCE))
+    return {"models": models, "board": board, "rankings": rankings}
+
+
+def parse_order(text: str, k: int) -> list[int]:
+    """ "3 1 4 2" (1-based, best first; commas fine) → [2, 0, 3, 1]; OpError when it is not
+    every number 1..k once."""
+    words = text.replace(",", " ").split()
+    try:
+        order = [int(w) - 1 for w in words]
+    except ValueError:
+        raise OpError(f"type the completions' numbers best first, e.g. {_example(k)}") from None
+    if sorted(order) != list(range(k)):
+        raise OpError(f"name each of the {k} completions once, best first, e.g. {_example(k)}")
+    return order
+
+
+def _example(k: int) -> str:
+    return " ".join(str(i) for i in range(k, 0, -1))

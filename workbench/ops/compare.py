@@ -268,3 +268,26 @@ def _distinct_2(experiments: list[dict]) -> float | None:
             if value is not None:
                 return float(value)
     return None
+
+
+def compare_view(store: Any, run_ids: list[str], metric: str = "loss") -> dict[str, Any]:
+    """What the Compare screen shows, in one store transaction: models that can answer, the
+    runs, and for the selected runs (up to four) the metric names, the `metric` overlay, the
+    spec diff of the first two and the lineage of the first."""
+    from workbench.ops.arena import GENERATING_KINDS
+
+    run_ids = run_ids[:MAX_COLUMNS]
+    with reading(store):
+        models = [m["name"] for m in store.list_models(latest_only=True)
+                  if m["kind"] in GENERATING_KINDS]  # fmt: skip
+        runs = [r["run_id"] for r in store.list_runs()]
+        run_ids = [r for r in run_ids if r in runs]
+        return {
+            "models": models,
+            "runs": runs,
+            "selected": run_ids,
+            "metrics": metric_names(store, run_ids) if run_ids else [],
+            "series": overlay(store, run_ids, metric) if run_ids else {},
+            "diff": spec_diff(store, *run_ids[:2]) if len(run_ids) >= 2 else None,
+            "lineage": lineage(store, run_ids[0]) if run_ids else [],
+        }

@@ -70,6 +70,8 @@ class WorkbenchApp(App[None]):
         "launch": _lazy("workbench.tui.screens.launch", "LaunchScreen"),
         "data": _lazy("workbench.tui.screens.data", "DataScreen"),
         "models": _lazy("workbench.tui.screens.models", "ModelsScreen"),
+        "compare": _lazy("workbench.tui.screens.compare", "CompareScreen"),
+        "arena": _lazy("workbench.tui.screens.arena", "ArenaScreen"),
     }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {_commands_provider}
@@ -78,6 +80,8 @@ class WorkbenchApp(App[None]):
         Binding("2", "switch_mode('launch')", "Launch", show=False),
         Binding("3", "switch_mode('data')", "Data", show=False),
         Binding("4", "switch_mode('models')", "Models", show=False),
+        Binding("5", "switch_mode('compare')", "Compare", show=False),
+        Binding("6", "switch_mode('arena')", "Arena", show=False),
         Binding("question_mark", "help", "Keys"),
         Binding("t", "toggle_theme", "Light/dark theme", show=False),
         Binding("q", "quit", "Quit"),

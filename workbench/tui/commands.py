@@ -22,6 +22,8 @@ SCREEN_TITLES = {
     "launch": "Launch",
     "data": "Data & tokenizer",
     "models": "Models & chat",
+    "compare": "Compare",
+    "arena": "Arena",
 }
 
 

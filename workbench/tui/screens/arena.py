@@ -1,0 +1,275 @@
+"""Arena: blind A/B between two models, the leaderboard, and ranking K completions.
+
+A match: type a prompt (or leave it empty for one from the built-in set) and press Enter;
+two models drawn at random from the registry answer side by side, streaming, as "Model A"
+and "Model B". Vote with `a` (left better), `b` (right better), `=` (tie) or `x` (both bad):
+`workbench.ops.arena.cast_vote` stores it and the names are revealed. The leaderboard is the
+store's `leaderboard` view (Elo, counts) with Bradley–Terry scores fitted by ops. Rank: one
+model samples K completions of a prompt; type their numbers best first and they are stored
+as a comparison, the form the reward pipeline reads with `data.from_store = true`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from workbench.ops import OpError
+from workbench.ops import arena as arena_ops
+from workbench.ops.chat import DEFAULTS, parse_sampling
+from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
+
+BOARD_COLUMNS = ("model", "elo", "BT", "votes", "won", "lost", "tie", "bad")
+BLIND = ["Model A", "Model B"]
+VOTE_KEYS = "a left better · b right better · = tie · x both bad"
+
+
+@dataclass
+class CompletionsSampled(Message):
+    """K completions of the Rank tab's prompt arrived."""
+
+    prompt: str
+    texts: list[str]
+
+
+def board_cells(row: dict) -> tuple[str, ...]:
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    return (row["model"], num(row["elo"]), num(row.get("bt")), str(row["votes"]),
+            str(row["wins"]), str(row["losses"]), str(row["ties"]), str(row["both_bad"]))  # fmt: skip
+
+
+class ArenaScreen(StoreScreen):
+    MODE = "arena"
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("m", "tab('match')", "Match"),
+        Binding("l", "tab('board')", "Leaderboard"),
+        Binding("k", "tab('rank')", "Rank K"),
+        Binding("n", "new_match", "New match"),
+        Binding("a", "vote('left')", "Left better"),
+        Binding("b", "vote('right')", "Right better"),
+        Binding("equals_sign", "vote('tie')", "Tie"),
+        Binding("x", "vote('both_bad')", "Both bad"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.models: list[str] = []
+        self.pair: tuple[str, str] | None = None
+        self.prompt = ""
+        self.streaming = False
+        self.voted = False
+        self.answers: list[str] = []
+        self.ranking: tuple[str, list[str]] | None = None
+        self._stop = threading.Event()
+
+    def compose(self) -> ComposeResult:
+        yield from self.compose_modebar()
+        with TabbedContent(initial="match"):
+            with TabPane("Match", id="match"):
+                with Horizontal(id="arena-top"):
+                    yield Input(placeholder="prompt (Enter: new match; empty: one from the set)",
+                                id="arena-prompt", compact=True)  # fmt: skip
+                    yield Label(" max ")
+                    yield Input(str(DEFAULTS.max_new_tokens), id="arena-max", compact=True,
+                                classes="num")  # fmt: skip
+                yield AnswerColumns(id="arena-columns")
+                yield Static("type a prompt and press Enter", id="arena-status", classes="hint")
+            with TabPane("Leaderboard", id="board"):
+                table = DataTable(id="arena-board", cursor_type="row", zebra_stripes=True)
+                table.add_columns(*BOARD_COLUMNS)
+                yield table
+                yield Static("", id="board-info", classes="hint")
+            with TabPane("Rank", id="rank"):
+                with Horizontal(id="rank-top"):
+                    yield Select([], prompt="model", id="rank-model", compact=True)
+                    yield Label(" K ")
+                    yield Input("4", id="rank-k", compact=True, classes="num")
+                yield Input(placeholder="prompt (Enter samples K completions)", id="rank-prompt",
+                            compact=True)  # fmt: skip
+                yield VerticalScroll(Static("", id="rank-list", markup=False), id="rank-box")
+                yield Input(placeholder="their numbers best first, e.g. 3 1 4 2 (Enter stores)",
+                            id="rank-order", compact=True)  # fmt: skip
+        yield Footer(compact=True)
+
+    async def on_mount(self) -> None:
+        await self.query_one(AnswerColumns).reset(BLIND)
+        self.set_focus(self.query_one("#arena-prompt"))
+
+    def focus_home(self) -> None:
+        tab = self.query_one(TabbedContent).active
+        target = {"match": "#arena-columns .answer-scroll", "board": "#arena-board",
+                  "rank": "#rank-box"}  # fmt: skip
+        self.set_focus(self.query_one(target[tab]))
+
+    # the store
+
+    def read(self, store: Any) -> dict:
+        return arena_ops.arena_view(store)
+
+    def show(self, data: dict) -> None:
+        self.models = data["models"]
+        table = self.query_one("#arena-board", DataTable)
+        table.clear()
+        for row in data["board"]:
+            table.add_row(*board_cells(row), key=row["model"])
+        votes = sum(r["votes"] for r in data["board"]) // 2
+        self.query_one("#board-info", Static).update(
+            f"{votes} votes · {data['rankings']} rankings stored · Elo K=32 from 1000 "
+            "(SQL view `leaderboard`); BT: Bradley–Terry on the Elo scale"
+        )
+        self._set_rank_models()
+
+    def _set_rank_models(self) -> None:
+        select = self.query_one("#rank-model", Select)
+        value = select.value
+        with self.prevent(Select.Changed):
+            select.set_options([(m, m) for m in self.models])
+            if value in self.models:
+                select.value = value
+            elif self.models:
+                select.value = self.models[0]
+
+    # tabs
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        target = {"match": "#arena-prompt", "board": "#arena-board", "rank": "#rank-prompt"}
+        self.set_focus(self.query_one(target[tab]))
+
+    # a match
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        handlers = {"arena-prompt": self.action_new_match, "arena-max": self.action_new_match,
+                    "rank-prompt": self.sample_ranking, "rank-k": self.sample_ranking,
+                    "rank-order": self.store_ranking}  # fmt: skip
+        if event.input.id in handlers:
+            event.stop()
+            self.call_later(handlers[event.input.id])
+
+    async def action_new_match(self) -> None:
+        if self.streaming:
+            self.notify("the models are still answering", severity="warning")
+            return
+        prompt_box = self.query_one("#arena-prompt", Input)
+        try:
+            sampling = parse_sampling("", self.query_one("#arena-max", Input).value)
+            pair = arena_ops.blind_pair(self.models)
+        except OpError as e:
+            self.notify(str(e), severity="error")
+            return
+        self.prompt = prompt_box.value.strip() or random.choice(arena_ops.PROMPTS)
+        prompt_box.value = self.prompt
+        self.pair, self.voted, self.streaming, self.answers = pair, False, True, []
+        await self.query_one(AnswerColumns).reset(BLIND)
+        self.query_one("#arena-status", Static).update("both models are answering…")
+        self.set_focus(self.query_one("#arena-columns .answer-scroll"))
+        self._stop = threading.Event()
+        self._battle(self.prompt, list(pair), sampling, self._stop)
+
+    @work(thread=True, exclusive=True, group="arena", exit_on_error=False)
+    def _battle(self, prompt: str, refs: list[str], sampling: Any, stop: threading.Event) -> None:
+        from workbench.ops.compare import side_by_side
+
+        worker = get_current_worker()
+        columns: list[Any] = []
+        for columns in side_by_side(self.app.store(), refs, prompt, sampling, stop=stop):
+            if worker.is_cancelled:
+                stop.set()
+                break
+            self.post_message(ColumnsUpdated(columns))
+        self.post_message(ColumnsUpdated(columns, done=True))
+
+    def on_columns_updated(self, message: ColumnsUpdated) -> None:
+        self.query_one(AnswerColumns).update_columns(message.columns)
+        if message.done:
+            self.streaming = False
+            self.answers = [c.text.strip() for c in message.columns]
+            self.query_one("#arena-status", Static).update(f"vote: {VOTE_KEYS}")
+
+    def action_vote(self, choice: str) -> None:
+        if self.pair is None or self.streaming or self.voted:
+            why = (
+                "start a match first (Enter in the prompt)"
+                if self.pair is None
+                else (
+                    "wait for both answers"
+                    if self.streaming
+                    else "already voted: n for a new match"
+                )
+            )
+            self.notify(why, severity="warning")
+            return
+        self.voted = True
+        left, right = self.pair
+        self.app.run_op("vote", arena_ops.cast_vote, self.app.store(), self.prompt, left, right,
+                        *self.answers, choice, node=self)  # fmt: skip
+        self.query_one(AnswerColumns).set_titles([f"A: {left}", f"B: {right}"])
+        self.query_one("#arena-status", Static).update(
+            f"voted {choice.replace('_', ' ')} — A was {left}, B was {right} · n: new match"
+        )
+
+    def on_screen_suspend(self) -> None:
+        self._stop.set()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        if event.worker.group == "arena" and event.state == WorkerState.ERROR:
+            self.streaming = False
+            self.query_one("#arena-status", Static).update(f"failed: {event.worker.error}")
+
+    # rank K completions
+
+    def sample_ranking(self) -> None:
+        select = self.query_one("#rank-model", Select)
+        prompt = self.query_one("#rank-prompt", Input).value.strip()
+        if select.is_blank() or not prompt:
+            self.notify("pick a model and type a prompt", severity="warning")
+            return
+        try:
+            k = int(self.query_one("#rank-k", Input).value)
+        except ValueError:
+            self.notify("K is a whole number from 2 to 16", severity="error")
+            return
+        self.ranking = None
+        self.query_one("#rank-list", Static).update(f"sampling {k} completions…")
+        self._sample(str(select.value), prompt, k)
+
+    @work(thread=True, exclusive=True, group="rank", exit_on_error=False)
+    def _sample(self, model: str, prompt: str, k: int) -> None:
+        sampling = DEFAULTS.with_(max_new_tokens=min(DEFAULTS.max_new_tokens, 64), seed=None)
+        texts = arena_ops.sample_completions(self.app.store(), model, prompt, k, sampling)
+        self.post_message(CompletionsSampled(prompt, texts))
+
+    def on_completions_sampled(self, message: CompletionsSampled) -> None:
+        self.ranking = (message.prompt, message.texts)
+        lines = [f"{i}. {t or '(empty)'}" for i, t in enumerate(message.texts, 1)]
+        self.query_one("#rank-list", Static).update("\n".join(lines))
+        self.set_focus(self.query_one("#rank-order"))
+
+    def store_ranking(self) -> None:
+        if self.ranking is None:
+            self.notify("sample completions first (Enter in the prompt)", severity="warning")
+            return
+        prompt, texts = self.ranking
+        box = self.query_one("#rank-order", Input)
+        try:
+            order = arena_ops.parse_order(box.value, len(texts))
+        except OpError as e:
+            self.notify(str(e), severity="error")
+            return
+        box.value = ""
+        self.app.run_op("rank", arena_ops.rank_completions, self.app.store(), prompt, texts,
+                        order, node=self)  # fmt: skip
