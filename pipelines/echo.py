@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from pipelines.spec import JobSpec
-from store.events import Artifact, Event, Metrics, Progress, RunFinished, Sample
+from store.events import Artifact, Event, Metrics, Note, Progress, RunFinished, Sample
 
 
 class Spec(JobSpec):
@@ -51,3 +51,4 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
             yield Artifact(type="checkpoint", path=str(ckpt), step=step)
         if ctx.should_stop():
             return
+    yield Note(text=f"echo ran to step {step}. Next: workbench runs show {ctx.run_id}")

@@ -34,6 +34,20 @@ def human_age(ts: Any, now: dt.datetime | None = None) -> str:
     return f"{s}s"
 
 
+def human_seconds(s: float | None) -> str:
+    """A duration: '45s', '12m', '1h05m', '2d3h' ('-' for None)."""
+    if s is None or not math.isfinite(s):
+        return "-"
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
 def human_count(n: Any) -> str:
     """135150108 -> '135.2M'."""
     if n is None:
