@@ -13,33 +13,39 @@ from workbench.cli.common import refreshed_store
 from workbench.cli.tables import print_rows
 from workbench.ops import chat as chat_ops
 from workbench.ops import models as model_ops
-from workbench.ops.fmt import human_count
+from workbench.ops.fmt import human_bytes, human_count
 from workbench.ops.refs import find_model
 
 app = typer.Typer(
     help="The model registry: pull, import, export, list, remove.", no_args_is_help=True
 )
-JSON_COLUMNS = ("name", "kind", "source", "params", "architecture", "chat_template", "run_id",
-                "parent_model", "path")  # fmt: skip
+JSON_COLUMNS = ("ref", "name", "version", "latest", "kind", "source", "params", "size_bytes",
+                "architecture", "chat_template", "run_id", "parent_model", "path", "created_at")  # fmt: skip
 
 
 @app.command("ls")
 def ls(
     json_: Annotated[bool, typer.Option("--json")] = False,
     paths: Annotated[bool, typer.Option("--paths", help="show each model's folder")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="every version, not only the newest")] = False,
 ) -> None:
-    """Every registered model with kind, size, source and lineage."""
-    models = refreshed_store().list_models()
+    """Every registered model (its newest version: NAME@N) with kind, size, source, lineage.
+
+    A name given again to a new model adds a version; NAME means the newest, NAME@N an older
+    one, everywhere a model is taken.
+    """
+    models = model_ops.listing(refreshed_store(), all_versions=all_)
     if json_:
         print_rows(list(JSON_COLUMNS), [tuple(m.get(c) for c in JSON_COLUMNS) for m in models],
                    style="json")  # fmt: skip
         return
-    cols = ["name", "kind", "source", "params", "chat", "from"] + (["path"] if paths else [])
+    cols = ["ref", "kind", "source", "params", "disk", "chat", "from"] + (["path"] if paths else [])
     rows = []
     for m in models:
         origin = m.get("parent_model") or m.get("run_id") or "-"
-        chat = "yes" if m.get("chat_template") else "no"
-        row = (m["name"], m["kind"], m["source"], human_count(m.get("params")), chat, origin)
+        chat = "yes" if m.get("chat_template") and m["kind"] != "base" else "no"
+        row = (m.get("ref") or m["name"], m["kind"], m["source"], human_count(m.get("params")),
+               human_bytes(m.get("size_bytes")), chat, origin)  # fmt: skip
         rows.append(row + ((m["path"],) if paths else ()))
     print_rows(cols, rows)
 
@@ -101,7 +107,7 @@ def _write(pieces) -> None:
 
 
 def generate(
-    model: Annotated[str, typer.Argument(help="registry name, run id or folder")],
+    model: Annotated[str, typer.Argument(help="registry name (NAME@N), run or folder")],
     prompt: str,
     max_new_tokens: int = chat_ops.DEFAULTS.max_new_tokens,
     temperature: float = chat_ops.DEFAULTS.temperature,
@@ -109,27 +115,46 @@ def generate(
     top_p: float = chat_ops.DEFAULTS.top_p,
     seed: int = chat_ops.DEFAULTS.seed,
     chat: Annotated[
-        bool | None, typer.Option(help="wrap in the chat template (default: if the model has one)")
+        bool | None,
+        typer.Option(help="wrap in the chat template (default: only for a chat-tuned model)"),
     ] = None,
     stop: Annotated[list[str] | None, typer.Option(help="stop string")] = None,
 ) -> None:
-    """Complete a prompt with a model, streaming the text."""
+    """Complete a prompt with a model, streaming the text.
+
+    A base model continues the prompt as it is; an assistant gets it as a user message in its
+    chat template. Embedding models cannot generate (exit 2).
+    """
     sampling = chat_ops.DEFAULTS.with_(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         seed=seed, stop=tuple(stop or ()),
-    )  # fmt: skip
+    ).check()  # fmt: skip
     _write(chat_ops.complete(refreshed_store(), model, prompt, sampling, chat=chat))
 
 
 def chat(
-    model: Annotated[str, typer.Argument(help="registry name, run id or folder")],
+    model: Annotated[
+        str | None,
+        typer.Argument(help="registry name (NAME@N), run or folder; default: newest assistant"),
+    ] = None,
     system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
     temperature: float = chat_ops.DEFAULTS.temperature,
     max_new_tokens: int = chat_ops.DEFAULTS.max_new_tokens,
 ) -> None:
-    """A terminal chat that streams the model's answers. Empty line or Ctrl-D quits."""
-    session = chat_ops.ChatSession(refreshed_store(), model, system=system)
+    """A terminal chat that streams the model's answers. Empty line or Ctrl-D quits.
+
+    With no model, the newest registered assistant. A base model is told apart: it continues
+    a plain "User:/Assistant:" document, and the chat says so first.
+    """
+    store = refreshed_store()
     sampling = chat_ops.DEFAULTS.with_(temperature=temperature, max_new_tokens=max_new_tokens)
+    sampling.check()
+    if model is None:
+        model = chat_ops.default_assistant(store)
+        typer.echo(f"chatting with {model} (the newest assistant; name another: chat MODEL)")
+    session = chat_ops.ChatSession(store, model, system=system)
+    if session.notice:
+        typer.echo(f"note: {session.notice}", err=True)
     while (user := _ask()) is not None:
         sys.stdout.write("model> ")
         _write(session.turn(user, sampling))

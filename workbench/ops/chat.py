@@ -8,6 +8,11 @@
 
 `workbench chat`, `workbench generate` and the TUI's chat pane all sample with `DEFAULTS`
 unless the user overrides a field. torch and transformers load on the first turn.
+
+What a model is decides how it is talked to (`model_info`): an assistant gets its chat
+template; a base model (pretrained, not chat-tuned) gets plain completion from `complete`, and
+in a chat a plain "User:/Assistant:" document (with `notice` saying so); an embedding model
+cannot generate and is refused with one line.
 """
 
 from __future__ import annotations
@@ -35,6 +40,18 @@ class Sampling:
     def with_(self, **changes: Any) -> Sampling:
         """A copy with the given fields changed (None leaves a field as it is)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def check(self) -> Sampling:
+        """Itself when every field is in range; else an OpError naming each bad one."""
+        bad = [f"--{name.replace('_', '-')} {value}: {rule}" for name, value, ok, rule in (
+            ("max_new_tokens", self.max_new_tokens, self.max_new_tokens >= 1, "at least 1"),
+            ("temperature", self.temperature, self.temperature >= 0, "0 (greedy) or more"),
+            ("top_k", self.top_k, self.top_k >= 0, "0 (off) or more"),
+            ("top_p", self.top_p, 0 < self.top_p <= 1, "more than 0, at most 1"),
+        ) if not ok]  # fmt: skip
+        if bad:
+            raise OpError("; ".join(bad))
+        return self
 
     def engine_params(self) -> Any:
         from engines.generate import SamplingParams
@@ -90,23 +107,85 @@ def _stream(model: Any, tok: Any, prompt: str, sampling: Sampling) -> Iterator[s
         yield from stream(model, tok, prompt, params)
 
 
+def model_info(store: Any, ref: str) -> dict[str, Any]:
+    """{"folder", "name", "kind", "chat"}: where a model is, what it is (the registry's kind,
+    else a guess from its folder) and whether it is chat-tuned with a chat template."""
+    folder = model_folder(store, ref)
+    record = store.get_model(ref.removeprefix("model:")) or next(
+        (m for m in store.list_models() if Path(m["path"]).resolve() == folder.resolve()), None
+    )
+    if record is None:
+        from engines.model_folders import describe_model
+
+        with user_errors():
+            record = {**describe_model(folder), "name": ref}
+    meta = record.get("meta") or {}
+    tuned = (
+        meta.get("chat_tuned", record.get("kind") == "assistant")
+        if isinstance(meta, dict)
+        else True
+    )
+    chat = bool(record.get("chat_template")) and bool(tuned) and record.get("kind") != "base"
+    return {"folder": folder, "name": record.get("ref") or record["name"],
+            "kind": record.get("kind") or "base", "chat": chat}  # fmt: skip
+
+
+def generative(info: dict[str, Any]) -> dict[str, Any]:
+    """The model's info when it can generate text; OpError for an embedding model."""
+    if info["kind"] == "embedding":
+        raise OpError(
+            f"{info['name']} is an embedding model: it turns text into vectors and cannot "
+            "generate text (use it for `workbench rag`); pick a base or assistant model from "
+            "`workbench models ls`"
+        )
+    return info
+
+
+def default_assistant(store: Any) -> str:
+    """The newest registered assistant model's ref (what `chat` uses with no model given)."""
+    with user_errors():
+        models = store.list_models("assistant", latest_only=True)
+    if not models:
+        raise OpError(
+            "no assistant model yet: pull one (workbench models pull smollm2-135m-instruct), "
+            "fine-tune one (workbench run --preset sft-tiny), or name a model: workbench chat MODEL"
+        )
+    newest = max(models, key=lambda m: str(m.get("created_at") or ""))
+    return newest.get("ref") or newest["name"]
+
+
 class ChatSession:
-    """A conversation with one model: the history, and one streamed turn at a time."""
+    """A conversation with one model: the history, and one streamed turn at a time.
+
+    A base model chats through a plain "User:/Assistant:" document (stopping at the next
+    "User:"); `notice` then says so, for the front end to show.
+    """
 
     def __init__(self, store: Any, ref: str, system: str | None = None) -> None:
-        self.folder = model_folder(store, ref)
+        info = generative(model_info(store, ref))
+        self.folder, self.name, self.chat = info["folder"], info["name"], info["chat"]
+        self.notice = "" if self.chat else (
+            f"{self.name} is a base model (not chat-tuned): it continues a plain "
+            "'User: …/Assistant:' document, so answers may ramble. For an assistant, pull one "
+            "or fine-tune this one (workbench run --preset sft-tiny)."
+        )  # fmt: skip
         self.messages: list[dict[str, str]] = (
             [{"role": "system", "content": system}] if system else []
         )
 
     def turn(self, text: str, sampling: Sampling = DEFAULTS) -> Iterator[str]:
         """Stream the model's answer to `text`; the answer joins the history when complete."""
-        from engines.generate import chat_prompt
+        from engines.generate import chat_prompt, plain_transcript
 
+        sampling.check()
         model, tok = load(self.folder)
         self.messages.append({"role": "user", "content": text})
         with user_errors():
-            prompt = chat_prompt(tok, self.messages, fallback=True)
+            if self.chat:
+                prompt = chat_prompt(tok, self.messages, fallback=True)
+            else:
+                prompt = plain_transcript(self.messages)
+                sampling = sampling.with_(stop=(*sampling.stop, "\nUser:"))
         answer = []
         try:
             for piece in _stream(model, tok, prompt, sampling):
@@ -119,12 +198,15 @@ class ChatSession:
 def complete(
     store: Any, ref: str, prompt: str, sampling: Sampling = DEFAULTS, chat: bool | None = None
 ) -> Iterator[str]:
-    """Stream a completion of `prompt`; wrapped in the chat template if the model has one
-    (or as `chat` says)."""
+    """Stream a completion of `prompt`: wrapped in the chat template for a chat-tuned model,
+    plain for a base model (or as `chat` says). Checks the sampling and the model first."""
     from engines.generate import chat_prompt
 
-    model, tok = load(model_folder(store, ref))
-    use_chat = bool(getattr(tok, "chat_template", None)) if chat is None else chat
+    sampling.check()
+    info = generative(model_info(store, ref))
+    model, tok = load(info["folder"])
+    use_chat = info["chat"] if chat is None else chat
+    messages = [{"role": "user", "content": prompt}]
     with user_errors():
-        text = chat_prompt(tok, [{"role": "user", "content": prompt}]) if use_chat else prompt
+        text = chat_prompt(tok, messages, fallback=True) if use_chat else prompt
     yield from _stream(model, tok, text, sampling)

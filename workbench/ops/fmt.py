@@ -48,6 +48,16 @@ def human_seconds(s: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600}h"
 
 
+def human_bytes(n: int | None) -> str:
+    """1536 -> '1.5 KiB' ('-' for None)."""
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def human_count(n: Any) -> str:
     """135150108 -> '135.2M'."""
     if n is None:

@@ -54,6 +54,25 @@ def pull(store: Any, name: str, progress: Progress | None = None) -> str:
     return f"pulled {name}"
 
 
+def listing(store: Any, *, all_versions: bool = False) -> list[dict[str, Any]]:
+    """Registered models (the newest version of each name, or every version) with
+    `size_bytes`: the folder's size on disk (None when it is gone)."""
+    with user_errors():
+        models = store.list_models(latest_only=not all_versions)
+    for m in models:
+        m["size_bytes"] = folder_bytes(Path(m["path"]))
+    return models
+
+
+def folder_bytes(path: Path) -> int | None:
+    """Bytes of every file under `path` (a file's own size), None if it does not exist."""
+    if path.is_file():
+        return path.stat().st_size
+    if not path.is_dir():
+        return None
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
 def given_path(text: str | Path, what: str) -> Path:
     """A path the user typed; an empty one is an OpError that says what to type."""
     if not str(text).strip():
