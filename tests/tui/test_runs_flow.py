@@ -51,6 +51,7 @@ async def test_launch_from_form_then_detail(home):
         await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.loaded)
         detail = app.screen
         await wait_for(pilot, lambda: len(detail.series["loss"]) == 10, what="10 loss points")
+        await wait_for(pilot, lambda: "● lr" in screen_text(app), 10, "the charts painted")
         text = screen_text(app)
         assert "● loss" in text and "● lr" in text and "done" in text
         await pilot.press("a")  # samples tab

@@ -58,6 +58,7 @@ class RunDetailScreen(StoreScreen):
         self.run: dict[str, Any] | None = None
         self.series: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self.charts: dict[str, str] = {}  # series label -> chart title
+        self.chart_widgets: dict[str, LineChart] = {}  # chart title -> its chart, in order
         self.last_seq = -1
         self.folder: Path | None = None
         self._log_lines: list[str] = []
@@ -81,6 +82,14 @@ class RunDetailScreen(StoreScreen):
 
     def on_mount(self) -> None:
         self.set_interval(LOG_EVERY_S, self._read_log)
+        self.focus_pane("charts")
+
+    def focus_pane(self, tab: str) -> None:
+        """The visible pane takes the arrow keys (the chart grid scrolls with them)."""
+        self.set_focus(self.query_one(f"#{tab}").query("VerticalScroll, Log").first())
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.focus_pane(event.pane.id or "charts")
 
     def read(self, store) -> dict[str, Any]:
         return run_view(store, self.run_id, self.last_seq)
@@ -125,14 +134,21 @@ class RunDetailScreen(StoreScreen):
             chart, label = series_label(m["name"], m.get("split"))
             self.charts[label] = chart
             self.series[label].append((float(m.get("step") or 0), float(m["value"])))
+        groups = chart_groups(self.charts)
+        if [title for title, _ in groups] != list(self.chart_widgets):
+            self._mount_charts([title for title, _ in groups])
+        for title, labels in groups:
+            self.chart_widgets[title].set_series({n: self.series[n] for n in labels})
+
+    def _mount_charts(self, titles: list[str]) -> None:
+        """Rebuild the grid in chart order — loss first, wide — whenever a new chart appears,
+        so a metric that shows up late (loss after SFT's baseline evaluation) never sits
+        below the ones logged earlier. Rare: once per new metric name."""
         box = self.query_one("#chart-grid", VerticalScroll)
-        for i, (title, labels) in enumerate(chart_groups(self.charts)):
-            found = box.query(f"#chart-{title}")
-            chart = found.first() if found else None
-            if chart is None:
-                chart = LineChart(title, id=f"chart-{title}", classes="wide" if i == 0 else "")
-                box.mount(chart)
-            chart.set_series({n: self.series[n] for n in labels})
+        box.remove_children()
+        self.chart_widgets = {t: LineChart(t, classes="wide" if i == 0 else "")
+                              for i, t in enumerate(titles)}  # fmt: skip
+        box.mount_all(self.chart_widgets.values())
 
     def _show_samples(self, samples: list[dict]) -> None:
         if not samples:
@@ -179,6 +195,7 @@ class RunDetailScreen(StoreScreen):
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+        self.focus_pane(tab)
 
     def action_stop(self) -> None:
         self.app.run_op("stop", run_ops.stop, self.app.store(), self.run_id)
