@@ -48,8 +48,13 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_causal_lm(path: str | Path, *, device: str = "auto", dtype: Any = None) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) from a local folder; fp32 on CPU and bf16 on CUDA by default."""
+def load_causal_lm(
+    path: str | Path, *, device: str = "auto", dtype: Any = None, quantize: str | None = None
+) -> tuple[Any, Any]:
+    """(model in eval mode, tokenizer) from a local folder; fp32 on CPU and bf16 on CUDA by default.
+
+    quantize: "int8" or "int4" (CPU only, engines.quantize) for faster decode; None/"none": off.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -62,7 +67,12 @@ def load_causal_lm(path: str | Path, *, device: str = "auto", dtype: Any = None)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
-    return model.to(device).eval(), tok
+    model = model.to(device).eval()
+    if quantize not in (None, "none"):
+        from engines.quantize import quantize_model
+
+        model = quantize_model(model, quantize)
+    return model, tok
 
 
 def safetensors_params(folder: Path) -> int:

@@ -32,9 +32,7 @@ def measure_peak_flops(
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     key = (str(device), dtype)
     if key not in _PEAK_CACHE:
-        _PEAK_CACHE[key] = max(
-            matmul_flops(device, dtype, seconds / TRIALS) for _ in range(TRIALS)
-        )
+        _PEAK_CACHE[key] = max(matmul_flops(device, dtype, seconds / TRIALS) for _ in range(TRIALS))
     return _PEAK_CACHE[key]
 
 

@@ -1,0 +1,109 @@
+"""Quantized decode on CPU: int8 dynamic or int4 weight-only linear layers, in place.
+
+    model, tok = load_causal_lm(folder, quantize="int8")   # or quantize_model(model, "int4")
+
+- int8: `torch.ao.quantization.quantize_dynamic` on every nn.Linear (weights int8 per channel,
+  activations quantized per call). About 4x less weight to read than fp32.
+- int4: weight-only, groups of GROUP input columns with an fp32 scale and zero each, through
+  PyTorch's own CPU int4 kernel (`aten._weight_int4pack_mm_for_cpu`, the kernel torchao
+  wraps), so no extra package is needed. About 7x less weight to read than fp32.
+
+Both change the numbers: greedy output drifts from fp32 after a while. benchmarks/quantized.py
+reports the speed-up next to the accuracy on a task set, so a user sees what they trade.
+Quantized models are for inference only (no gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from engines.errors import UserError
+
+KINDS = ("none", "int8", "int4")
+GROUP = 32  # int4: input columns sharing one scale and zero
+
+
+def quantize_model(model: nn.Module, kind: str | None) -> nn.Module:
+    """`model` with its linear layers quantized to `kind` ("none"/None: unchanged), in eval mode."""
+    kind = kind or "none"
+    if kind not in KINDS:
+        raise UserError(f"quantize is {kind!r}: use one of {', '.join(KINDS)}")
+    if kind == "none":
+        return model
+    if next(model.parameters()).device.type != "cpu":
+        raise UserError(f"quantize={kind} runs on the CPU only: load the model with device='cpu'")
+    model.eval()
+    if kind == "int8":
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, torch.qint8, inplace=True)
+    _swap_int4(model)
+    return model
+
+
+def _swap_int4(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, nn.Linear) and Int4Linear.fits(child):
+            setattr(module, name, Int4Linear(child))
+        else:
+            _swap_int4(child)
+
+
+class Int4Linear(nn.Module):
+    """A frozen nn.Linear with int4 weights: w ≈ (q - 8) * scale + zero per group of columns."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        packed, scales_zeros = pack_int4(linear.weight.detach().float())
+        self.register_buffer("packed", packed)  # (N, K/2) uint8
+        self.register_buffer("scales_zeros", scales_zeros)  # (K/GROUP, N, 2)
+        bias = linear.bias
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    @staticmethod
+    def fits(linear: nn.Linear) -> bool:
+        return linear.in_features % GROUP == 0 and linear.weight.dtype == torch.float32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape  # (..., K)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.reshape(-1, shape[-1]).float().contiguous(), self.packed, GROUP, self.scales_zeros
+        )  # (M, N)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group={GROUP}"
+
+
+def pack_int4(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric 4-bit groups of w (N, K): (packed (N, K/2) uint8, scales_zeros (K/G, N, 2))."""
+    N, K = w.shape
+    wg = w.reshape(N, K // GROUP, GROUP)  # (N, K/G, G)
+    lo, hi = wg.amin(-1, keepdim=True), wg.amax(-1, keepdim=True)
+    scale = (hi - lo).clamp(min=1e-8) / 15
+    q = ((wg - lo) / scale).round().clamp(0, 15).to(torch.int32).reshape(N, K)
+    zero = lo + 8 * scale  # the kernel computes (q - 8) * scale + zero
+    scales_zeros = torch.cat([scale, zero], -1).transpose(0, 1).contiguous()  # (K/G, N, 2)
+    return torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), scales_zeros
+
+
+def dequantize_int4(layer: Int4Linear) -> torch.Tensor:
+    """The fp32 weight (N, K) an Int4Linear computes with (for tests)."""
+    eye = torch.eye(layer.in_features)
+    return layer(eye).t().contiguous() - (0 if layer.bias is None else layer.bias[:, None])
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes a decode step reads: parameters and buffers (packed int4, int8 packed params)."""
+    total = sum(t.numel() * t.element_size() for t in model.parameters())
+    total += sum(t.numel() * t.element_size() for t in model.buffers())
+    dynamic = torch.ao.nn.quantized.dynamic.Linear
+    for mod in model.modules():
+        if isinstance(mod, dynamic):
+            weight = mod.weight()  # int8 (N, K)
+            total += weight.numel() * weight.element_size()
+    return total
