@@ -272,8 +272,8 @@ def _distinct_2(experiments: list[dict]) -> float | None:
 
 def compare_view(store: Any, run_ids: list[str], metric: str = "loss") -> dict[str, Any]:
     """What the Compare screen shows, in one store transaction: models that can answer, the
-    runs, and for the selected runs (up to four) the metric names, the `metric` overlay, the
-    spec diff of the first two and the lineage of the first."""
+    runs, and for the selected runs (up to four, oldest first) the metric names, the `metric`
+    overlay, the spec diff of the first two and the lineage of the first."""
     from workbench.ops.arena import GENERATING_KINDS
 
     run_ids = run_ids[:MAX_COLUMNS]
@@ -281,7 +281,7 @@ def compare_view(store: Any, run_ids: list[str], metric: str = "loss") -> dict[s
         models = [m["name"] for m in store.list_models(latest_only=True)
                   if m["kind"] in GENERATING_KINDS]  # fmt: skip
         runs = [r["run_id"] for r in store.list_runs()]
-        run_ids = [r for r in run_ids if r in runs]
+        run_ids = [r for r in reversed(runs) if r in run_ids]  # oldest first: base → child
         return {
             "models": models,
             "runs": runs,

@@ -3,8 +3,8 @@
 Answers: tick 2–4 models, type a prompt, Enter — `workbench.ops.compare.side_by_side` streams
 every answer at once in one worker, with each column's tokens/s, length and mean log-prob.
 Curves: tick 2–4 runs; their `metric` (train and validation) share one chart. Diff: the
-resolved specs of the first two ticked runs, field by field where they differ. Lineage: the
-chain of the first ticked run (base → SFT → reward → RLHF) with each stage's final losses,
+resolved specs of the two oldest ticked runs, field by field where they differ. Lineage: the
+chain of the oldest ticked run (base → SFT → reward → RLHF) with each stage's final losses,
 held-out accuracy, diversity (distinct-2) and time, read in one store transaction.
 """
 
