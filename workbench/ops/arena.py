@@ -136,12 +136,11 @@ def rank_completions(
     return f"stored a ranking of {len(ranked)} completions ({comparison_id[:8]})"
 
 
-GENERATING_KINDS = ("base", "assistant", "adapter")
-
-
 def arena_view(store: Any) -> dict[str, Any]:
     """What the Arena screen shows, in one store transaction: the models that can answer
     (registry names), the leaderboard, and how many rankings the arena stored."""
+    from workbench.ops.compare import GENERATING_KINDS
+
     with reading(store):
         models = [m["name"] for m in store.list_models(latest_only=True)
                   if m["kind"] in GENERATING_KINDS]  # fmt: skip

@@ -28,6 +28,7 @@ from workbench.ops.refs import find_run, model_folder
 from workbench.ops.stores import reading
 
 MAX_COLUMNS = 4
+GENERATING_KINDS = ("base", "assistant", "adapter")  # registry kinds that can answer a prompt
 ACCURACY_NAMES = ("accuracy", "pair_accuracy", "reward_accuracy", "eval_accuracy")
 
 _models: dict[Path, tuple[Any, Any]] = {}
@@ -274,8 +275,6 @@ def compare_view(store: Any, run_ids: list[str], metric: str = "loss") -> dict[s
     """What the Compare screen shows, in one store transaction: models that can answer, the
     runs, and for the selected runs (up to four, oldest first) the metric names, the `metric`
     overlay, the spec diff of the first two and the lineage of the first."""
-    from workbench.ops.arena import GENERATING_KINDS
-
     run_ids = run_ids[:MAX_COLUMNS]
     with reading(store):
         models = [m["name"] for m in store.list_models(latest_only=True)
