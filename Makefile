@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 export WORKBENCH_PACKAGE_CACHE ?= $(CURDIR)/.cache/packages
 
-.PHONY: setup demo test test-fast models lint
+.PHONY: setup demo test test-fast models lint bench
 
 $(VENV)/.ready: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,3 +38,8 @@ test-fast: setup
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/lint-imports
+
+# Every benchmark at short settings (a few minutes on 2 cores): one table and JSON of figures
+# under $WORKBENCH_HOME/bench/, recorded as a `bench` run in the store (docs/performance.md).
+bench: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python benchmarks/bench.py

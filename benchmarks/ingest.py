@@ -126,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tracemalloc", action="store_true", help="also Python's own peak")
+    parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "HOME", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,6 +145,10 @@ def main() -> None:
     print(f"ingest rows/s vs arrow insert: {ingest / (n / results['arrow']['seconds']):.3f}")
     growth = results["ingest"]["peak_mb"] / quarter["peak_mb"]
     print(f"ingest peak resident memory, {n} lines vs {small}: {growth:.2f}x (1.00 = flat)")
+    if args.json:
+        figures = {"ingest_rows_s": ingest, "ingest_memory_growth": growth,
+                   "ingest_vs_read_json": ingest / (n / results["read_json"]["seconds"])}  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=1))
     if args.tracemalloc:
         big, little = measure("ingest-traced", n), measure("ingest-traced", small)
         print(f"ingest peak Python memory: {big['peak_mb']:.0f} MB for {n} lines, "

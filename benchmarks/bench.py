@@ -1,0 +1,120 @@
+"""`make bench`: every benchmark at short settings, one table and one JSON of figures, and a
+`bench` run in the store so performance over commits is a SQL query and a chart.
+
+    .venv/bin/python benchmarks/bench.py                 # WORKBENCH_HOME's store and models
+    .venv/bin/python benchmarks/bench.py --only train    # one benchmark
+
+Each benchmark runs in its own process (its own threads and memory) and writes its figures as
+JSON; this script gathers them into <home>/bench/<stamp>.json and .md, then records a run
+(pipeline "bench") whose step-0 metrics are the figures and whose `bench` table holds the rows:
+
+    SELECT r.created_at, m.name, m.value FROM metrics m JOIN runs r USING (run_id)
+    WHERE r.pipeline = 'bench' ORDER BY r.created_at
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from store import Store
+from store.catalog import default_home
+from store.eventlog import EventLog
+from store.events import Metrics, RunFinished, RunStarted, Table
+
+DECODE_MODEL = "smollm2-135m-instruct"
+GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is better)
+    "decode.floor_ratio": (0.60, "min"), "decode.vs_generate": (1.0, "min"),
+    "decode.batch8_speedup": (4.0, "min"), "train.workbench_vs_plain": (1.0, "min"),
+    "train.workbench_mfu": (0.70, "min"), "ingest.ingest_rows_s": (500_000, "min"),
+}  # fmt: skip
+
+
+def commands(home: Path, out: Path) -> dict[str, list[str]]:
+    """The benchmark of each name, at make-bench settings, writing its JSON into `out`."""
+    py = [sys.executable, "-W", "ignore"]
+    runs = {
+        "train": [*py, "benchmarks/train_throughput.py", "--steps", "3", "--rounds", "2",
+                  "--warmup", "1", "--threads", "2"],
+        "ingest": [*py, "benchmarks/ingest.py", "--rows", "200000"],
+    }  # fmt: skip
+    model = home / "models" / DECODE_MODEL
+    if model.is_dir():
+        runs["decode"] = [*py, "benchmarks/decode_limits.py", "--model", str(model), "--quick",
+                          "--tokens", "16"]  # fmt: skip
+    return {name: [*cmd, "--json", str(out / f"{name}.json")] for name, cmd in runs.items()}
+
+
+def run_all(home: Path, out: Path, only: list[str] | None) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, cmd in commands(home, out).items():
+        if only and name not in only:
+            continue
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        done = subprocess.run(cmd, cwd=ROOT, env=env, check=False)
+        path = out / f"{name}.json"
+        if done.returncode != 0 or not path.exists():
+            print(f"   {name} failed (exit {done.returncode}); left out of the table")
+            continue
+        for key, value in json.loads(path.read_text()).items():
+            figures[f"{name}.{key}"] = float(value)
+    return figures
+
+
+def table(figures: dict[str, float]) -> str:
+    lines = ["| figure | value | goal | met |", "| --- | ---: | ---: | --- |"]
+    for key, value in figures.items():
+        goal, how = GOALS.get(key, (None, ""))
+        met = "" if goal is None else ("yes" if (value >= goal) == (how == "min") else "no")
+        lines.append(f"| {key} | {value:.4g} | {'' if goal is None else goal} | {met} |")
+    return "\n".join(lines)
+
+
+def record(store: Store, figures: dict[str, float], load: str) -> str:
+    """A `bench` run in the store: the figures as step-0 metrics and as a table."""
+    run_id = time.strftime("bench-%Y%m%d-%H%M%S")
+    run_dir = store.runs_dir / run_id
+    store.create_run(run_id, "bench", {"pipeline": "bench"}, name="bench",
+                     meta={"load": load}, run_dir=str(run_dir), status="running")  # fmt: skip
+    log = EventLog(run_dir / "events.jsonl")
+    log.append(RunStarted(pid=os.getpid()))
+    log.append(Metrics(step=0, values=figures))
+    rows = [{"figure": k, "value": v, "goal": GOALS.get(k, (None,))[0]} for k, v in figures.items()]
+    log.append(Table(name="bench", rows=rows))
+    log.append(RunFinished(status="done"))
+    store.ingest()
+    return run_id
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", help="names: train, ingest, decode")
+    ap.add_argument("--no-record", action="store_true", help="do not add a run to the store")
+    args = ap.parse_args()
+    home = default_home()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = home / "bench" / stamp
+    out.mkdir(parents=True, exist_ok=True)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    figures = run_all(home, out, args.only)
+    figures["load_1min"] = os.getloadavg()[0]
+    text = table(figures)
+    (out / "bench.json").write_text(json.dumps(figures, indent=1))
+    (out / "bench.md").write_text(text + "\n")
+    print(text)
+    print(f"load average at start {load}; figures in {out}")
+    if not args.no_record:
+        print(f"recorded as run {record(Store(home), figures, load)}")
+
+
+if __name__ == "__main__":
+    main()
