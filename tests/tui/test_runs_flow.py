@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input
 
-from tests.tui.helpers import screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.detail import RunDetailScreen
 from workbench.tui.screens.launch import LaunchScreen
@@ -29,6 +29,8 @@ async def launch_echo(pilot, steps: str, interval: str) -> None:
         lambda: isinstance(pilot.app.screen, LaunchScreen) and pilot.app.screen.query(SpecForm),
         what="the launch form",
     )
+    await choose(pilot, "pipeline", "echo")  # Launch opens on pretrain-tiny
+    await wait_for(pilot, lambda: pilot.app.screen.query("#f-steps"), what="the echo form")
     await set_field(pilot, "f-steps", steps)
     await set_field(pilot, "f-interval_s", interval)
     await pilot.press("ctrl+s")
@@ -73,6 +75,8 @@ async def test_form_shows_validation_errors(home):
         await wait_loaded(pilot)
         await pilot.press("2")
         await wait_for(pilot, lambda: app.screen.query(SpecForm), what="the form")
+        await choose(pilot, "pipeline", "echo")
+        await wait_for(pilot, lambda: app.screen.query("#f-steps"), what="the echo form")
         await set_field(pilot, "f-steps", "0")
         await wait_for(pilot, lambda: "field 'steps'" in screen_text(app), 10, "the error")
         assert "greater than or equal to 1" in screen_text(app)

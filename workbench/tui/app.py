@@ -156,7 +156,8 @@ class WorkbenchApp(App[None]):
                 self.notify(worker.result, title=worker.name)
             self.post_message(StoreChanged())
 
-    def start_job(self, spec: Any) -> Worker:
+    def start_job(self, spec: Any, node: Any = None) -> Worker:
+        """Start a validated spec detached, in a worker of `node` (it hears the outcome)."""
         from workbench.ops import runs
 
         def start() -> str:
@@ -164,7 +165,7 @@ class WorkbenchApp(App[None]):
             self.children_pids.add(pid)
             return f"started {run_id} (pid {pid})"
 
-        return self.run_op("launch", start)
+        return self.run_op("launch", start, node=node)
 
     def resume_run(self, run_id: str) -> Worker:
         from workbench.ops import runs

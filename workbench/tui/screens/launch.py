@@ -8,18 +8,31 @@ is the state: this screen reads nothing from the store.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, Footer, Select, Static
+from textual.worker import Worker, WorkerState
 
-from workbench.ops import OpError, specs
+from workbench.ops import OpError, launch, specs
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.widgets.specform import FormError, SpecForm
 
 VALIDATE_AFTER_S = 0.3
+
+
+@dataclass
+class SpecChecked(Message):
+    """The pipeline's preflight ran on `spec`: `error` is None when it passed."""
+
+    spec: Any
+    summary: str
+    error: str | None
 
 
 class LaunchScreen(WorkbenchScreen):
@@ -34,6 +47,7 @@ class LaunchScreen(WorkbenchScreen):
         super().__init__()
         self.spec: Any = None  # the last spec that validated
         self.pipeline: str | None = None
+        self.launching = False  # a start is in flight: another press waits for it
         self._timer = None
 
     def compose(self) -> ComposeResult:
@@ -44,6 +58,7 @@ class LaunchScreen(WorkbenchScreen):
                 [(n, n) for n in self.pipelines],
                 prompt="pipeline",
                 id="pipeline",
+                value=self.first_pipeline() or Select.BLANK,
                 allow_blank=not self.pipelines,
                 compact=True,
             )
@@ -53,21 +68,29 @@ class LaunchScreen(WorkbenchScreen):
         yield Static("", id="errors")
         yield Footer(compact=True)
 
+    def first_pipeline(self) -> str | None:
+        """The pipeline Launch opens on: pretrain (on its tiny preset), else the first."""
+        if launch.DEFAULT_PIPELINE in self.pipelines:
+            return launch.DEFAULT_PIPELINE
+        return self.pipelines[0] if self.pipelines else None
+
     async def on_mount(self) -> None:
-        if self.pipelines:
-            await self.use_pipeline(self.pipelines[0])
+        if first := self.first_pipeline():
+            await self.use_pipeline(first)
 
     async def use_pipeline(self, pipeline: str, values: dict | None = None) -> None:
-        """Show `pipeline`'s presets; fill the form from `values`, else its first preset."""
+        """Show `pipeline`'s presets; fill the form from `values`, else its default (tiny)
+        preset."""
         self.pipeline = pipeline
         presets = specs.presets_for(pipeline)
+        preset = launch.default_preset(pipeline, presets)
         select = self.query_one("#preset", Select)
         with self.prevent(Select.Changed):
             select.set_options([(p, p) for p in presets])
-            if values is None and presets:
-                select.value = presets[0]
+            if values is None and preset:
+                select.value = preset
         if values is None:
-            values = specs.preset_values(presets[0]) if presets else {}
+            values = specs.preset_values(preset) if preset else {}
         await self.build_form(values)
 
     async def build_form(self, values: dict) -> None:
@@ -91,8 +114,8 @@ class LaunchScreen(WorkbenchScreen):
             self.notify(f"editing a copy of {source}'s spec")
 
     async def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "pipeline" and event.value != self.pipeline:
-            await self.use_pipeline(str(event.value))
+        if event.select.id == "pipeline" and event.select.value != self.pipeline:
+            await self.use_pipeline(str(event.select.value))
         elif event.select.id == "preset" and not event.select.is_blank():
             await self.build_form(specs.preset_values(str(event.value)))
 
@@ -116,20 +139,62 @@ class LaunchScreen(WorkbenchScreen):
             errors.update(str(e))
             return None
         errors.set_class(True, "ok")
-        errors.update(f"✓ valid {self.pipeline} spec — ctrl+s launches it")
+        errors.update(f"✓ valid {self.pipeline} spec — checking data, device and memory…")
+        self._check_worker(self.spec)
         return self.spec
+
+    @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
+    def _check_worker(self, spec: Any) -> None:
+        """The pipeline's preflight and the summary, off the UI thread (it reads files)."""
+        try:
+            launch.check(self.app.store(), spec)
+        except OpError as e:
+            self.post_message(SpecChecked(spec, "", str(e)))
+            return
+        self.post_message(SpecChecked(spec, launch.summary(spec), None))
+
+    def on_spec_checked(self, message: SpecChecked) -> None:
+        if message.spec is not self.spec or self.launching:
+            return  # the form changed meanwhile, or a start says what happens now
+        errors = self.query_one("#errors", Static)
+        errors.set_class(message.error is None, "ok")
+        if message.error is not None:
+            errors.update(message.error)
+        else:
+            errors.update(f"✓ valid {self.pipeline} spec · {message.summary} — ctrl+s launches it")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "launch":
             self.action_launch()
 
     def action_launch(self) -> None:
+        """Start the job (the runner's preflight refuses a bad one before anything is
+        written); back to Runs once it started. A second press meanwhile does nothing."""
+        if self.launching:
+            self.notify("a launch is already starting", severity="warning")
+            return
         spec = self.validate()
         if spec is None:
             self.notify("fix the spec first (see the message under the form)", severity="error")
             return
-        self.app.start_job(spec)
-        self.app.switch_mode("runs")
+        self.launching = True
+        self.query_one("#errors", Static).update(f"starting {self.pipeline}…")
+        self.app.start_job(spec, node=self)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        super().on_worker_state_changed(event)
+        if event.worker.name != "launch" or event.state not in (
+            WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED
+        ):  # fmt: skip
+            return
+        self.launching = False
+        if event.state == WorkerState.SUCCESS:
+            self.validate()
+            self.app.switch_mode("runs")
+        else:
+            errors = self.query_one("#errors", Static)
+            errors.set_class(False, "ok")
+            errors.update(str(event.worker.error))
 
     async def action_reset(self) -> None:
         select = self.query_one("#preset", Select)
