@@ -71,7 +71,7 @@ async def test_chat_streams_a_tiny_model(home, tmp_path, monkeypatch):
     from tests.engines.tinylm import save_tiny
 
     folder = save_tiny(tmp_path / "tiny", seed=3)  # greedy output: "cecece…", not blank lines
-    Store(home).register_model("tiny-chat", "assistant", "imported", folder)
+    Store(home).register_model("tiny-chat", "assistant", "imported", folder, chat_template=True)
     posted: list[str] = []  # every update the worker posts (the UI may merge queued ones)
     original = AnswerUpdated.__init__
 

@@ -33,13 +33,37 @@ class AnswerUpdated(Message):
         return isinstance(message, AnswerUpdated) and not message.done
 
 
+CHAT_KINDS = ("assistant", "adapter", "base")  # in the order offered; never "embedding"
+
+
+def chat_choices(models: list[dict]) -> list[tuple[str, str]]:
+    """(label, ref) of the models a chat can use: assistants (newest first), then adapters,
+    then base models, which continue a plain document (the label says so)."""
+    latest = [m for m in models if m.get("latest", True) and m["kind"] in CHAT_KINDS]
+    latest.sort(key=lambda m: str(m.get("created_at") or ""), reverse=True)
+    latest.sort(key=lambda m: CHAT_KINDS.index(m["kind"]))
+    out = []
+    for m in latest:
+        ref = m.get("ref") or m["name"]
+        label = f"{ref} (base: plain completion)" if m["kind"] == "base" else ref
+        out.append((label, ref))
+    return out
+
+
+@dataclass
+class SessionNoticed(Message):
+    """The chat session has something to say about its model (a base model, say)."""
+
+    text: str
+
+
 class ChatPane(Vertical):
     """Model picker, sampling inputs, the transcript and a message box (enter sends)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.history: list[dict[str, str]] = []  # the session's messages, shown as a transcript
-        self.models: list[str] = []
+        self.models: list[tuple[str, str]] = []  # (label, ref) offered
         self._session: ChatSession | None = None
         self._answer: Static | None = None
         self._busy = False
@@ -63,19 +87,21 @@ class ChatPane(Vertical):
         return "the chat conversation goes" if self.history else None
 
     def set_models(self, models: list[dict]) -> None:
-        chat_kinds = ("base", "assistant", "adapter")
-        found = [m["name"] for m in models if m["kind"] in chat_kinds]
+        """Offer the newest version of every model that writes text, assistants first (the
+        default: the newest one); base models complete plainly; embedding models are left out."""
+        found = chat_choices(models)
         if found == self.models:
             return
         self.models = found
         select = self.query_one("#chat-model", Select)
         value = select.value
+        refs = [ref for _, ref in found]
         with self.prevent(Select.Changed):
-            select.set_options([(name, name) for name in found])
-            if value in found:
+            select.set_options(found)
+            if value in refs:
                 select.value = value
             elif found:
-                select.value = found[0]
+                select.value = refs[0]
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -112,6 +138,8 @@ class ChatPane(Vertical):
         if self._session is None:
             self._session = ChatSession(self.app.store(), model)
             self.history = self._session.messages
+            if self._session.notice:
+                self.post_message(SessionNoticed(self._session.notice))
         answer = ""
         for piece in self._session.turn(text, sampling):
             if worker.is_cancelled:
@@ -119,6 +147,11 @@ class ChatPane(Vertical):
             answer += piece
             self.post_message(AnswerUpdated(answer))
         self.post_message(AnswerUpdated(answer, done=True))
+
+    def on_session_noticed(self, message: SessionNoticed) -> None:
+        transcript = self.query_one("#transcript", VerticalScroll)
+        notice = Static(message.text, classes="hint", markup=False)
+        transcript.mount(notice, before=self._answer)
 
     def on_answer_updated(self, message: AnswerUpdated) -> None:
         if self._answer is not None:

@@ -22,7 +22,8 @@ from textual.message import Message
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from workbench.ops import runs as run_ops
-from workbench.ops.fmt import human_age, short_path
+from workbench.ops.fmt import human_age, human_seconds, short_path
+from workbench.ops.runlist import eta_seconds
 from workbench.ops.views import chart_groups, log_tail, run_view, series_label
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.tomlfmt import dumps
@@ -60,6 +61,7 @@ class RunDetailScreen(StoreScreen):
         self.charts: dict[str, str] = {}  # series label -> chart title
         self.chart_widgets: dict[str, LineChart] = {}  # chart title -> its chart, in order
         self.last_seq = -1
+        self._train_span: list[tuple[int, Any]] = []  # (step, time) of the first, last train row
         self.folder: Path | None = None
         self._log_lines: list[str] = []
 
@@ -101,8 +103,8 @@ class RunDetailScreen(StoreScreen):
             return
         first = self.run is None
         self.run, self.folder = run, data["folder"]
-        self._show_header(run)
         self._show_metrics(data["metrics"])
+        self._show_header(run)
         self._show_samples(data["samples"])
         if first:
             spec = dumps(run.get("spec") or {})
@@ -111,13 +113,17 @@ class RunDetailScreen(StoreScreen):
         self._show_lineage(run, data)
 
     def _show_header(self, run: dict) -> None:
+        name = f"  ({run['name']})" if run.get("name") else ""
         self.query_one("#detail-title", Static).update(
-            Text.assemble(run["run_id"], "  ", (run["status"], "bold"))
+            Text.assemble(run["run_id"], name, "  ", (run["status"], "bold"))
         )
         total = run.get("progress_total")
         parts = [run["pipeline"]]
         if total:
-            parts.append(f"step {run.get('progress_step') or 0}/{total}")
+            phase = run.get("progress_phase") or "step"
+            parts.append(f"{phase} {run.get('progress_step') or 0}/{total}")
+        if eta := eta_seconds(run, self.train_rate()):
+            parts.append(f"eta {human_seconds(eta)}")
         if run.get("device"):
             parts.append(run["device"])
         if run.get("started_at"):
@@ -126,8 +132,19 @@ class RunDetailScreen(StoreScreen):
             parts.append(run["reason"])
         self.query_one("#detail-status", Static).update(" · ".join(parts))
 
+    def train_rate(self) -> float | None:
+        """Training steps per second, from the first and last train rows' times."""
+        if len(self._train_span) < 2:
+            return None
+        (s0, t0), (s1, t1) = self._train_span[0], self._train_span[-1]
+        secs = (t1 - t0).total_seconds()
+        return (s1 - s0) / secs if secs > 0 and s1 > s0 else None
+
     def _show_metrics(self, rows: list[dict]) -> None:
         for m in rows:
+            if m.get("split") in (None, "train") and m.get("t") is not None:
+                point = (m.get("step") or 0, m["t"])
+                self._train_span = [self._train_span[0] if self._train_span else point, point]
             self.last_seq = max(self.last_seq, m.get("seq") or 0)
             if m.get("value") is None:
                 continue

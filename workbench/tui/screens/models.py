@@ -28,12 +28,11 @@ from textual.widgets import (
 from textual.worker import Worker, WorkerState
 
 from workbench.ops import models as model_ops
-from workbench.ops.fmt import fmt_num, short_path
-from workbench.ops.views import models_view
+from workbench.ops.fmt import fmt_num, human_bytes, short_path
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.screens.chat import ChatPane
 
-COLUMNS = ("name", "kind", "source", "params", "lineage")
+COLUMNS = ("model", "kind", "source", "params", "disk", "lineage")
 
 
 def lineage(m: dict) -> str:
@@ -42,9 +41,16 @@ def lineage(m: dict) -> str:
     return " ← ".join(p for p in parts if p) or "-"
 
 
+def model_ref(m: dict) -> str:
+    """What every verb accepts: `name@N` (the newest version marked with a star)."""
+    ref = m.get("ref") or m["name"]
+    return f"{ref} *" if m.get("latest") and m.get("version", 1) > 1 else ref
+
+
 def model_cells(m: dict) -> tuple[str, ...]:
     params = fmt_num(float(m["params"])) if m.get("params") else "-"
-    return (m["name"], m["kind"], m["source"], params, lineage(m))
+    disk = human_bytes(m["size_bytes"]) if m.get("size_bytes") is not None else "gone"
+    return (model_ref(m), m["kind"], m["source"], params, disk, lineage(m))
 
 
 @dataclass
@@ -118,7 +124,7 @@ class ModelsScreen(StoreScreen):
         yield Footer(compact=True)
 
     def read(self, store) -> list[dict]:
-        return models_view(store)
+        return model_ops.listing(store, all_versions=True)
 
     def show(self, models: list[dict]) -> None:
         self.models = models
@@ -128,7 +134,7 @@ class ModelsScreen(StoreScreen):
             at = table.cursor_row
             table.clear()
             for m, cells in zip(models, rows):
-                table.add_row(*cells, key=m["name"])
+                table.add_row(*cells, key=m.get("ref") or m["name"])
             table.move_cursor(row=min(at, max(0, len(rows) - 1)), animate=False)
         self.show_info()
         self.query_one(ChatPane).set_models(models)
@@ -220,4 +226,6 @@ class ModelsScreen(StoreScreen):
     def action_export(self) -> None:
         if m := self.selected():
             out = self.query_one("#export-path", Input).value.strip()
-            self.app.run_op("export", model_ops.export, self.app.store(), m["name"], out)
+            self.app.run_op(
+                "export", model_ops.export, self.app.store(), m.get("ref") or m["name"], out
+            )

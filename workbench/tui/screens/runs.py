@@ -15,24 +15,25 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from workbench.ops import OpError
 from workbench.ops import runs as run_ops
-from workbench.ops.fmt import fmt, human_age, step_text
-from workbench.ops.views import runs_view
+from workbench.ops.fmt import fmt, human_age, human_seconds, step_text
+from workbench.ops.runlist import finished_since, run_rows
 from workbench.tui.screens.base import StoreScreen
 
+# What fits 80 columns first (the full id, which every CLI verb accepts), the rest after it
+# (the table scrolls sideways; the line under it repeats them for the selected run).
 COLUMNS = (
     ("run", "run_id"),
-    ("pipeline", "pipeline"),
     ("status", "status"),
     ("step", "progress_step"),
     ("loss", "loss"),
     ("val", "val_loss"),
     ("age", "created_at"),
+    ("name", "name"),
+    ("phase", "phase"),
+    ("eta", "eta_s"),
+    ("best val", "best_val_loss"),
+    ("pipeline", "pipeline"),
 )
-
-
-def short_id(run: dict[str, Any]) -> str:
-    """The run id without its pipeline prefix (the pipeline has its own column)."""
-    return run["run_id"].removeprefix(f"{run['pipeline']}-")
 
 
 def matches(run: dict[str, Any], query: str) -> bool:
@@ -72,7 +73,7 @@ class RunsScreen(StoreScreen):
 
     def compose(self) -> ComposeResult:
         yield from self.compose_modebar()
-        yield Input(placeholder="/ filter: words in id, pipeline, status", id="filter")
+        yield Input(placeholder="/ filter: words in id, name, pipeline, status", id="filter")
         table = DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         for label, key in COLUMNS:
             table.add_column(label, key=key)
@@ -89,11 +90,21 @@ class RunsScreen(StoreScreen):
         self.render_table()
 
     def read(self, store) -> list[dict]:
-        return runs_view(store)
+        return run_rows(store)
 
     def show(self, runs: list[dict]) -> None:
+        if self.loaded:
+            self.announce_finished(runs)
         self.runs = runs
         self.render_table()
+
+    def announce_finished(self, runs: list[dict]) -> None:
+        """A notification and the terminal bell when a run that was live has ended."""
+        before = {r["run_id"]: r["status"] for r in self.runs}
+        for run in finished_since(before, runs):
+            severity = "information" if run["status"] == "done" else "warning"
+            self.app.notify(f"{run['run_id']} ended {run['status']}", severity=severity)
+            self.app.bell()
 
     # the table
 
@@ -104,13 +115,17 @@ class RunsScreen(StoreScreen):
 
     def _cells(self, run: dict) -> tuple:
         return (
-            short_id(run),
-            run["pipeline"],
+            run["run_id"],
             run["status"],
             step_text(run),
             fmt(run.get("loss")),
             fmt(run.get("val_loss")),
             human_age(run.get("created_at"), self.app.now()),
+            run.get("name") or "-",
+            run.get("phase") or "-",
+            human_seconds(run.get("eta_s")),
+            fmt(run.get("best_val_loss")),
+            run["pipeline"],
         )
 
     def render_table(self) -> None:
@@ -122,14 +137,23 @@ class RunsScreen(StoreScreen):
             selected = self.selected_id()
             table.clear()
             for run_id, cells in rows:
-                table.add_row(*cells[:2], self._status(cells[2]), *cells[3:], key=run_id)
+                table.add_row(cells[0], self._status(cells[1]), *cells[2:], key=run_id)
             if selected in {r for r, _ in rows}:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
+        self.show_status()
+
+    def show_status(self) -> None:
+        """The counts, and the selected run's name, phase and ETA (off-screen at 80 columns)."""
         live = sum(r["status"] in run_ops.LIVE for r in self.runs)
         order = f" · sorted by {self.sort_column}" if self.sort_column else ""
-        self.query_one("#runs-status", Static).update(
-            f"{len(runs)} of {len(self.runs)} runs · {live} live{order}"
-        )
+        line = f"{len(self.visible_runs())} of {len(self.runs)} runs · {live} live{order}"
+        if run := self.selected():
+            line += f" │ {run.get('name') or run['pipeline']} · {run.get('phase') or '-'}"
+            line += f" · eta {human_seconds(run['eta_s'])}" if run.get("eta_s") else ""
+        self.query_one("#runs-status", Static).update(line)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_status()
 
     def _status(self, status: str) -> Text:
         theme = self.app.current_theme
