@@ -211,7 +211,8 @@ LINEAGE_COLUMNS = ("stage", "run", "status", "model", "loss", "val_loss", "accur
 def lineage(store: Any, ref: str) -> list[dict[str, Any]]:
     """The chain a run belongs to, root first: its ancestors (first parent each), the run,
     then its first descendants; each row with the model it made, final losses, held-out
-    accuracy and diversity (distinct-2) where the store has them, and what it cost (time)."""
+    accuracy and diversity (distinct-2) where the store has them, and what it cost (the
+    time of a finished run)."""
     with reading(store):
         run = find_run(store, ref)
         chain = _ancestors(store, run) + [run] + _descendants(store, run)
@@ -257,7 +258,8 @@ def _lineage_row(store: Any, run: dict, models: list[dict], experiments: list[di
     return {
         "stage": run["pipeline"], "run": run["run_id"], "status": run["status"], "model": name,
         "loss": run.get("loss"), "val_loss": run.get("val_loss"), "accuracy": accuracy,
-        "distinct_2": _distinct_2(mine), "duration_s": run.get("duration_s"),
+        "distinct_2": _distinct_2(mine),
+        "duration_s": run.get("duration_s") if run.get("finished_at") else None,
     }  # fmt: skip
 
 

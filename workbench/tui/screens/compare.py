@@ -33,11 +33,12 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from workbench.ops import OpError
 from workbench.ops.chat import DEFAULTS, parse_sampling
 from workbench.ops.compare import LINEAGE_COLUMNS, MAX_COLUMNS, compare_view, short_id
-from workbench.ops.fmt import fmt_num
+from workbench.ops.fmt import fmt_num, human_seconds
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.chart import LineChart
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
 
+LINEAGE_HEADERS = ("stage", "run", "status", "model", "loss", "val", "acc", "div-2", "time")
 TARGETS = {"answers": "#compare-prompt", "curves": "#compare-runs", "diff": "#diff-table",
            "lineage": "#lineage-table"}  # fmt: skip
 
@@ -91,12 +92,14 @@ class CompareScreen(StoreScreen):
                 yield LineChart("loss", id="compare-chart")
             with TabPane("Spec diff", id="diff"):
                 table = DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns("field", "first run", "second run")
+                table.add_columns("field", "older run", "newer run")
                 yield table
+                yield Static("", id="diff-info", classes="hint")
             with TabPane("Lineage", id="lineage"):
                 table = DataTable(id="lineage-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns(*LINEAGE_COLUMNS)
+                table.add_columns(*LINEAGE_HEADERS)
                 yield table
+                yield Static("", id="lineage-info", classes="hint")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -145,13 +148,14 @@ class CompareScreen(StoreScreen):
     def _diff(self, diff: list | None, selected: list[str]) -> None:
         table = self.query_one("#diff-table", DataTable)
         table.clear()
-        if diff is None:
-            table.add_row("tick two runs under Curves (c)", "", "")
-            return
-        first, second = (short_id(r) for r in selected[:2])
-        table.columns[table.ordered_columns[1].key].label = first  # type: ignore[index]
-        table.columns[table.ordered_columns[2].key].label = second  # type: ignore[index]
-        for field, a, b in diff or [("(the resolved specs are the same)", "", "")]:
+        hint = "tick two runs under Curves (c): their resolved specs, field by field"
+        if diff is not None:
+            first, second = (short_id(r) for r in selected[:2])
+            hint = f"older: {first} · newer: {second} · " + (
+                f"{len(diff)} fields differ" if diff else "the resolved specs are the same"
+            )
+        self.query_one("#diff-info", Static).update(hint)
+        for field, a, b in diff or []:
             table.add_row(field, a, b)
 
     def _lineage(self, rows: list[dict]) -> None:
@@ -160,9 +164,12 @@ class CompareScreen(StoreScreen):
         for row in rows:
             cells = [cell(row[c]) for c in LINEAGE_COLUMNS]
             cells[1] = short_id(row["run"])
+            cells[-1] = human_seconds(row["duration_s"]) if row["duration_s"] else "-"
             table.add_row(*cells, key=row["run"])
-        if not rows:
-            table.add_row("tick a run under Curves (c)", *[""] * (len(LINEAGE_COLUMNS) - 1))
+        hint = "base → SFT → reward → RLHF: acc = held-out accuracy, div-2 = distinct-2"
+        self.query_one("#lineage-info", Static).update(
+            hint if rows else "tick a run under Curves (c) to see its lineage"
+        )
 
     def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
         if event.selection_list.id == "compare-runs":
