@@ -95,7 +95,9 @@ def heldout(model, tok, reference: Reference, encoded: list[tuple], beta: float,
     model.eval()
     for i in range(0, len(encoded), batch):
         chunk = encoded[i : i + batch]
-        _, values = fn(model, collate_pairs(chunk, pad_id(tok)))
+        device = next(model.parameters()).device
+        rows = {k: v.to(device) for k, v in collate_pairs(chunk, pad_id(tok)).items()}
+        _, values = fn(model, rows)
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(chunk)
     model.train(was)

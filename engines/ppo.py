@@ -60,9 +60,9 @@ class PPOConfig:
 def last_token_rewards(score: Tensor, mask: Tensor) -> Tensor:
     """The score (N,) placed on each row's last masked position: -> (N, T)"""
     T = mask.shape[1]
-    last = (mask * torch.arange(T, dtype=mask.dtype)).argmax(-1)  # (N,)
+    last = (mask * torch.arange(T, dtype=mask.dtype, device=mask.device)).argmax(-1)  # (N,)
     out = torch.zeros_like(mask)
-    out[torch.arange(mask.shape[0]), last] = score
+    out[torch.arange(mask.shape[0], device=mask.device), last] = score
     return out * mask
 
 
@@ -71,7 +71,8 @@ def rm_scores(rm, readout: int, ro: Rollout) -> Tensor:
     """The reward model's score of each rollout row (prompt + response + readout): (N,)"""
     rows = [p + c + [readout] for p, c in zip(ro.prompt_ids, ro.completion_ids)]
     ids, attn = right_pad(rows, int(rm.config.pad_token_id))
-    return rewards_of(rm, ids, attn)
+    device = next(rm.parameters()).device
+    return rewards_of(rm, ids.to(device), attn.to(device)).to(ro.input_ids.device)
 
 
 class PPORollouts:

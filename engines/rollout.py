@@ -86,7 +86,9 @@ def rollout(model, tok, prompts: list[str], params: SamplingParams) -> Rollout:
         model.train(was_training)
     prompt_ids = [encode_prompt(tok, p) for p in prompts]
     completion_ids = [g.token_ids or [pad_id(tok)] for g in gens]
-    ids, attn, mask = sequence_tensors(prompt_ids, completion_ids, pad_id(tok))
+    device = next(model.parameters()).device
+    tensors = sequence_tensors(prompt_ids, completion_ids, pad_id(tok))
+    ids, attn, mask = (t.to(device) for t in tensors)
     return Rollout(ids, attn, mask, [g.text for g in gens], prompt_ids, completion_ids)
 
 
@@ -103,8 +105,14 @@ class Reference:
         """Log-probs of each next token under the reference (N, T-1)."""
         model = self.copy if self.copy is not None else self.policy
         switch = self.policy.disable_adapter() if self.copy is None else nullcontext()
+        device = next(model.parameters()).device
         with switch:
-            return token_logps(model, ids, attn)[0]
+            return token_logps(model, ids.to(device), attn.to(device))[0].to(ids.device)
+
+    def to(self, device) -> Reference:
+        if self.copy is not None:
+            self.copy.to(device)
+        return self
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:

@@ -86,6 +86,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         loss_fn=dpo_loss_fn(reference, spec.dpo.beta), ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(spec, tok, reference, enc_held, held_pairs),
     )  # fmt: skip
+    reference.to(trainer.device)
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
         yield outcome

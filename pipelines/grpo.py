@@ -94,6 +94,8 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         train_batches=batches, loss_fn=grpo_loss(g.kl_coef, g.clip),
         ckpt_root=ctx.checkpoint_dir, sample_fn=_sampler(spec, tok, batches),
     )  # fmt: skip
+    if reference is not None:
+        reference.to(trainer.device)
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
         yield outcome

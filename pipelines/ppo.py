@@ -164,6 +164,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         loss_fn=ppo_loss_fn(cfg), ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(spec, batches, evaluate),
     )  # fmt: skip
+    reference.to(trainer.device), rm.to(trainer.device)
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
         yield outcome

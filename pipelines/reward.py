@@ -211,6 +211,7 @@ def heldout(model, encoded: list, batch: int = 8) -> dict[str, float] | None:
         for i in range(0, len(encoded), batch):
             chunk = encoded[i : i + batch]
             b = collate_rankings(chunk, int(model.config.pad_token_id))
+            b = {k: v.to(next(model.parameters()).device) for k, v in b.items()}
             r = rewards_of(model, b["input_ids"], b["attention_mask"]).view(b["present"].shape)
             acc, m = pair_stats(r, b["present"])
             pairs = sum(len(x) * (len(x) - 1) / 2 for x in chunk)
