@@ -123,7 +123,7 @@ def show(
             "meta": run["meta"],
         }
     info.update(runlist.user_data(store, run))
-    info["eta_s"] = runlist.eta_seconds(run)
+    info["eta_s"] = runlist.run_eta(store, run)
     if json_:
         typer.echo(json.dumps(info, default=json_value, indent=2))
         return

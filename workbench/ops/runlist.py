@@ -59,34 +59,43 @@ def _best(store: Any) -> dict[str, float]:
     return dict(rows)
 
 
-def _train_rates(store: Any, run_ids: list[str]) -> dict[str, float]:
-    """Steps per second of each live run's training so far (from its train metrics' times)."""
+def _train_rates(store: Any, run_ids: list[str]) -> dict[str, tuple[int, float]]:
+    """Each live run's first train metric: (step, unix time), to measure its rate from."""
     if not run_ids:
         return {}
     marks = ", ".join("?" for _ in run_ids)
     _, rows = store.sql(
-        "SELECT run_id, max(step) - min(step), epoch(max(t)) - epoch(min(t)) FROM metrics "
-        f"WHERE split = 'train' AND run_id IN ({marks}) GROUP BY run_id",
+        "SELECT run_id, min(step), epoch(min(t)) FROM metrics "
+        f"WHERE split = 'train' AND NOT superseded AND run_id IN ({marks}) GROUP BY run_id",
         run_ids,
     )
-    return {rid: steps / secs for rid, steps, secs in rows if steps and secs and secs > 0}
+    return {rid: (int(step), float(t)) for rid, step, t in rows if t is not None}
 
 
-def eta_seconds(run: dict[str, Any], train_rate: float | None = None) -> float | None:
+def eta_seconds(run: dict[str, Any], first_train: tuple[int, float] | None = None) -> float | None:
     """Seconds left in the run's current phase, from its progress rate (None if unknown).
 
-    The train phase's rate comes from its metrics' timestamps; any phase's rate also from
-    what this process saw of it before (the TUI and `runs ls --watch` keep watching).
+    Training's rate runs from its first train metric (step, unix time) to now; any phase's
+    rate also from what this process saw of it before (the TUI and `runs ls --watch`).
     """
     step, total = run.get("progress_step") or 0, run.get("progress_total")
     if run["status"] != "running" or not total or step >= total:
         return None
     key, now = (run["run_id"], run.get("progress_phase") or ""), time.monotonic()
     first = _seen.setdefault(key, (now, step))
-    rate = train_rate if key[1] in ("train", "") and train_rate else None
+    rate = None
+    if key[1] in ("train", "") and first_train and step > first_train[0]:
+        rate = (step - first_train[0]) / max(1e-3, time.time() - first_train[1])
     if rate is None and now > first[0] and step > first[1]:
         rate = (step - first[1]) / (now - first[0])
     return (total - step) / rate if rate else None
+
+
+def run_eta(store: Any, run: dict[str, Any]) -> float | None:
+    """`eta_seconds` of one run, its training rate read from the store."""
+    with user_errors(), reading(store):
+        first = _train_rates(store, [run["run_id"]]) if run["status"] == "running" else {}
+    return eta_seconds(run, first.get(run["run_id"]))
 
 
 def spec_value(spec: Any, key: str) -> Any:
