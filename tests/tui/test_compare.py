@@ -139,3 +139,26 @@ def test_spec_diff_and_lineage_in_ops(chained):
     chain = compare.lineage(chained, SFT)  # from the middle: ancestors and descendants
     assert [r["stage"] for r in chain] == ["pretrain", "sft", "reward", "ppo"]
     assert chain[0]["model"] == "tiny" and chain[0]["loss"] is not None
+
+
+@pytest.mark.asyncio
+async def test_experiments_table_and_transcripts(filled_home):
+    store = Store(filled_home)
+    store.add_prompt_experiment("tiny", "cot", "arithmetic", 4, 0.5, tokens=400, latency_s=2.0,
+                                transcripts=[{"summary": {"seed": 0}},
+                                             {"question": "What is 2+3?", "answer": "5",
+                                              "correct": True}])  # fmt: skip
+    store.add_prompt_experiment("tiny", "few-shot", "arithmetic", 4, 0.25)
+    app = WorkbenchApp(home=filled_home)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("7")
+        await wait_loaded(pilot)
+        table = app.screen.query_one("#experiments-table", DataTable)
+        assert table.row_count == 2
+        assert table.get_row_at(0)[:5] == ["arithmetic", "few-shot", "tiny", "4", "0.25"]
+        await pilot.press("down")
+        await wait_for(pilot, lambda: "What is 2+3?" in screen_text(app), 5, "the transcript")
+        row = table.get_row_at(1)
+        assert row[4:7] == ["0.5", "100", "0.5"]  # accuracy, tokens/q, s/q
+        await pilot.press("enter")
+        assert app.focused.id == "experiment-transcripts"

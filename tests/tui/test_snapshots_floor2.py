@@ -1,5 +1,6 @@
-"""SVG snapshots of Compare and Arena at 80×24 and 120×40, on a fixed store (runs chained
-pretrain → SFT → reward → PPO, five votes) with a frozen clock; answers are fixed columns.
+"""SVG snapshots of Compare, Arena and Experiments at 80×24 and 120×40, on a fixed store (runs
+chained pretrain → SFT → reward → PPO, five votes, an experiment) with a frozen clock; answers
+are fixed columns.
 
 Update after an intended change with
 `pytest tests/tui/test_snapshots_floor2.py --snapshot-update` and look at the SVGs in
@@ -34,6 +35,10 @@ def floor2_home(filled_home):
     _run(store, PPO, "ppo", {"lr": 1e-5}, parents=["reward-20250301-115000-beef"], minute=59)
     for a, b, w in VOTES:
         store.add_vote("Say hello.", a, b, "hi", "hello", w)
+    record = {"question": "What is 2+3?", "answer": "5", "correct": True}
+    store.add_prompt_experiment("tiny", "cot", "arithmetic", 4, 0.5, tokens=400, latency_s=2.0,
+                                transcripts=[{"summary": {"seed": 0}}, record])  # fmt: skip
+    store.sql("UPDATE prompt_experiments SET created_at = ?", [FIXED_NOW], write=True)
     return filled_home
 
 
@@ -84,11 +89,22 @@ def arena(*keys: str, columns: bool = True):
     return run_before
 
 
+def experiments():
+    async def run_before(pilot) -> None:
+        await wait_loaded(pilot)
+        await pilot.press("7")
+        await wait_loaded(pilot)
+        await settle(pilot)
+
+    return run_before
+
+
 SCREENS = {
     "compare": compare_answers(),
     "compare-lineage": compare_lineage(),
     "arena": arena(),
     "arena-board": arena("escape", "l", columns=False),
+    "experiments": experiments(),
 }
 
 

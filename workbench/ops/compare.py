@@ -292,3 +292,41 @@ def compare_view(store: Any, run_ids: list[str], metric: str = "loss") -> dict[s
             "diff": spec_diff(store, *run_ids[:2]) if len(run_ids) >= 2 else None,
             "lineage": lineage(store, run_ids[0]) if run_ids else [],
         }
+
+
+# ---------------------------------------------------------------- prompt experiments
+
+EXPERIMENT_COLUMNS = ("task", "strategy", "model", "n", "accuracy", "tokens/q", "s/q", "when")
+
+
+def experiments_view(store: Any) -> list[dict[str, Any]]:
+    """Every prompt experiment, newest first: strategy × model × task set with accuracy,
+    tokens and latency per question, and its transcripts (the summary record first)."""
+    with reading(store):
+        rows = store.list_prompt_experiments()
+    out = []
+    for e in reversed(rows):
+        n = e.get("n") or 0
+        out.append({
+            "id": e["id"], "task": e["task"], "strategy": e["strategy"], "model": e["model"],
+            "n": n, "accuracy": e.get("accuracy"),
+            "tokens/q": e["tokens"] / n if e.get("tokens") and n else None,
+            "s/q": e["latency_s"] / n if e.get("latency_s") and n else None,
+            "when": e["created_at"], "transcripts": e.get("transcripts") or [],
+        })  # fmt: skip
+    return out
+
+
+def transcript_lines(experiment: dict[str, Any], limit: int = 20) -> list[str]:
+    """An experiment's transcripts as lines to read: the summary, then each record's
+    question, answer and verdict (other fields as key=value)."""
+    lines = []
+    for record in experiment["transcripts"][:limit]:
+        if not isinstance(record, dict):
+            lines.append(str(record))
+            continue
+        for key, value in record.items():
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            lines.append(f"{key}: {text}")
+        lines.append("")
+    return lines or ["(no transcripts stored)"]

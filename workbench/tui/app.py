@@ -72,6 +72,7 @@ class WorkbenchApp(App[None]):
         "models": _lazy("workbench.tui.screens.models", "ModelsScreen"),
         "compare": _lazy("workbench.tui.screens.compare", "CompareScreen"),
         "arena": _lazy("workbench.tui.screens.arena", "ArenaScreen"),
+        "experiments": _lazy("workbench.tui.screens.experiments", "ExperimentsScreen"),
     }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {_commands_provider}
@@ -82,6 +83,7 @@ class WorkbenchApp(App[None]):
         Binding("4", "switch_mode('models')", "Models", show=False),
         Binding("5", "switch_mode('compare')", "Compare", show=False),
         Binding("6", "switch_mode('arena')", "Arena", show=False),
+        Binding("7", "switch_mode('experiments')", "Experiments", show=False),
         Binding("question_mark", "help", "Keys"),
         Binding("t", "toggle_theme", "Light/dark theme", show=False),
         Binding("q", "quit", "Quit"),

@@ -24,6 +24,7 @@ SCREEN_TITLES = {
     "models": "Models & chat",
     "compare": "Compare",
     "arena": "Arena",
+    "experiments": "Prompt experiments",
 }
 
 

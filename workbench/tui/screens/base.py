@@ -22,7 +22,7 @@ from textual.worker import Worker
 from workbench.tui.messages import Loaded, StoreChanged
 
 MODES = (("runs", "Runs"), ("launch", "Launch"), ("data", "Data"), ("models", "Models"))
-MODES += (("compare", "Compare"), ("arena", "Arena"))  # the second floor (issue 13)
+MODES += (("compare", "Compare"), ("arena", "Arena"), ("experiments", "Experiments"))
 
 
 class ModeBar(Static):
