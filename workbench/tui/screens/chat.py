@@ -8,6 +8,7 @@ posts `AnswerUpdated` messages carrying the whole answer so far; they coalesce
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from textual import work
@@ -28,6 +29,8 @@ class AnswerUpdated(Message):
 
     text: str
     done: bool = False
+    pieces: int = 0  # tokens streamed so far
+    seconds: float = 0.0  # since the first one
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, AnswerUpdated) and not message.done
@@ -79,6 +82,7 @@ class ChatPane(Vertical):
             Static("pick a model, type below, enter sends", classes="hint"), id="transcript"
         )
         yield Input(placeholder="message (enter sends)", id="chat-input")
+        yield Static("", id="chat-stats", classes="hint")
 
     def unsaved(self) -> str | None:
         """A message typed and not sent, or a conversation, would be lost on quit."""
@@ -140,13 +144,14 @@ class ChatPane(Vertical):
             self.history = self._session.messages
             if self._session.notice:
                 self.post_message(SessionNoticed(self._session.notice))
-        answer = ""
+        answer, n, start = "", 0, time.monotonic()
         for piece in self._session.turn(text, sampling):
             if worker.is_cancelled:
                 break
-            answer += piece
-            self.post_message(AnswerUpdated(answer))
-        self.post_message(AnswerUpdated(answer, done=True))
+            answer, n = answer + piece, n + 1
+            self.post_message(AnswerUpdated(answer, pieces=n, seconds=time.monotonic() - start))
+        seconds = time.monotonic() - start
+        self.post_message(AnswerUpdated(answer, done=True, pieces=n, seconds=seconds))
 
     def on_session_noticed(self, message: SessionNoticed) -> None:
         transcript = self.query_one("#transcript", VerticalScroll)
@@ -157,8 +162,25 @@ class ChatPane(Vertical):
         if self._answer is not None:
             self._answer.update(message.text or "…")
             self.query_one("#transcript", VerticalScroll).scroll_end(animate=False)
+        if message.pieces and message.seconds > 0:
+            rate = message.pieces / message.seconds
+            state = "" if message.done else " · ctrl+x stops"
+            self.query_one("#chat-stats", Static).update(
+                f"{message.pieces} tokens · {rate:.1f} tokens/s{state}"
+            )
         if message.done:
             self._busy = False
+
+    def stop(self) -> None:
+        """Stop the answer being generated (it keeps what came so far)."""
+        self.workers.cancel_group(self, "chat")
+
+    def clear(self) -> None:
+        """Start a new conversation with the same model."""
+        self.stop()
+        self.history, self._session, self._busy = [], None, False
+        self.query_one("#transcript", VerticalScroll).remove_children()
+        self.query_one("#chat-stats", Static).update("")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         forward_worker_state(self, event)  # the app notifies the failure

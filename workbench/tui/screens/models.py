@@ -76,6 +76,9 @@ class ModelsScreen(StoreScreen):
         Binding("g", "tab('registry')", "Registry"),
         Binding("p", "tab('get')", "Pull/import"),
         Binding("c", "tab('chat')", "Chat"),
+        Binding("d", "delete", "Delete model"),
+        Binding("ctrl+x", "stop_answer", "Stop answer", show=False),
+        Binding("ctrl+l", "clear_chat", "Clear chat", show=False),
     ]
 
     def __init__(self) -> None:
@@ -222,6 +225,32 @@ class ModelsScreen(StoreScreen):
         path = self.query_one("#import-path", Input).value.strip()
         kind = str(self.query_one("#import-kind", Select).value)
         self.app.run_op("import", model_ops.import_model, self.app.store(), path, kind=kind)
+
+    def action_delete(self) -> None:
+        """Unregister the selected model (every version of its name), after asking; its
+        folder goes too when the workbench made it (pulled, trained), as `models rm` does."""
+        from workbench.tui.screens.dialogs import ConfirmScreen
+
+        m = self.selected()
+        if m is None or self.query_one(TabbedContent).active != "registry":
+            return
+        _, owned = model_ops.removal(self.app.store(), m["name"])
+        where = f"its folder {short_path(m['path'], self.home)} goes too" if owned else (
+            "its files stay where they are"
+        )  # fmt: skip
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.run_op("delete", model_ops.remove, self.app.store(), m["name"])
+
+        question = f"Remove model {m['name']} (every version)?\n{where}."
+        self.app.push_screen(ConfirmScreen(question, yes="Remove"), answered)
+
+    def action_stop_answer(self) -> None:
+        self.query_one(ChatPane).stop()
+
+    def action_clear_chat(self) -> None:
+        self.query_one(ChatPane).clear()
 
     def action_export(self) -> None:
         if m := self.selected():

@@ -19,6 +19,8 @@ from workbench.ops.fmt import fmt, human_age, human_seconds, step_text
 from workbench.ops.runlist import finished_since, run_rows
 from workbench.tui.screens.base import StoreScreen
 
+AGES_EVERY_S = 10.0  # re-render (no store read) so "2m" becomes "3m" with nothing new
+
 # What fits 80 columns first (the full id, which every CLI verb accepts), the rest after it
 # (the table scrolls sideways; the line under it repeats them for the selected run).
 COLUMNS = (
@@ -83,6 +85,7 @@ class RunsScreen(StoreScreen):
 
     def on_mount(self) -> None:
         self.query_one(DataTable).focus()
+        self.set_interval(AGES_EVERY_S, self.render_table)  # ages move on an idle screen too
         self.app.theme_changed_signal.subscribe(self, self._recolour)
 
     def _recolour(self, _theme) -> None:
