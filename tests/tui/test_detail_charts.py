@@ -13,8 +13,6 @@ from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.detail import RunDetailScreen
 from workbench.tui.widgets.chart import LineChart
 
-pytestmark = pytest.mark.asyncio
-
 RUN = "sft-20250301-115900-abcd"
 
 
@@ -48,6 +46,7 @@ def charts(screen) -> list[LineChart]:
     return list(screen.query_one("#chart-grid").query(LineChart))
 
 
+@pytest.mark.asyncio
 async def test_loss_first_scrolls_and_stays_live(home):
     log = sft_run(home)
     app = WorkbenchApp(home=home, now=FIXED_NOW)
@@ -80,3 +79,27 @@ async def test_loss_first_scrolls_and_stays_live(home):
         assert first.series["loss"][-1] == (20.0, 2.8)
         assert [c.title for c in charts(detail)].count("loss") == 1
         assert "val_loss 3.3" in screen_text(app)
+
+
+def test_transform_smooths_then_takes_the_log():
+    from workbench.tui.widgets.chart import transform
+
+    assert transform([(0, 4.0), (1, 0.0)], smoothing=0.5) == [(0, 4.0), (1, 2.0)]
+    assert transform([(0, 100.0), (1, -1.0), (2, 10.0)], log_y=True) == [(0, 2.0), (2, 1.0)]
+
+
+@pytest.mark.asyncio
+async def test_smoothing_and_log_scale_keys(fixed_app):
+    async with fixed_app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("down", "down", "down", "enter")  # the finished pretrain
+        await wait_for(pilot, lambda: isinstance(fixed_app.screen, RunDetailScreen))
+        detail = fixed_app.screen
+        await wait_for(pilot, lambda: charts(detail), 20, "the charts")
+        await pilot.press("m", "y")
+        await wait_for(
+            pilot, lambda: "loss (smoothed 0.6, log)" in screen_text(fixed_app), 5, "the view"
+        )
+        assert all(c.smoothing == 0.6 and c.log_y for c in charts(detail))
+        await pilot.press("m", "m", "y")
+        assert all(c.smoothing == 0 and not c.log_y for c in charts(detail))

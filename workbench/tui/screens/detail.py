@@ -30,6 +30,7 @@ from workbench.tui.tomlfmt import dumps
 from workbench.tui.widgets.chart import LineChart
 
 LOG_EVERY_S = 1.0
+SMOOTHING = (0.0, 0.6, 0.9)
 
 
 @dataclass
@@ -51,6 +52,8 @@ class RunDetailScreen(StoreScreen):
         Binding("p", "tab('spec')", "Spec", show=False),
         Binding("l", "tab('log')", "Log", show=False),
         Binding("i", "tab('lineage')", "Lineage", show=False),
+        Binding("m", "smooth", "Smooth"),
+        Binding("y", "log_scale", "Log y"),
     ]
 
     def __init__(self, run_id: str) -> None:
@@ -61,6 +64,7 @@ class RunDetailScreen(StoreScreen):
         self.charts: dict[str, str] = {}  # series label -> chart title
         self.chart_widgets: dict[str, LineChart] = {}  # chart title -> its chart, in order
         self.last_seq = -1
+        self.smoothing, self.log_y = 0.0, False  # how every chart draws its series
         self._train_span: list[tuple[int, Any]] = []  # (step, time) of the first, last train row
         self.folder: Path | None = None
         self._log_lines: list[str] = []
@@ -165,6 +169,8 @@ class RunDetailScreen(StoreScreen):
         box.remove_children()
         self.chart_widgets = {t: LineChart(t, classes="wide" if i == 0 else "")
                               for i, t in enumerate(titles)}  # fmt: skip
+        for chart in self.chart_widgets.values():
+            chart.set_view(self.smoothing, self.log_y)
         box.mount_all(self.chart_widgets.values())
 
     def _show_samples(self, samples: list[dict]) -> None:
@@ -213,6 +219,20 @@ class RunDetailScreen(StoreScreen):
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
         self.focus_pane(tab)
+
+    def action_smooth(self) -> None:
+        """Cycle the charts' smoothing: raw, 0.6, 0.9 (an exponential moving average)."""
+        steps = list(SMOOTHING)
+        self.smoothing = steps[(steps.index(self.smoothing) + 1) % len(steps)]
+        self._set_view()
+
+    def action_log_scale(self) -> None:
+        self.log_y = not self.log_y
+        self._set_view()
+
+    def _set_view(self) -> None:
+        for chart in self.chart_widgets.values():
+            chart.set_view(self.smoothing, self.log_y)
 
     def action_stop(self) -> None:
         self.app.run_op("stop", run_ops.stop, self.app.store(), self.run_id)

@@ -33,6 +33,19 @@ def _clean(points: Sequence[Point]) -> list[Point]:
     return [(x, y) for x, y in points if y is not None and math.isfinite(y)]
 
 
+def transform(points: Sequence[Point], smoothing: float = 0.0, log_y: bool = False) -> list[Point]:
+    """Points as drawn: exponentially smoothed (weight `smoothing` on the past, 0 = raw), then
+    log10 of y (points with y ≤ 0 dropped) when `log_y`."""
+    out, last = [], None
+    for x, y in _clean(points):
+        last = y if last is None else smoothing * last + (1 - smoothing) * y
+        if not log_y:
+            out.append((x, last))
+        elif last > 0:
+            out.append((x, math.log10(last)))
+    return out
+
+
 def bounds(series: dict[str, Sequence[Point]]) -> tuple[float, float, float, float] | None:
     """(xmin, xmax, ymin, ymax) over every finite point, or None when there are none."""
     pts = [p for s in series.values() for p in _clean(s)]
@@ -109,6 +122,12 @@ class LineChart(Widget):
         super().__init__(**kwargs)
         self.title = title
         self.series: dict[str, list[Point]] = {}
+        self.smoothing = 0.0  # EMA weight on the past (0: raw values)
+        self.log_y = False
+
+    def set_view(self, smoothing: float, log_y: bool) -> None:
+        self.smoothing, self.log_y = smoothing, log_y
+        self.refresh()
 
     def set_series(self, series: dict[str, Sequence[Point]]) -> None:
         self.series = {name: list(points) for name, points in series.items()}
@@ -118,7 +137,9 @@ class LineChart(Widget):
         return self.get_component_rich_style(f"linechart--series-{index % N_COLOURS}")
 
     def legend(self) -> Text:
-        text = Text(self.title, style=self.get_component_rich_style("linechart--title"))
+        view = [f"smoothed {self.smoothing:g}"] * bool(self.smoothing) + ["log"] * self.log_y
+        title = f"{self.title} ({', '.join(view)})" if view else self.title
+        text = Text(title, style=self.get_component_rich_style("linechart--title"))
         for i, (name, points) in enumerate(self.series.items()):
             last = _clean(points)[-1][1] if _clean(points) else None
             text.append("  ● ", style=self._style(i))
@@ -129,15 +150,17 @@ class LineChart(Widget):
         width, height = self.content_size.width, self.content_size.height
         axis = self.get_component_rich_style("linechart--axis")
         out = self.legend()
-        box = bounds(self.series)
+        drawn = {n: transform(p, self.smoothing, self.log_y) for n, p in self.series.items()}
+        box = bounds(drawn)
         if box is None or height < 3:
             out.append(f"\nwaiting for {self.title or 'data'}…", style=axis)
             return out
         xmin, xmax, ymin, ymax = box
         cols, rows = max(1, width - GUTTER), height - 2
-        grid = plot(self.series, cols, rows)
+        grid = plot(drawn, cols, rows)
+        top, bottom = (10**ymax, 10**ymin) if self.log_y else (ymax, ymin)
         for r, cells in enumerate(grid):
-            label = fmt_num(ymax) if r == 0 else fmt_num(ymin) if r == rows - 1 else ""
+            label = fmt_num(top) if r == 0 else fmt_num(bottom) if r == rows - 1 else ""
             out.append("\n" + label.rjust(GUTTER - 2) + " ┤", style=axis)
             for ch, owner in cells:
                 out.append(ch, style=self._style(owner) if owner >= 0 else None)
