@@ -49,3 +49,13 @@ def test_rag_refuses_an_empty_folder(wb, tmp_path):
     (tmp_path / "empty").mkdir()
     p = wb("rag", "index", str(tmp_path / "empty"), "--name", "x")
     assert p.returncode == 2 and "has no .txt" in p.stderr
+
+
+def test_generate_with_choice_and_a_bad_schema(wb, tiny_chat, tmp_path):
+    p = wb("generate", str(tiny_chat), "Is it?", "--choice", "yes", "--choice", "no")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() in ("yes", "no")
+    schema = tmp_path / "s.json"
+    schema.write_text('{"type": "object", "properties": {"a": {"type": "nope"}}}')
+    p = wb("generate", str(tiny_chat), "x", "--json-schema", str(schema))
+    assert p.returncode == 2 and "invalid JSON schema" in p.stderr

@@ -119,6 +119,11 @@ def generate(
         typer.Option(help="wrap in the chat template (default: only for a chat-tuned model)"),
     ] = None,
     stop: Annotated[list[str] | None, typer.Option(help="stop string")] = None,
+    json_schema: Annotated[
+        Path | None, typer.Option(help="output follows this JSON schema")
+    ] = None,
+    regex: Annotated[str | None, typer.Option(help="output matches this regex")] = None,
+    choice: Annotated[list[str] | None, typer.Option(help="output is one of these")] = None,
 ) -> None:
     """Complete a prompt with a model, streaming the text.
 
@@ -129,6 +134,15 @@ def generate(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         seed=seed, stop=tuple(stop or ()),
     ).check()  # fmt: skip
+    from workbench.ops import prompting  # constrained output (issue 12)
+
+    constraint = prompting.read_constraint(json_schema, regex, tuple(choice or ()))
+    if constraint is not None:
+        pieces = prompting.constrained_complete(
+            refreshed_store(), model, prompt, sampling, constraint, chat=chat
+        )
+        _write(pieces)
+        return
     _write(chat_ops.complete(refreshed_store(), model, prompt, sampling, chat=chat))
 
 

@@ -197,25 +197,18 @@ def constrained_complete(
     store: Any, ref: str, prompt: str, sampling: Any, constraint: Any, chat: bool | None = None
 ) -> Any:
     """Stream a completion forced to `constraint` (`workbench generate --json-schema/--regex/
-    --choice`): the same model loading and chat wrapping as `ops.chat.complete`."""
+    --choice`): the same checks, model and chat wrapping as `ops.chat.complete`."""
     from engines.generate import chat_prompt, stream
     from pipelines.prompting.adapter import build_processor
-    from workbench.ops.chat import load
+    from workbench.ops.chat import generative, load, model_info
 
-    model, tok = load(model_folder(store, ref))
-    use_chat = bool(getattr(tok, "chat_template", None)) if chat is None else chat
+    sampling.check()
+    info = generative(model_info(store, ref))
+    model, tok = load(info["folder"])
+    use_chat = info["chat"] if chat is None else chat
     with user_errors():
-        text = chat_prompt(tok, [{"role": "user", "content": prompt}]) if use_chat else prompt
+        messages = [{"role": "user", "content": prompt}]
+        text = chat_prompt(tok, messages, fallback=True) if use_chat else prompt
         processor = build_processor(tok, constraint)
         params = sampling.engine_params()
         yield from stream(model, tok, text, params, logits_processor=processor)
-
-
-def rag_answer(
-    store: Any, name: str, question: str, model: str, k: int = 3,
-    on_piece: Callable[[int, str], None] | None = None,
-) -> Any:  # fmt: skip
-    """A model's answer from the top-k chunks of index `name`, citing them (the `rag`
-    strategy). Here rather than in ops.rag, so that rag never imports prompting back."""
-    req = EvalRequest(model, "rag", "", index=name)
-    return try_prompt(store, model, "rag", question, req, on_piece=on_piece)
