@@ -1,4 +1,4 @@
-"""SVG snapshots of Compare, Arena and Experiments at 80×24 and 120×40, on a fixed store (runs
+"""SVG snapshots of Compare, Arena, Experiments and Playground at 80×24 and 120×40, on a fixed store (runs
 chained pretrain → SFT → reward → PPO, five votes, an experiment) with a frozen clock; answers
 are fixed columns.
 
@@ -89,10 +89,10 @@ def arena(*keys: str, columns: bool = True):
     return run_before
 
 
-def experiments():
+def mode(key: str):
     async def run_before(pilot) -> None:
         await wait_loaded(pilot)
-        await pilot.press("7")
+        await pilot.press(key)
         await wait_loaded(pilot)
         await settle(pilot)
 
@@ -104,7 +104,8 @@ SCREENS = {
     "compare-lineage": compare_lineage(),
     "arena": arena(),
     "arena-board": arena("escape", "l", columns=False),
-    "experiments": experiments(),
+    "experiments": mode("7"),
+    "playground": mode("8"),
 }
 
 

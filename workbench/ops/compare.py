@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -330,3 +330,75 @@ def transcript_lines(experiment: dict[str, Any], limit: int = 20) -> list[str]:
             lines.append(f"{key}: {text}")
         lines.append("")
     return lines or ["(no transcripts stored)"]
+
+
+# ---------------------------------------------------------------- the playground
+
+PLAIN = "plain"  # a completion with the full sampling (top-p too), no strategy around it
+
+
+def strategies() -> list[tuple[str, str]]:
+    """(name, description) of every prompting strategy, `plain` first (registry order)."""
+    from pipelines.prompting.registry import STRATEGIES
+
+    plain = (PLAIN, "the prompt as it is (chat template when the model has one)")
+    return [plain, *((n, s.description) for n, s in STRATEGIES.items() if not s.needs_retriever)]
+
+
+@dataclass
+class PlayRequest:
+    """What the Playground asks for (N: self-consistency samples)."""
+
+    model: str
+    strategy: str
+    prompt: str
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    seed: int = 0
+    n: int = 5
+    constraint: str = ""  # "a|b|c": one of these; anything else: a regex
+
+
+def play(store: Any, req: PlayRequest, on_step: Any, on_piece: Any) -> dict[str, Any]:
+    """Run one prompt through one strategy, reporting steps and text as they come; the
+    exchange as a dict (prompt, output, steps, tokens, latency_s) for `save_play`."""
+    from workbench.ops.chat import DEFAULTS
+    from workbench.ops.prompting import EvalRequest, try_prompt
+
+    if not req.prompt.strip():
+        raise OpError("type a prompt first")
+    started = time.monotonic()
+    if req.strategy == PLAIN:
+        from workbench.ops.chat import complete
+
+        sampling = DEFAULTS.with_(temperature=req.temperature, top_p=req.top_p,
+                                  max_new_tokens=req.max_new_tokens, seed=req.seed)  # fmt: skip
+        text = ""
+        for piece in complete(store, req.model, req.prompt, sampling):
+            text += piece
+            on_piece(0, piece)
+        steps, tokens = [], None
+    else:
+        choice = tuple(req.constraint.split("|")) if "|" in req.constraint else ()
+        regex = req.constraint if req.constraint and not choice else None
+        ereq = EvalRequest(req.model, req.strategy, "", seed=req.seed, samples=req.n,
+                           temperature=req.temperature, max_new_tokens=req.max_new_tokens,
+                           regex=regex, choice=choice)  # fmt: skip
+        result = try_prompt(store, req.model, req.strategy, req.prompt, ereq, on_step, on_piece)
+        text, steps, tokens = result.output, result.steps, result.tokens_in + result.tokens_out
+    return {"prompt": req.prompt, "output": text, "steps": steps, "tokens": tokens,
+            "latency_s": time.monotonic() - started, "request": asdict(req)}  # fmt: skip
+
+
+def save_play(store: Any, exchange: dict[str, Any]) -> str:
+    """Store a Playground exchange as a prompt experiment (task "playground", n 1)."""
+    req = exchange["request"]
+    with user_errors():
+        exp_id = store.add_prompt_experiment(
+            req["model"], req["strategy"], "playground", 1, None, tokens=exchange["tokens"],
+            latency_s=exchange["latency_s"], transcripts=[{"summary": req}, {
+                "question": exchange["prompt"], "output": exchange["output"],
+                "steps": exchange["steps"]}],
+        )  # fmt: skip
+    return f"saved the exchange as experiment {exp_id[:8]}"

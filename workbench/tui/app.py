@@ -73,6 +73,7 @@ class WorkbenchApp(App[None]):
         "compare": _lazy("workbench.tui.screens.compare", "CompareScreen"),
         "arena": _lazy("workbench.tui.screens.arena", "ArenaScreen"),
         "experiments": _lazy("workbench.tui.screens.experiments", "ExperimentsScreen"),
+        "playground": _lazy("workbench.tui.screens.playground", "PlaygroundScreen"),
     }
     DEFAULT_MODE = "runs"
     COMMANDS = App.COMMANDS | {_commands_provider}
@@ -84,6 +85,7 @@ class WorkbenchApp(App[None]):
         Binding("5", "switch_mode('compare')", "Compare", show=False),
         Binding("6", "switch_mode('arena')", "Arena", show=False),
         Binding("7", "switch_mode('experiments')", "Experiments", show=False),
+        Binding("8", "switch_mode('playground')", "Playground", show=False),
         Binding("question_mark", "help", "Keys"),
         Binding("t", "toggle_theme", "Light/dark theme", show=False),
         Binding("q", "quit", "Quit"),

@@ -25,6 +25,7 @@ SCREEN_TITLES = {
     "compare": "Compare",
     "arena": "Arena",
     "experiments": "Prompt experiments",
+    "playground": "Playground",
 }
 
 

@@ -23,6 +23,7 @@ from workbench.tui.messages import Loaded, StoreChanged
 
 MODES = (("runs", "Runs"), ("launch", "Launch"), ("data", "Data"), ("models", "Models"))
 MODES += (("compare", "Compare"), ("arena", "Arena"), ("experiments", "Experiments"))
+MODES += (("playground", "Playground"),)
 
 
 class ModeBar(Static):
