@@ -103,3 +103,41 @@ def _json_object(reference: str) -> object:
         return json.loads(reference)
     except ValueError:
         return reference
+
+
+_TYPES = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+    "integer": int, "number": (int, float),
+}  # fmt: skip
+
+
+def schema_errors(value: object, schema: dict, path: str = "$") -> list[str]:
+    """Where `value` breaks `schema` (type, required, properties, additionalProperties, enum,
+    items): enough of JSON Schema to check what a constrained model wrote."""
+    errors: list[str] = []
+    kind = schema.get("type")
+    if kind in _TYPES:
+        ok = isinstance(value, _TYPES[kind]) and not (
+            kind in ("integer", "number") and isinstance(value, bool)
+        )
+        if not ok:
+            return [f"{path}: expected {kind}, got {type(value).__name__}"]
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} is not one of {schema['enum']}")
+    if isinstance(value, dict):
+        errors += _object_errors(value, schema, path)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, element in enumerate(value):
+            errors += schema_errors(element, schema["items"], f"{path}[{i}]")
+    return errors
+
+
+def _object_errors(value: dict, schema: dict, path: str) -> list[str]:
+    props = schema.get("properties", {})
+    errors = [f"{path}: missing {key!r}" for key in schema.get("required", []) if key not in value]
+    for key, element in value.items():
+        if key in props:
+            errors += schema_errors(element, props[key], f"{path}.{key}")
+        elif schema.get("additionalProperties") is False:
+            errors.append(f"{path}: unexpected {key!r}")
+    return errors
