@@ -63,7 +63,7 @@ class WorkbenchScreen(Screen):
 
     MODE = ""
     BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape", "leave_input", "Leave the text box", show=False, priority=True),
+        Binding("escape", "leave_input", "Leave text box", priority=True),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -77,8 +77,8 @@ class ModelsScreen(StoreScreen):
         Binding("p", "tab('get')", "Pull/import"),
         Binding("c", "tab('chat')", "Chat"),
         Binding("d", "delete", "Delete model"),
-        Binding("ctrl+x", "stop_answer", "Stop answer", show=False),
-        Binding("ctrl+l", "clear_chat", "Clear chat", show=False),
+        Binding("ctrl+x", "stop_answer", "Stop answer"),
+        Binding("ctrl+l", "clear_chat", "Clear chat"),
     ]
 
     def __init__(self) -> None:
@@ -225,6 +225,12 @@ class ModelsScreen(StoreScreen):
         path = self.query_one("#import-path", Input).value.strip()
         kind = str(self.query_one("#import-kind", Select).value)
         self.app.run_op("import", model_ops.import_model, self.app.store(), path, kind=kind)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("stop_answer", "clear_chat"):  # the chat pane's keys, shown there only
+            tabs = self.query(TabbedContent)
+            return bool(tabs) and tabs.first().active == "chat"
+        return super().check_action(action, parameters)
 
     def action_delete(self) -> None:
         """Unregister the selected model (every version of its name), after asking; its
