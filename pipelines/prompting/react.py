@@ -23,10 +23,10 @@ TOOL_HELP = {
 }
 EXAMPLE = """\
 Question: What is 12 * 34 + 5?
-Thought: I need to compute 12 * 34 + 5 with the calculator.
+Thought: I need to compute 12 * 34 + 5.
 Action: calculator[12 * 34 + 5]
 Observation: 413
-Thought: The calculator says 413, so the answer is 413.
+Thought: I know the answer now.
 Final Answer: 413
 """
 SEARCH_EXAMPLE = """\
@@ -40,7 +40,7 @@ Observation: [carrow] The Carrow mill is 30 metres tall.
 Thought: I divide the two heights.
 Action: calculator[120 / 30]
 Observation: 4
-Thought: The calculator says 4, so the answer is 4.
+Thought: I know the answer now.
 Final Answer: 4
 """
 ACTION = re.compile(r"Action:\s*(\w+)\s*\[(.*?)\]\s*(?:\n|$)", re.DOTALL)
