@@ -8,6 +8,7 @@ folder on a timer of its own: it needs no store access.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class RunDetailScreen(StoreScreen):
         self.chart_widgets: dict[str, LineChart] = {}  # chart title -> its chart, in order
         self.last_seq = -1
         self.smoothing, self.log_y = 0.0, False  # how every chart draws its series
-        self._train_span: list[tuple[int, Any]] = []  # (step, time) of the first, last train row
+        self._train_span: list[tuple[int, Any]] = []  # [(step, time)] of the first train row
         self.folder: Path | None = None
         self._log_lines: list[str] = []
 
@@ -126,7 +127,7 @@ class RunDetailScreen(StoreScreen):
         if total:
             phase = run.get("progress_phase") or "step"
             parts.append(f"{phase} {run.get('progress_step') or 0}/{total}")
-        if eta := eta_seconds(run, self.train_rate()):
+        if eta := eta_seconds(run, self.first_train()):
             parts.append(f"eta {human_seconds(eta)}")
         if run.get("device"):
             parts.append(run["device"])
@@ -136,19 +137,18 @@ class RunDetailScreen(StoreScreen):
             parts.append(run["reason"])
         self.query_one("#detail-status", Static).update(" · ".join(parts))
 
-    def train_rate(self) -> float | None:
-        """Training steps per second, from the first and last train rows' times."""
-        if len(self._train_span) < 2:
+    def first_train(self) -> tuple[int, float] | None:
+        """(step, unix time) of the run's first train metric: where its training rate starts."""
+        if not self._train_span:
             return None
-        (s0, t0), (s1, t1) = self._train_span[0], self._train_span[-1]
-        secs = (t1 - t0).total_seconds()
-        return (s1 - s0) / secs if secs > 0 and s1 > s0 else None
+        step, t = self._train_span[0]
+        return step, t.replace(tzinfo=dt.UTC).timestamp() if t.tzinfo is None else t.timestamp()
 
     def _show_metrics(self, rows: list[dict]) -> None:
         for m in rows:
             if m.get("split") in (None, "train") and m.get("t") is not None:
                 point = (m.get("step") or 0, m["t"])
-                self._train_span = [self._train_span[0] if self._train_span else point, point]
+                self._train_span = self._train_span or [point]
             self.last_seq = max(self.last_seq, m.get("seq") or 0)
             if m.get("value") is None:
                 continue
