@@ -15,6 +15,21 @@ from workbench.tui.app import WorkbenchApp
 SIZES = [(80, 24), (120, 40)]
 
 
+@pytest.fixture(autouse=True)
+def frozen_eta_clock(monkeypatch):
+    """ETAs run from a run's first train metric to now: freeze that now at FIXED_NOW too."""
+    import datetime as dt
+    import time
+    from types import SimpleNamespace
+
+    from workbench.ops import runlist
+
+    fixed = FIXED_NOW.replace(tzinfo=dt.UTC).timestamp()
+    monkeypatch.setattr(
+        runlist, "time", SimpleNamespace(time=lambda: fixed, monotonic=time.monotonic)
+    )
+
+
 async def settle(pilot, timeout: float = 10.0) -> None:
     """Until two renders 0.2 s apart are identical: column widths and the footer are laid
     out lazily, so a busy machine can otherwise capture a half-laid-out screen."""
