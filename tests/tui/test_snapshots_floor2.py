@@ -42,6 +42,12 @@ def floor2_home(filled_home):
     return filled_home
 
 
+async def still(pilot) -> None:
+    """Focus what the screen's keys act on (no blinking text cursor), then settle."""
+    pilot.app.screen.focus_home()
+    await settle(pilot)
+
+
 async def _columns(pilot, titles: list[str]) -> None:
     box = pilot.app.screen.query_one(AnswerColumns)
     await box.reset(titles)
@@ -54,7 +60,7 @@ def compare_answers():
         await pilot.press("5")
         await wait_loaded(pilot)
         await _columns(pilot, [c.model for c in COLUMNS])
-        await settle(pilot)
+        await still(pilot)
 
     return run_before
 
@@ -70,7 +76,7 @@ def compare_lineage():
         box.select(PPO)
         await wait_for(pilot, lambda: screen.query_one("#lineage-table").row_count == 4, 20)
         await pilot.press("i")
-        await settle(pilot)
+        await still(pilot)
 
     return run_before
 
@@ -84,7 +90,7 @@ def arena(*keys: str, columns: bool = True):
             await _columns(pilot, ["Model A", "Model B"])
         if keys:
             await pilot.press(*keys)
-        await settle(pilot)
+        await still(pilot)
 
     return run_before
 
@@ -94,7 +100,7 @@ def mode(key: str):
         await wait_loaded(pilot)
         await pilot.press(key)
         await wait_loaded(pilot)
-        await settle(pilot)
+        await still(pilot)
 
     return run_before
 
