@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 export WORKBENCH_PACKAGE_CACHE ?= $(CURDIR)/.cache/packages
 
-.PHONY: setup demo test test-fast models lint bench
+.PHONY: setup demo test test-heavy test-fast models lint bench
 
 $(VENV)/.ready: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ models: setup
 	$(BIN)/python scripts/fetch_models.py
 
 test: setup models
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m "not heavy" --durations=15
+
+# Full-length and real-model training runs (tens of minutes on 2 CPU cores): not part of CI.
+test-heavy: setup models
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -m heavy
 
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not realmodel"

@@ -79,6 +79,7 @@ def test_dpo_pair_with_chosen_equal_to_rejected_exits_2(wb, tmp_path, home, base
 
 @pytest.mark.realmodel
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_dpo_smollm2_lora_preset_raises_heldout_reward_accuracy(real_home):
     """The shipped preset, shortened: held-out implicit reward accuracy rises above ½."""
     from tests.conftest import workbench

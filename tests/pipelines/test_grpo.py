@@ -71,6 +71,7 @@ def test_grpo_task_without_checker_exits_2(wb, tmp_path, home, base):
 
 @pytest.mark.realmodel
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_grpo_smollm2_lora_preset_runs_and_reports_accuracy(real_home):
     """The shipped preset, shortened: accuracy before and after are recorded (the figure is
     in the issue note; a few CPU steps need not move it)."""

@@ -54,6 +54,7 @@ def test_pretrain_tiny_then_sft_tiny_run_a_few_steps(wb, home):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.timeout(2400)
 def test_pretrain_tiny_then_sft_tiny_full_length(wb, home):
     """The demo exactly as shipped (900 + 400 steps): the assistant beats its base model."""

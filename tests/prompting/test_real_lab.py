@@ -13,7 +13,7 @@ from workbench.ops import prompting as lab
 from workbench.ops import rag as rag_ops
 from workbench.ops.stores import open_store
 
-pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture(scope="module")

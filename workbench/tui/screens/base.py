@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.dom import DOMNode
@@ -21,21 +21,39 @@ from textual.worker import Worker
 
 from workbench.tui.messages import Loaded, StoreChanged
 
-MODES = (("runs", "Runs"), ("launch", "Launch"), ("data", "Data"), ("models", "Models"))
-MODES += (("compare", "Compare"), ("arena", "Arena"), ("experiments", "Experiments"))
-MODES += (("playground", "Playground"),)
+# (mode, title, short title): the short titles keep all eight on one line at 80 columns
+MODES = (
+    ("runs", "Runs", "Runs"),
+    ("launch", "Launch", "Launch"),
+    ("data", "Data", "Data"),
+    ("models", "Models", "Models"),
+    ("compare", "Compare", "Compare"),
+    ("arena", "Arena", "Arena"),
+    ("experiments", "Experiments", "Exps"),
+    ("playground", "Playground", "Play"),
+)
+WIDE = 110  # columns from which the bar has its title and the full screen names
+
+
+def mode_bar_markup(current: str, wide: bool) -> str:
+    """The bar's markup: each screen clickable, the current one highlighted."""
+    parts = []
+    for i, (mode, title, short) in enumerate(MODES, 1):
+        label = f" {i} {title if wide else short} "
+        style = "b reverse" if mode == current else "$text-muted"
+        parts.append(f"[@click=app.switch_mode('{mode}')][{style}]{label}[/][/]")
+    return (" GPT Workbench │" if wide else "") + "│".join(parts)
 
 
 class ModeBar(Static):
-    """One line naming the screens, the current one highlighted; click or press 1–4."""
+    """One line naming the screens, the current one highlighted; click or press 1–8."""
 
     def __init__(self, current: str) -> None:
-        parts = []
-        for i, (mode, title) in enumerate(MODES, 1):
-            label = f" {i} {title} "
-            style = "b reverse" if mode == current else "$text-muted"
-            parts.append(f"[@click=app.switch_mode('{mode}')][{style}]{label}[/][/]")
-        super().__init__(" GPT Workbench │" + "│".join(parts), id="modebar", markup=True)
+        self.current = current
+        super().__init__(mode_bar_markup(current, wide=False), id="modebar", markup=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.update(mode_bar_markup(self.current, wide=event.size.width >= WIDE))
 
 
 NAMED_PRINTABLE = {"question_mark", "slash", "space", "full_stop", "comma", "minus", "plus"}
