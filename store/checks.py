@@ -114,17 +114,18 @@ def json_text(v: Any) -> str:
     try:
         out = json.dumps(v, allow_nan=False, default=str, ensure_ascii=False)
     except ValueError:
-        out = json.dumps(_finite(v), allow_nan=False, default=str, ensure_ascii=False)
+        out = json.dumps(json_finite(v), allow_nan=False, default=str, ensure_ascii=False)
     return clean_text(out)
 
 
-def _finite(x: Any) -> Any:
+def json_finite(x: Any) -> Any:
+    """x with every non-finite float as its repr ("nan", "inf"), so JSON can hold it."""
     if isinstance(x, float) and not math.isfinite(x):
         return repr(x)
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: json_finite(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
+        return [json_finite(v) for v in x]
     return x
 
 

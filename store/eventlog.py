@@ -8,13 +8,13 @@ one half-written last line (left for the next call by `read_events`).
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any, Self
 
+from store.checks import json_finite
 from store.events import Event
 
 _TAIL_CHUNK = 64 * 1024
@@ -132,17 +132,7 @@ def dumps(record: dict[str, Any]) -> str:
     try:
         return json.dumps(record, allow_nan=False, default=str, ensure_ascii=False)
     except ValueError:
-        return json.dumps(_finite(record), allow_nan=False, default=str, ensure_ascii=False)
-
-
-def _finite(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return repr(x)
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
+        return json.dumps(json_finite(record), allow_nan=False, default=str, ensure_ascii=False)
 
 
 def _parse_line(line: bytes, path: Path | str, pos: int) -> dict[str, Any]:
