@@ -47,8 +47,14 @@ def assert_loads_without_project(folder: Path, cwd: Path) -> None:
         "assert not any(k.split('.')[0] in ('engines', 'pipelines', 'store', 'workbench')"
         " for k in sys.modules)"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": ""}, cwd=cwd, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=cwd,
+        check=False,
+    )
     assert r.returncode == 0 and "LlamaForCausalLM" in r.stdout, r.stderr
 
 
@@ -183,8 +189,17 @@ def test_sft_smollm2_lora_preset_improves_its_task(real_home, tmp_path):
 
 def test_generate_and_chat_stream_from_a_registered_model(wb, base_model):
     assert wb("models", "import", str(base_model), "--name", "tiny-base").returncode == 0
-    p = wb("generate", "tiny-base", "Reverse the word", "--max-new-tokens", "5", "--seed", "1",
-           "--temperature", "0.8")
+    p = wb(
+        "generate",
+        "tiny-base",
+        "Reverse the word",
+        "--max-new-tokens",
+        "5",
+        "--seed",
+        "1",
+        "--temperature",
+        "0.8",
+    )
     assert p.returncode == 0 and p.stdout.strip(), p.stderr
     p = wb("chat", "tiny-base", "--max-new-tokens", "5", stdin_text="hello\nagain\n\n")
     assert p.returncode == 0, p.stderr

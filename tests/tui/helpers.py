@@ -85,3 +85,19 @@ async def choose(pilot, select_id: str, label: str) -> None:
             return
         await pilot.press("down")
     raise AssertionError(f"no option {label!r} in #{select_id}")
+
+
+async def click_into(pilot, selector: str, timeout: float = 10.0) -> None:
+    """Click a field the way a user does, once the layout has settled: a click computed from a
+    layout that is about to shift (a Select widening as its options arrive) lands elsewhere on
+    a busy machine, so click again until the field has the focus."""
+    target = pilot.app.screen.query_one(selector)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        await pilot.pause()
+        await pilot.click(selector)
+        await pilot.pause()
+        if pilot.app.focused is target:
+            return
+        await pilot.pause(0.2)
+    raise AssertionError(f"clicking {selector} never focused it; focus is on {pilot.app.focused}")

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from pipelines.comparisons import pairs, store_rankings
 from store import Store
-from tests.tui.helpers import screen_text, wait_for, wait_loaded
+from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.ops import OpError, arena
 from workbench.tui.app import WorkbenchApp
 
@@ -38,9 +38,9 @@ async def test_five_votes_change_the_leaderboard(home, two_models):
         await wait_loaded(pilot)
         screen = app.screen
         assert type(screen).__name__ == "ArenaScreen"
-        await pilot.click("#arena-max")
+        await click_into(pilot, "#arena-max")
         await pilot.press("end", "backspace", "backspace", "backspace", "6")
-        await pilot.click("#arena-prompt")
+        await click_into(pilot, "#arena-prompt")
         await pilot.press(*"hello fox", "enter")
         boards = []
         for i, vote in enumerate(["a", "b", "equals_sign", "x", "a"], 1):

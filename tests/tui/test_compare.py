@@ -9,7 +9,7 @@ from textual.widgets import DataTable, SelectionList
 
 from store import Store
 from tests.tui.fixtures import PRETRAIN, SFT, _run
-from tests.tui.helpers import screen_text, wait_for, wait_loaded
+from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.ops import compare
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.widgets.columns import ColumnsUpdated
@@ -62,9 +62,9 @@ async def test_two_models_stream_side_by_side(home, two_models, monkeypatch):
     posted: list[list[tuple[str, bool]]] = []  # (text, done) of each column, every update
     original = ColumnsUpdated.__init__
 
-    def spy(self, columns, done=False):
+    def spy(self, columns, *args, **kwargs):
         posted.append([(c.text, c.done) for c in columns])
-        original(self, columns, done)
+        original(self, columns, *args, **kwargs)
 
     monkeypatch.setattr(ColumnsUpdated, "__init__", spy)
     app = WorkbenchApp(home=home)
@@ -74,9 +74,9 @@ async def test_two_models_stream_side_by_side(home, two_models, monkeypatch):
         screen = app.screen
         await wait_for(pilot, lambda: len(screen.models) == 2, 10, "the models")
         await tick(pilot, "#compare-models", ["tiny-a", "tiny-b"])
-        await pilot.click("#compare-max")
+        await click_into(pilot, "#compare-max")
         await pilot.press("end", "backspace", "backspace", "backspace", "1", "0")
-        await pilot.click("#compare-prompt")
+        await click_into(pilot, "#compare-prompt")
         await pilot.press(*"hello fox", "enter")
         await wait_for(pilot, lambda: screen.columns and not screen.streaming, 90, "answers")
         text = screen_text(app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.fixtures import FIXED_NOW, PRETRAIN, write_shards
-from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.widgets.tokens import TokenView
 
@@ -31,7 +31,7 @@ async def test_mixture_batch_and_tokenizer(filled_home):
 
         await pilot.press("k")  # the tokenizer tab
         await choose(pilot, "tok-source", f"run {PRETRAIN}")
-        await pilot.click("#tok-text")
+        await click_into(pilot, "#tok-text")
         await pilot.press(*"The little fox")
         tokens = app.screen.query_one("#tok-view", TokenView)
         await wait_for(pilot, lambda: "tokens ·" in screen_text(app), 60, "the tokens")

@@ -10,7 +10,7 @@ import pytest
 
 from store import Store
 from tests.tui.fixtures import FIXED_NOW
-from tests.tui.helpers import screen_text, wait_for, wait_loaded
+from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens import runs as runs_screen
 from workbench.tui.screens.chat import ChatPane
@@ -52,9 +52,9 @@ async def test_stop_an_answer_then_clear(home, tmp_path):
         await pilot.press("c")
         pane = app.screen.query_one(ChatPane)
         await wait_for(pilot, lambda: pane.models, 10, "the model list")
-        await pilot.click("#chat-max")
+        await click_into(pilot, "#chat-max")
         await pilot.press("end", *["backspace"] * 4, *"2000")
-        await pilot.click("#chat-input")
+        await click_into(pilot, "#chat-input")
         await pilot.press(*"hello", "enter")
         await wait_for(pilot, lambda: "tokens/s" in screen_text(app), 120, "the first tokens")
         await pilot.press("ctrl+x")

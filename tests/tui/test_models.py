@@ -8,7 +8,7 @@ from textual.widgets import ProgressBar
 
 from engines import hub
 from store import Store
-from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.chat import AnswerUpdated, ChatPane
 
@@ -75,9 +75,9 @@ async def test_chat_streams_a_tiny_model(home, tmp_path, monkeypatch):
     posted: list[str] = []  # every update the worker posts (the UI may merge queued ones)
     original = AnswerUpdated.__init__
 
-    def spy(self, text: str, done: bool = False) -> None:
+    def spy(self, text: str, *args, **kwargs) -> None:
         posted.append(text)
-        original(self, text, done)
+        original(self, text, *args, **kwargs)
 
     monkeypatch.setattr(AnswerUpdated, "__init__", spy)
     app = WorkbenchApp(home=home)
@@ -87,11 +87,11 @@ async def test_chat_streams_a_tiny_model(home, tmp_path, monkeypatch):
         await pilot.press("c")
         pane = app.screen.query_one(ChatPane)
         await wait_for(pilot, lambda: pane.models, 10, "the model list")
-        await pilot.click("#chat-temp")
+        await click_into(pilot, "#chat-temp")
         await pilot.press("end", "backspace", "backspace", "backspace", "0")
-        await pilot.click("#chat-max")
+        await click_into(pilot, "#chat-max")
         await pilot.press("end", "backspace", "backspace", "backspace", "1", "2")
-        await pilot.click("#chat-input")
+        await click_into(pilot, "#chat-input")
         await pilot.press(*"hello fox", "enter")
         await wait_for(pilot, lambda: len(pane.history) == 2, 120, "the answer")
         answer = pane.history[1]["content"]

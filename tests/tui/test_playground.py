@@ -7,7 +7,7 @@ import pytest
 from textual.widgets import Select
 
 from store import Store
-from tests.tui.helpers import screen_text, wait_for, wait_loaded
+from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.playground import PlayUpdated
 
@@ -22,7 +22,7 @@ def tiny(home, tmp_path):
 
 
 async def _set(pilot, selector: str, value: str) -> None:
-    await pilot.click(selector)
+    await click_into(pilot, selector)
     await pilot.press("end", *["backspace"] * 6, *value)
 
 
@@ -31,9 +31,9 @@ async def test_plain_and_strategy_stream_and_save(home, tiny, monkeypatch):
     posted: list[str] = []
     original = PlayUpdated.__init__
 
-    def spy(self, steps, text, exchange=None):
+    def spy(self, steps, text, *args, **kwargs):
         posted.append(text)
-        original(self, steps, text, exchange)
+        original(self, steps, text, *args, **kwargs)
 
     monkeypatch.setattr(PlayUpdated, "__init__", spy)
     app = WorkbenchApp(home=home)
@@ -46,7 +46,7 @@ async def test_plain_and_strategy_stream_and_save(home, tiny, monkeypatch):
         assert strategy.value == "plain" and "cot" in [n for n, _ in screen.strategies]
         await _set(pilot, "#play-temp", "0")
         await _set(pilot, "#play-max", "8")
-        await pilot.click("#play-prompt")
+        await click_into(pilot, "#play-prompt")
         await pilot.press(*"hello fox", "enter")
         await wait_for(pilot, lambda: screen.exchange, 60, "the plain answer")
         plain = screen.exchange["output"]
@@ -55,7 +55,7 @@ async def test_plain_and_strategy_stream_and_save(home, tiny, monkeypatch):
         await pilot.press("escape", "s")
         await wait_for(pilot, lambda: tiny.list_prompt_experiments(), 20, "the saved exchange")
         strategy.value = "zero-shot"
-        await pilot.click("#play-prompt")
+        await click_into(pilot, "#play-prompt")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.exchange and not screen.busy, 60, "zero-shot")
         assert screen.exchange["request"]["strategy"] == "zero-shot"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import DataTable, Input
 
-from tests.tui.helpers import choose, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens.detail import RunDetailScreen
 from workbench.tui.screens.launch import LaunchScreen
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.asyncio
 
 async def set_field(pilot, field_id: str, text: str) -> None:
     """Focus a form field by clicking it, clear it and type `text`."""
-    await pilot.click(f"#{field_id}")
+    await click_into(pilot, f"#{field_id}")
     field = pilot.app.screen.query_one(f"#{field_id}", Input)
     await pilot.press("end", *["backspace"] * len(field.value), *text)
 

@@ -30,18 +30,36 @@ def frozen_eta_clock(monkeypatch):
     )
 
 
-async def settle(pilot, timeout: float = 10.0) -> None:
-    """Until two renders 0.2 s apart are identical: column widths and the footer are laid
-    out lazily, so a busy machine can otherwise capture a half-laid-out screen."""
+def _tables_measured(app) -> bool:
+    """A DataTable measures its columns when its queue goes idle: until then new rows are
+    drawn in columns as wide as the headers (a busy machine can hold that for seconds)."""
+    from textual.widgets import DataTable
+
+    return not any(
+        t._updated_cells or t._require_update_dimensions for t in app.screen.query(DataTable)
+    )
+
+
+async def settle(pilot, timeout: float = 20.0) -> None:
+    """Until every table is measured and two renders 0.2 s apart are identical: column widths
+    and the footer are laid out lazily, so a busy machine can otherwise capture a half-laid-out
+    screen."""
     import time
 
+    from textual.widgets import Input, TextArea
+
+    for field in pilot.app.screen.query(Input).results():
+        field.cursor_blink = False  # a focused field's cursor blinks: draw it steadily
+    for area in pilot.app.screen.query(TextArea).results():
+        area.cursor_blink = False
     before, end = None, time.monotonic() + timeout
     while time.monotonic() < end:
         await pilot.pause(0.2)
         now = pilot.app.export_screenshot()
-        if now == before:
+        if now == before and _tables_measured(pilot.app):
             return
         before = now
+    raise AssertionError(f"the screen never settled in {timeout:g} s")
 
 
 def steps(*keys: str):

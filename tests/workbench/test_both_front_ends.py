@@ -20,7 +20,7 @@ import pytest
 
 from store import EventLog, Store
 from tests.conftest import ROOT, workbench
-from tests.tui.helpers import settle_workers, wait_for, wait_loaded
+from tests.tui.helpers import click_into, settle_workers, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 
 pytestmark = pytest.mark.asyncio
@@ -163,7 +163,7 @@ async def test_lora_export_merges_from_both(home, tmp_path, lora_adapter):
         await pilot.press("4")
         await wait_loaded(pilot)
         app.screen.query_one("#models-table", DataTable).focus()
-        await pilot.click("#export-path")
+        await click_into(pilot, "#export-path")
         await pilot.press(*str(tui_out))
         await pilot.click("#export")
         await wait_for(pilot, lambda: any("merged" in t for t in toasts(app)), 120, "export")
@@ -230,7 +230,7 @@ async def test_a_failing_action_is_a_notification_not_a_crash(home, tmp_path):
         await pilot.press("4")
         await wait_loaded(pilot)
         app.screen.query_one("#models-table", DataTable).focus()
-        await pilot.click("#export-path")
+        await click_into(pilot, "#export-path")
         await pilot.press(*str(taken))
         await pilot.click("#export")
         await settle_workers(pilot)

@@ -29,6 +29,7 @@ from workbench.ops import arena as arena_ops
 from workbench.ops.chat import DEFAULTS, parse_sampling
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
+from workbench.tui.widgets.table import fill
 
 BOARD_COLUMNS = ("model", "elo", "BT", "votes", "won", "lost", "tie", "bad")
 BLIND = ["Model A", "Model B"]
@@ -122,9 +123,7 @@ class ArenaScreen(StoreScreen):
     def show(self, data: dict) -> None:
         self.models = data["models"]
         table = self.query_one("#arena-board", DataTable)
-        table.clear()
-        for row in data["board"]:
-            table.add_row(*board_cells(row), key=row["model"])
+        fill(table, [(row["model"], board_cells(row)) for row in data["board"]])
         votes = sum(r["votes"] for r in data["board"]) // 2
         self.query_one("#board-info", Static).update(
             f"{votes} votes · {data['rankings']} rankings stored · Elo K=32 from 1000 "

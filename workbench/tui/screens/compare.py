@@ -37,6 +37,7 @@ from workbench.ops.fmt import fmt_num, human_seconds
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.chart import LineChart
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
+from workbench.tui.widgets.table import fill
 
 LINEAGE_HEADERS = ("stage", "run", "status", "model", "loss", "val", "acc", "div-2", "time")
 TARGETS = {"answers": "#compare-prompt", "curves": "#compare-runs", "diff": "#diff-table",
@@ -147,7 +148,6 @@ class CompareScreen(StoreScreen):
 
     def _diff(self, diff: list | None, selected: list[str]) -> None:
         table = self.query_one("#diff-table", DataTable)
-        table.clear()
         hint = "tick two runs under Curves (c): their resolved specs, field by field"
         if diff is not None:
             first, second = (short_id(r) for r in selected[:2])
@@ -155,17 +155,17 @@ class CompareScreen(StoreScreen):
                 f"{len(diff)} fields differ" if diff else "the resolved specs are the same"
             )
         self.query_one("#diff-info", Static).update(hint)
-        for field, a, b in diff or []:
-            table.add_row(field, a, b)
+        fill(table, [(None, row) for row in diff or []])
 
     def _lineage(self, rows: list[dict]) -> None:
         table = self.query_one("#lineage-table", DataTable)
-        table.clear()
+        lines = []
         for row in rows:
             cells = [cell(row[c]) for c in LINEAGE_COLUMNS]
             cells[1] = short_id(row["run"])
             cells[-1] = human_seconds(row["duration_s"]) if row["duration_s"] else "-"
-            table.add_row(*cells, key=row["run"])
+            lines.append((row["run"], cells))
+        fill(table, lines)
         hint = "base → SFT → reward → RLHF: acc = held-out accuracy, div-2 = distinct-2"
         self.query_one("#lineage-info", Static).update(
             hint if rows else "tick a run under Curves (c) to see its lineage"

@@ -22,6 +22,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from workbench.ops.fmt import fmt
 from workbench.ops.views import data_view
 from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.table import fill
 from workbench.tui.widgets.tokens import TokenView
 
 COLUMNS = ("source", "docs", "bytes", "tokens", "weight", "drawn_share", "epochs")
@@ -118,8 +119,7 @@ class DataScreen(StoreScreen):
         table = self.query_one("#mixture-table", DataTable)
         cells = [mixture_cells(r) for r in rows]
         if [tuple(table.get_row_at(i)) for i in range(table.row_count)] != cells:
-            table.clear()
-            table.add_rows(cells)
+            fill(table, [(None, c) for c in cells])
         hint = "" if rows else "no mixture table for this run yet (it appears once data is packed)"
         if rows and not tables.get("mixture"):
             hint = "sources as packed; drawn shares appear when training ends"

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from workbench.ops.compare import EXPERIMENT_COLUMNS, experiments_view, transcript_lines
 from workbench.ops.fmt import fmt_num
 from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.table import fill
 
 
 def experiment_cells(e: dict[str, Any]) -> tuple[str, ...]:
@@ -54,9 +55,7 @@ class ExperimentsScreen(StoreScreen):
         self.experiments = experiments
         table = self.query_one("#experiments-table", DataTable)
         at = table.cursor_row
-        table.clear()
-        for e in experiments:
-            table.add_row(*experiment_cells(e), key=e["id"])
+        fill(table, [(e["id"], experiment_cells(e)) for e in experiments])
         table.move_cursor(row=min(at, max(0, len(experiments) - 1)), animate=False)
         self.show_transcripts()
 

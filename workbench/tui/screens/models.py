@@ -31,6 +31,7 @@ from workbench.ops import models as model_ops
 from workbench.ops.fmt import fmt_num, human_bytes, short_path
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.screens.chat import ChatPane
+from workbench.tui.widgets.table import fill
 
 COLUMNS = ("model", "kind", "source", "params", "disk", "lineage")
 
@@ -135,9 +136,7 @@ class ModelsScreen(StoreScreen):
         rows = [model_cells(m) for m in models]
         if [tuple(table.get_row_at(i)) for i in range(table.row_count)] != rows:
             at = table.cursor_row
-            table.clear()
-            for m, cells in zip(models, rows):
-                table.add_row(*cells, key=m.get("ref") or m["name"])
+            fill(table, [(m.get("ref") or m["name"], c) for m, c in zip(models, rows)])
             table.move_cursor(row=min(at, max(0, len(rows) - 1)), animate=False)
         self.show_info()
         self.query_one(ChatPane).set_models(models)

@@ -18,6 +18,7 @@ from workbench.ops import runs as run_ops
 from workbench.ops.fmt import fmt, human_age, human_seconds, step_text
 from workbench.ops.runlist import finished_since, run_rows
 from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.table import fill
 
 AGES_EVERY_S = 10.0  # re-render (no store read) so "2m" becomes "3m" with nothing new
 
@@ -138,9 +139,7 @@ class RunsScreen(StoreScreen):
             self._shown = rows
             table = self.query_one(DataTable)
             selected = self.selected_id()
-            table.clear()
-            for run_id, cells in rows:
-                table.add_row(cells[0], self._status(cells[1]), *cells[2:], key=run_id)
+            fill(table, [(k, (c[0], self._status(c[1]), *c[2:])) for k, c in rows])
             if selected in {r for r, _ in rows}:
                 table.move_cursor(row=table.get_row_index(selected), animate=False)
         self.show_status()
