@@ -22,13 +22,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Label, Select, Static, TabbedContent, TabPane
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.ops import OpError
 from workbench.ops import arena as arena_ops
 from workbench.ops.chat import DEFAULTS, parse_sampling
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
+from workbench.tui.widgets.layout import table_with_hint
+from workbench.tui.widgets.picker import offer
+from workbench.tui.widgets.sidebyside import StreamsAnswers, prompt_row, stream_columns
 from workbench.tui.widgets.table import fill
 
 BOARD_COLUMNS = ("model", "elo", "BT", "votes", "won", "lost", "tie", "bad")
@@ -52,8 +54,10 @@ def board_cells(row: dict) -> tuple[str, ...]:
             str(row["wins"]), str(row["losses"]), str(row["ties"]), str(row["both_bad"]))  # fmt: skip
 
 
-class ArenaScreen(StoreScreen):
+class ArenaScreen(StreamsAnswers, StoreScreen):
     MODE = "arena"
+    STREAM_GROUP = "arena"
+    STATUS = "#arena-status"
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("m", "tab('match')", "Match"),
         Binding("l", "tab('board')", "Leaderboard"),
@@ -80,19 +84,12 @@ class ArenaScreen(StoreScreen):
         yield from self.compose_modebar()
         with TabbedContent(initial="match"):
             with TabPane("Match", id="match"):
-                with Horizontal(id="arena-top"):
-                    yield Input(placeholder="prompt (Enter: new match; empty: one from the set)",
-                                id="arena-prompt", compact=True)  # fmt: skip
-                    yield Label(" max ")
-                    yield Input(str(DEFAULTS.max_new_tokens), id="arena-max", compact=True,
-                                classes="num")  # fmt: skip
+                placeholder = "prompt (Enter: new match; empty: one from the set)"
+                yield prompt_row("arena-top", "arena-prompt", placeholder, "arena-max")
                 yield AnswerColumns(id="arena-columns")
                 yield Static("type a prompt and press Enter", id="arena-status", classes="hint")
             with TabPane("Leaderboard", id="board"):
-                table = DataTable(id="arena-board", cursor_type="row", zebra_stripes=True)
-                table.add_columns(*BOARD_COLUMNS)
-                yield table
-                yield Static("", id="board-info", classes="hint")
+                yield from table_with_hint("arena-board", BOARD_COLUMNS, "board-info")
             with TabPane("Rank", id="rank"):
                 with Horizontal(id="rank-top"):
                     yield Select([], prompt="model", id="rank-model", compact=True)
@@ -132,14 +129,7 @@ class ArenaScreen(StoreScreen):
         self._set_rank_models()
 
     def _set_rank_models(self) -> None:
-        select = self.query_one("#rank-model", Select)
-        value = select.value
-        with self.prevent(Select.Changed):
-            select.set_options([(m, m) for m in self.models])
-            if value in self.models:
-                select.value = value
-            elif self.models:
-                select.value = self.models[0]
+        offer(self.query_one("#rank-model", Select), [(m, m) for m in self.models])
 
     # tabs
 
@@ -180,16 +170,7 @@ class ArenaScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="arena", exit_on_error=False)
     def _battle(self, prompt: str, refs: list[str], sampling: Any, stop: threading.Event) -> None:
-        from workbench.ops.compare import side_by_side
-
-        worker = get_current_worker()
-        columns: list[Any] = []
-        for columns in side_by_side(self.app.store(), refs, prompt, sampling, stop=stop):
-            if worker.is_cancelled:
-                stop.set()
-                break
-            self.post_message(ColumnsUpdated(columns))
-        self.post_message(ColumnsUpdated(columns, done=True))
+        stream_columns(self, self.app.store(), refs, prompt, sampling, stop)
 
     def on_columns_updated(self, message: ColumnsUpdated) -> None:
         self.query_one(AnswerColumns).update_columns(message.columns)
@@ -219,15 +200,6 @@ class ArenaScreen(StoreScreen):
         self.query_one("#arena-status", Static).update(
             f"voted {choice.replace('_', ' ')} — A was {left}, B was {right} · n: new match"
         )
-
-    def on_screen_suspend(self) -> None:
-        self._stop.set()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        super().on_worker_state_changed(event)
-        if event.worker.group == "arena" and event.state == WorkerState.ERROR:
-            self.streaming = False
-            self.query_one("#arena-status", Static).update(f"failed: {event.worker.error}")
 
     # rank K completions
 

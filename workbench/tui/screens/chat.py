@@ -21,6 +21,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from workbench.ops import OpError
 from workbench.ops.chat import DEFAULTS, ChatSession, Sampling, parse_sampling
 from workbench.tui.screens.base import forward_worker_state
+from workbench.tui.widgets.picker import offer
 
 
 @dataclass
@@ -97,15 +98,7 @@ class ChatPane(Vertical):
         if found == self.models:
             return
         self.models = found
-        select = self.query_one("#chat-model", Select)
-        value = select.value
-        refs = [ref for _, ref in found]
-        with self.prevent(Select.Changed):
-            select.set_options(found)
-            if value in refs:
-                select.value = value
-            elif found:
-                select.value = refs[0]
+        offer(self.query_one("#chat-model", Select), found)
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()

@@ -21,24 +21,25 @@ from textual.widgets import (
     DataTable,
     Footer,
     Input,
-    Label,
     Select,
     SelectionList,
     Static,
     TabbedContent,
     TabPane,
 )
-from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.ops import OpError
-from workbench.ops.chat import DEFAULTS, parse_sampling
+from workbench.ops.chat import parse_sampling
 from workbench.ops.compare import LINEAGE_COLUMNS, MAX_COLUMNS, compare_view, short_id
 from workbench.ops.fmt import fmt_num, human_seconds
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.chart import LineChart
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
+from workbench.tui.widgets.layout import table_with_hint
+from workbench.tui.widgets.sidebyside import StreamsAnswers, prompt_row, stream_columns
 from workbench.tui.widgets.table import fill
 
+DIFF_HEADERS = ("field", "older run", "newer run")
 LINEAGE_HEADERS = ("stage", "run", "status", "model", "loss", "val", "acc", "div-2", "time")
 TARGETS = {"answers": "#compare-prompt", "curves": "#compare-runs", "diff": "#diff-table",
            "lineage": "#lineage-table"}  # fmt: skip
@@ -52,8 +53,10 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-class CompareScreen(StoreScreen):
+class CompareScreen(StreamsAnswers, StoreScreen):
     MODE = "compare"
+    STREAM_GROUP = "compare"
+    STATUS = "#compare-status"
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("a", "tab('answers')", "Answers"),
         Binding("c", "tab('curves')", "Curves"),
@@ -75,12 +78,8 @@ class CompareScreen(StoreScreen):
         yield from self.compose_modebar()
         with TabbedContent(initial="answers"):
             with TabPane("Answers", id="answers"):
-                with Horizontal(id="compare-top"):
-                    yield Input(placeholder="prompt for the ticked models (Enter: answer)",
-                                id="compare-prompt", compact=True)  # fmt: skip
-                    yield Label(" max ")
-                    yield Input(str(DEFAULTS.max_new_tokens), id="compare-max", compact=True,
-                                classes="num")  # fmt: skip
+                placeholder = "prompt for the ticked models (Enter: answer)"
+                yield prompt_row("compare-top", "compare-prompt", placeholder, "compare-max")
                 yield SelectionList[str](id="compare-models")
                 yield AnswerColumns(id="compare-columns")
                 yield Static("tick 2–4 models, type a prompt, Enter", id="compare-status",
@@ -92,15 +91,9 @@ class CompareScreen(StoreScreen):
                 yield SelectionList[str](id="compare-runs")
                 yield LineChart("loss", id="compare-chart")
             with TabPane("Spec diff", id="diff"):
-                table = DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns("field", "older run", "newer run")
-                yield table
-                yield Static("", id="diff-info", classes="hint")
+                yield from table_with_hint("diff-table", DIFF_HEADERS, "diff-info")
             with TabPane("Lineage", id="lineage"):
-                table = DataTable(id="lineage-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns(*LINEAGE_HEADERS)
-                yield table
-                yield Static("", id="lineage-info", classes="hint")
+                yield from table_with_hint("lineage-table", LINEAGE_HEADERS, "lineage-info")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -216,16 +209,7 @@ class CompareScreen(StoreScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def _answer(self, refs: list[str], prompt: str, sampling: Any, stop: threading.Event) -> None:
-        from workbench.ops.compare import side_by_side
-
-        worker = get_current_worker()
-        columns: list[Any] = []
-        for columns in side_by_side(self.app.store(), refs, prompt, sampling, stop=stop):
-            if worker.is_cancelled:
-                stop.set()
-                break
-            self.post_message(ColumnsUpdated(columns))
-        self.post_message(ColumnsUpdated(columns, done=True))
+        stream_columns(self, self.app.store(), refs, prompt, sampling, stop)
 
     def on_columns_updated(self, message: ColumnsUpdated) -> None:
         self.columns = message.columns
@@ -236,12 +220,3 @@ class CompareScreen(StoreScreen):
 
     def action_stop(self) -> None:
         self._stop.set()
-
-    def on_screen_suspend(self) -> None:
-        self._stop.set()
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        super().on_worker_state_changed(event)
-        if event.worker.group == "compare" and event.state == WorkerState.ERROR:
-            self.streaming = False
-            self.query_one("#compare-status", Static).update(f"failed: {event.worker.error}")

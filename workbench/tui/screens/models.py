@@ -31,6 +31,7 @@ from workbench.ops import models as model_ops
 from workbench.ops.fmt import fmt_num, human_bytes, short_path
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.screens.chat import ChatPane
+from workbench.tui.widgets.layout import table_with_hint
 from workbench.tui.widgets.table import fill
 
 COLUMNS = ("model", "kind", "source", "params", "disk", "lineage")
@@ -90,10 +91,7 @@ class ModelsScreen(StoreScreen):
         yield from self.compose_modebar()
         with TabbedContent(initial="registry"):
             with TabPane("Registry", id="registry"):
-                table = DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
-                table.add_columns(*COLUMNS)
-                yield table
-                yield Static("", id="model-info", classes="hint")
+                yield from table_with_hint("models-table", COLUMNS, "model-info")
                 with Horizontal(classes="action-row"):
                     yield Input(
                         placeholder="export the selected model to folder…",

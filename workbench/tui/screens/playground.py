@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 from workbench.ops.compare import PlayRequest, play, save_play
 from workbench.ops.views import models_view
 from workbench.tui.screens.base import StoreScreen
+from workbench.tui.widgets.picker import offer
 
 PARAMS = (("temp", "0.7"), ("top-p", "0.95"), ("max", "128"), ("seed", "0"), ("N", "5"))
 PLAIN_ONLY = [("plain", "plain")]
@@ -91,21 +92,10 @@ class PlaygroundScreen(StoreScreen):
         return {"models": models, "strategies": self.strategies or strategies()}
 
     def show(self, data: dict) -> None:
-        self._options("#play-model", [(m, m) for m in data["models"]])
+        offer(self.query_one("#play-model", Select), [(m, m) for m in data["models"]])
         if data["strategies"] != self.strategies:
             self.strategies = data["strategies"]
-            self._options("#play-strategy", [(n, n) for n, _ in self.strategies])
-
-    def _options(self, selector: str, options: list[tuple[str, str]]) -> None:
-        select = self.query_one(selector, Select)
-        value = select.value
-        values = [v for _, v in options]
-        with self.prevent(Select.Changed):
-            select.set_options(options)
-            if value in values:
-                select.value = value
-            elif values:
-                select.value = values[0]
+            offer(self.query_one("#play-strategy", Select), [(n, n) for n, _ in self.strategies])
 
     def action_focus_prompt(self) -> None:
         self.set_focus(self.query_one("#play-prompt"))
