@@ -2,8 +2,19 @@
 
 Under `torchrun --nproc_per_node N` each process calls `init_distributed()`, which joins the
 process group (gloo on CPU, NCCL on CUDA); without torchrun it returns a world of one and
-touches nothing. The trainer wraps its model with `wrap_model` and averages metrics with
+touches nothing. The trainer wraps its model with `wrap_model` (DDP: every rank holds the
+whole model) or shards it with `shard_model` (FSDP2: each transformer block and the root are
+split over the ranks, gathered one unit at a time), and averages metrics with
 `all_reduce_mean`.
+
+A sharded model is saved and loaded through full state dicts, so a checkpoint is the same
+as one written by a single process (a plain HF folder; `optimizer.pt` keyed by parameter
+index):
+
+    sd = full_state_dict(model)                 # every rank calls it; rank 0 gets the tensors
+    plain = plain_copy(model, sd)               # rank 0: an unsharded module holding them
+    osd = full_optimizer_state(model, opt)      # rank 0: like opt.state_dict() unsharded
+    load_full_state(model, plain.state_dict()); load_full_optimizer_state(model, opt, osd)
 """
 
 from __future__ import annotations
@@ -71,6 +82,138 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """FSDP2 in place: `fully_shard` every transformer block (the module types a transformers
+    model lists in `_no_split_modules`, else the members of its ModuleLists), then the root
+    (embedding, final norm, LM head). Only in a multi-process job."""
+    from torch.distributed.fsdp import fully_shard
+
+    if not is_distributed():
+        return model
+    for block in _blocks(model):
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if blocks:
+        return blocks
+    return [b for m in model.modules() if isinstance(m, nn.ModuleList) for b in m]
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def _full_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's state on CPU on rank 0 ({} on the others). Collective: every rank
+    calls it."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options())
+
+
+def plain_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """An unsharded module of the sharded transformers `model`'s class and config, holding
+    `state` (built on the meta device, so no second random initialisation)."""
+    import copy
+
+    from torch.distributed.fsdp import FSDPModule
+
+    cls = next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
+    with torch.device("meta"):
+        plain = cls(copy.deepcopy(model.config))
+    plain.load_state_dict(state, assign=True)
+    _copy_buffers(model, plain)
+    if hasattr(plain, "tie_weights"):
+        plain.tie_weights()
+    if getattr(model, "generation_config", None) is not None:
+        plain.generation_config = copy.deepcopy(model.generation_config)
+    return plain.train(model.training)
+
+
+def empty_copy(model: nn.Module) -> nn.Module:
+    """An unsharded module like the sharded `model`, its tensors allocated on CPU but not
+    set (to load a checkpoint into)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    cls = next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
+    with torch.device("meta"):
+        plain = cls(model.config)
+    plain = plain.to_empty(device="cpu")
+    _copy_buffers(model, plain)
+    if hasattr(plain, "tie_weights"):
+        plain.tie_weights()
+    return plain
+
+
+def _copy_buffers(src: nn.Module, dst: nn.Module) -> None:
+    """Every buffer of `src` (FSDP leaves them whole on each rank: RoPE's inv_freq, which no
+    state dict holds) into `dst`, on CPU."""
+    for name, buf in src.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        module = dst.get_submodule(owner) if owner else dst
+        module._buffers[leaf] = buf.detach().to("cpu", copy=True)
+
+
+def load_full_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a whole-model state (every rank holds it) into the sharded `model`."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def _param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each of the optimizer's parameters, in its param_groups order (the order
+    `optimizer.state_dict()` numbers them in)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The sharded optimizer's whole state on rank 0 ({} on the others), keyed by parameter
+    index like `optimizer.state_dict()` of the unsharded model. Collective."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    full = get_optimizer_state_dict(model, optimizer, options=_full_options())
+    if not full:
+        return {}
+    index = {name: i for i, name in enumerate(_param_names(model, optimizer))}
+    groups = [{**g, "params": [index[n] for n in g["params"]]} for g in full["param_groups"]]
+    return {"state": {index[n]: v for n, v in full["state"].items()}, "param_groups": groups}
+
+
+def load_full_optimizer_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict
+) -> None:
+    """Load an index-keyed whole optimizer state (every rank holds it) into the sharded one."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_optimizer_state_dict,
+    )
+
+    names = _param_names(model, optimizer)
+    groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]
+    full = {"state": {names[i]: v for i, v in state["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(model, optimizer, full, options=StateDictOptions(full_state_dict=True))
+
+
+def local_value(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor for a DTensor (a sharded model's gradient norm), `t` otherwise."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

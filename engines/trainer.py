@@ -1,8 +1,10 @@
 """The trainer core shared by pretraining, SFT, reward modelling and DPO.
 
 A `Trainer` owns the optimizer (AdamW), the warmup + cosine schedule, gradient accumulation
-and clipping, bf16 autocast on CUDA (fp32 on CPU), optional torch.compile, DDP under torchrun,
-periodic eval, samples and atomic checkpoints. `train()` is a generator of plain dict records:
+and clipping, bf16 autocast on CUDA (fp32 on CPU), optional torch.compile, DDP or FSDP2
+(`parallel = "fsdp"`) under torchrun, periodic eval, samples and atomic checkpoints. A sharded
+model's checkpoints hold the full state dict, written by rank 0: the same files a single
+process writes, so the model folder loads with `from_pretrained`. `train()` is a generator of plain dict records:
 
     trainer = Trainer(model, cfg, train_batches=batches,
                       loss_fn=causal_lm_loss, ckpt_root="runs/x/checkpoints")
@@ -64,6 +66,17 @@ class TrainConfig:
     seed: int = 0
     peak_flops: float | None = None  # None: measured with a matmul on the device
     peak_cache: str | None = None  # a JSON file keeping the best peak seen on this machine
+    parallel: str = "ddp"  # "ddp" | "fsdp": how several processes share the model
+
+
+class _Saved:
+    """A state dict already gathered, handed to save_checkpoint as its optimizer."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
 
 
 class WarmupCosine:
@@ -134,9 +147,14 @@ class Trainer:
         self.sample_fn, self.data_state_fn = sample_fn, data_state_fn
         self.device = D.pick_device(cfg.device, D.local_rank())
         self.is_main = D.rank() == 0
-        self.model = model.to(self.device)  # the plain module: checkpoints and samples
+        self.model = model.to(self.device)  # checkpoints and samples (sharded under FSDP)
+        self.sharded = cfg.parallel == "fsdp" and D.is_distributed()
+        if self.sharded:
+            D.shard_model(self.model)  # in place, before compile and the optimizer
         self.fwd_model = torch.compile(self.model) if cfg.compile else self.model
-        self.train_model = D.wrap_model(self.fwd_model, self.device)
+        self.train_model = (
+            self.fwd_model if self.sharded else D.wrap_model(self.fwd_model, self.device)
+        )
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
         schedule = WarmupCosine(cfg.warmup_steps, cfg.max_steps, ratio)
@@ -218,15 +236,16 @@ class Trainer:
             step_loss = loss.detach() if step_loss is None else step_loss + loss.detach()
             self._accumulate(extra)
         step_loss = step_loss / accum
-        grad_norm = torch.nn.utils.get_total_norm(
+        total_norm = torch.nn.utils.get_total_norm(
             [p.grad for p in self.params if p.grad is not None]
-        )
+        )  # a replicated DTensor under FSDP: the clip needs it so
+        grad_norm = D.local_value(total_norm)
         finite = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
         if not bool(D.all_reduce_min(finite.to(torch.float32)).item()):  # the one sync per step
             self.optimizer.zero_grad(set_to_none=True)
             return f"non-finite loss ({step_loss.item()}) or gradient norm ({grad_norm.item()})"
         if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, grad_norm)
+            torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, total_norm)
         self.last_lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
@@ -297,26 +316,39 @@ class Trainer:
         yield {"type": "metrics", "step": self.step, "split": "val", "values": self.last_val}
 
     def _samples(self) -> Iterator[dict]:
+        model = self.plain_model()  # every rank gathers under FSDP; rank 0 samples
         if not self.is_main:
             return
-        self.model.eval()
+        model.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            samples = self.sample_fn(self.model, self.step)
-        self.model.train()
+            samples = self.sample_fn(model, self.step)
+        model.train()
         for sample in samples:
             yield {"type": "sample", "step": self.step, **sample}
 
     # ---- checkpoints -----------------------------------------------------------------------
 
+    def plain_model(self) -> nn.Module | None:
+        """The trained model as a plain module: `self.model`, or under FSDP an unsharded copy
+        on rank 0 (None on the others). Collective under FSDP: every rank calls it."""
+        if not self.sharded:
+            return self.model
+        state = D.full_state_dict(self.model)
+        return D.plain_copy(self.model, state).to(self.device) if self.is_main else None
+
     def _checkpoint(self) -> Iterator[dict]:
         trains = D.all_gather_object(self._snapshot(self.train_batches))  # rank order
+        model, optimizer = self.model, self.optimizer
+        if self.sharded:  # full state dicts, gathered on rank 0: a single process's files
+            model = self.plain_model()
+            optimizer = _Saved(D.full_optimizer_state(self.model, self.optimizer))
         if self.is_main:
             path = save_checkpoint(
                 self.ckpt_root,
                 self.step,
-                model=self.model,
-                optimizer=self.optimizer,
+                model=model,
+                optimizer=optimizer,
                 scheduler=self.scheduler,
                 data_state=self._data_state(trains),
                 counters={"step": self.step, "tokens": self.tokens_seen},
@@ -339,9 +371,16 @@ class Trainer:
         path = latest_checkpoint(self.ckpt_root)
         if path is None:
             return False
-        state = load_checkpoint(
-            path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
-        )
+        if self.sharded:  # every rank reads the full state, then keeps its shard
+            plain = D.empty_copy(self.model)
+            state = load_checkpoint(path, model=plain, scheduler=self.scheduler)
+            D.load_full_state(self.model, plain.state_dict())
+            saved = torch.load(path / "optimizer.pt", weights_only=True)
+            D.load_full_optimizer_state(self.model, self.optimizer, saved)
+        else:
+            state = load_checkpoint(
+                path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+            )
         data_state = state["data_state"]
         saved_world = len(data_state.get("train_per_rank", [None]))
         if saved_world != D.world_size():

@@ -22,19 +22,15 @@ __all__ = ["Spec", "inspect", "preflight", "run"]
 
 
 def preflight(spec: Spec, store=None) -> None:
-    """Before the run exists: data files readable and large enough, device, memory."""
-    from engines.model_size import ModelSize
-
+    """Before the run exists: data files readable and large enough, device, memory (per
+    process, split over the processes under train.parallel = "fsdp")."""
     T = spec.train.seq_len or spec.model.block_size
     for i, src in enumerate(spec.data.sources):
         _check_source(src, f"data.sources.{i}", T + 1)
     device = check.check_device(spec.train.device)
-    m = spec.model
-    size = ModelSize(m.n_layer, m.n_head, m.n_embd, m.block_size, spec.tokenizer.vocab_size,
-                     n_kv_head=m.n_kv_head)  # fmt: skip
-    check.check_memory(
-        device, params=size.params, batch=spec.train.batch_size, seq_len=T,
-        n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=size.vocab_size,
+    check.check_fits(
+        check.training_shape(spec, store), device,
+        world_size=check.world_size_env(), parallel=spec.train.parallel,
     )  # fmt: skip
 
 
@@ -111,8 +107,9 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         yield outcome
         return
     yield Table(name="mixture", rows=data.report(train.drawn_shares(), train.tokens_drawn))
+    model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
     if ctx.is_main:
-        yield from _save(spec, ctx, trainer.model, tok, data, trainer.last_val)
+        yield from _save(spec, ctx, model, tok, data, trainer.last_val)
 
 
 def _val_batches(spec: Spec, data, T: int, ctx):

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engines.errors import UserError
 
@@ -60,6 +60,11 @@ class TrainSection(Section):
     log_every: int = Field(10, ge=1, description="training metrics every N steps")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present")
     compile: bool = Field(False, description="torch.compile the model")
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="several processes (torchrun): ddp copies the model to each, fsdp splits "
+        "its weights, gradients and AdamW state over them (pretrain)",
+    )
 
 
 def redefault(section: type[BaseModel], name: str, default: Any, **extra: Any) -> Any:
@@ -73,6 +78,9 @@ def redefault(section: type[BaseModel], name: str, default: Any, **extra: Any) -
 _CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length")
 
 
+FSDP_PIPELINES = ("pretrain",)  # the stages whose trainer shards with train.parallel = "fsdp"
+
+
 class JobSpec(Section):
     """Fields every job has. Pipelines subclass this and add their own sections."""
 
@@ -80,6 +88,16 @@ class JobSpec(Section):
     name: str | None = None
     seed: int = 0
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _parallel_supported(self) -> JobSpec:
+        train = getattr(self, "train", None)
+        if getattr(train, "parallel", "ddp") == "fsdp" and self.pipeline not in FSDP_PIPELINES:
+            raise ValueError(
+                f"field 'train.parallel': \"fsdp\" shards {', '.join(FSDP_PIPELINES)} only; "
+                f'set train.parallel = "ddp" for {self.pipeline}'
+            )
+        return self
 
 
 def read_toml(path: Path) -> dict[str, Any]:

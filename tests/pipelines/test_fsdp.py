@@ -1,0 +1,70 @@
+"""FSDP2 (`train.parallel = "fsdp"`) under torchrun on CPU (gloo): two processes that shard a
+tiny GPT end where one process on the same global batch ends, and write checkpoints and a
+model folder that a single process could have written (full state dicts, gathered on rank 0)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from store import Store
+from tests.conftest import ROOT, workbench
+from tests.pipelines.test_pretrain import spec
+
+
+def run_dirs(home: Path) -> list[Path]:
+    """The pretrain runs' folders, oldest first."""
+    store = Store(home)
+    store.refresh()
+    runs = sorted(store.list_runs(pipeline="pretrain"), key=lambda r: r["run_id"])
+    return [Path(r["run_dir"]) for r in runs]
+
+
+def torchrun(home: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WORKBENCH_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 7) % 1000),
+        "-m", "workbench", *args,
+    ]  # fmt: skip
+    return subprocess.run(
+        cmd, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
+
+
+def test_fsdp_two_ranks_match_one_process_and_save_a_plain_checkpoint(tmp_path, home):
+    p = workbench("run", str(spec(tmp_path, "b8.toml", B=8, steps=6, ckpt=3)), home=home)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    job = spec(tmp_path, "b4.toml", B=4, steps=6, ckpt=3)  # the same data: its shards reused
+    p = torchrun(home, "run", str(job), "--set", "train.parallel=fsdp")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    one, two = run_dirs(home)
+    a, b = (load_file(d / "model" / "model.safetensors") for d in (one, two))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    events = [json.loads(x) for x in (two / "events.jsonl").read_text().splitlines()]
+    starts = [e for e in events if e["kind"] == "run_started"]
+    assert len(starts) == 1 and starts[0]["world_size"] == 2
+    assert any(e["kind"] == "sample" for e in events), "rank 0 sampled from the gathered model"
+    # The checkpoint is the one a single process writes: whole weights, index-keyed AdamW.
+    ckpt_one, ckpt_two = one / "checkpoints" / "step-6", two / "checkpoints" / "step-6"
+    w = load_file(ckpt_two / "model.safetensors")
+    assert {k: v.shape for k, v in w.items()} == {
+        k: v.shape for k, v in load_file(ckpt_one / "model.safetensors").items()
+    }
+    o1, o2 = (torch.load(c / "optimizer.pt", weights_only=True) for c in (ckpt_one, ckpt_two))
+    assert o1["state"].keys() == o2["state"].keys()
+    assert [g["params"] for g in o1["param_groups"]] == [g["params"] for g in o2["param_groups"]]
+    for i, s in o1["state"].items():
+        assert torch.allclose(s["exp_avg"], o2["state"][i]["exp_avg"], atol=1e-6), i
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(two / "model", local_files_only=True)
+    assert type(model).__name__ == "LlamaForCausalLM"
