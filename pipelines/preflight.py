@@ -11,10 +11,13 @@ from __future__ import annotations
 import glob as globlib
 import itertools
 import json
+import os
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from engines.memory import available_bytes, gpu_present, human_bytes, training_bytes
-from pipelines.spec import SpecError
+from engines.memory import TrainingMemory, gpu_present, human_bytes, training_memory
+from pipelines.spec import FSDP_PIPELINES, SpecError
 
 HEAD_LINES = 5  # JSONL lines read to check a file's shape
 
@@ -42,21 +45,360 @@ def check_device(device: str, field: str = "train.device") -> str:
     return "cpu"
 
 
-def check_memory(device: str, *, params: int, trainable: int | None = None, **shape: int) -> None:
-    """Refuse a job whose estimated training memory exceeds what `device` has free."""
-    need = training_bytes(params=params, activation_bytes=2 if device == "cuda" else 4, **shape)
-    if trainable is not None:  # frozen weights keep no gradient or optimizer state
-        need -= (params - trainable) * 12
-    have = available_bytes(device)
-    if have is None or need <= have:
-        return
-    raise SpecError(
-        f"this job needs about {human_bytes(need)} of {device} memory ({params:,} parameters: "
-        f"weights, gradients and AdamW state; activations for batch {shape['batch']} × "
-        f"{shape['seq_len']} tokens × {shape['n_layer']} layers × {shape['n_embd']} wide) "
-        f"but {device} has {human_bytes(have)} available — make the model smaller "
-        "(model.n_layer, model.n_embd) or the batch (train.batch_size, train.seq_len)"
+def check_memory(
+    device: str,
+    *,
+    params: int,
+    trainable: int | None = None,
+    parallel: str = "ddp",
+    world_size: int | None = None,
+    **shape: int,
+) -> None:
+    """Refuse a job whose estimated training memory exceeds what `device` has free.
+
+    `world_size` defaults to torchrun's WORLD_SIZE (1 without it); under FSDP the weights,
+    gradients and optimizer state are split over the processes."""
+    train = TrainShape(
+        pipeline="",
+        params=params,
+        trainable=params if trainable is None else trainable,
+        sequences=shape["batch"],
+        seq_len=shape["seq_len"],
+        n_layer=shape["n_layer"],
+        n_embd=shape["n_embd"],
+        vocab_size=shape["vocab_size"],
+        lora=None if trainable is None else True,
     )
+    check_fits(train, device, world_size=world_size or world_size_env(), parallel=parallel)
+
+
+# ---- the one memory rule: a training shape, its estimate per rank, what a device has free ----
+
+PROMPT_TOKENS = 64  # assumed prompt length of RL rollouts (grpo, ppo): no spec field bounds it
+RUNTIME_BYTES = {"cpu": 450 * 2**20, "cuda": 1024 * 2**20}  # per process: see runtime_bytes
+LORA_SUGGESTED = (8, ("q_proj", "v_proj"))  # the LoRA the refusal suggests (r, targets)
+
+
+@dataclass(frozen=True)
+class TrainShape:
+    """What a job trains, as the memory and compute estimates need it."""
+
+    pipeline: str
+    params: int  # of the trained model (base + adapter under LoRA)
+    trainable: int  # of those, the ones with gradients and optimizer state
+    sequences: int  # per micro-batch and rank
+    seq_len: int
+    n_layer: int
+    n_embd: int
+    vocab_size: int  # of the LM head (0: no LM logits, e.g. a reward model's score head)
+    frozen_params: int = 0  # other models held in memory (reference, reward model)
+    lora: bool | None = None  # None: the stage has no LoRA option
+    lora_suggested: int | None = None  # trainable parameters LORA_SUGGESTED would give
+    seq_field: str = "train.seq_len"  # the spec field that sets seq_len
+    sequences_per_row: int = 1  # sequences per train.batch_size row (DPO 2, reward k, GRPO G)
+    notes: tuple[str, ...] = ()  # assumptions behind the numbers
+
+    @property
+    def batch(self) -> int:
+        """train.batch_size."""
+        return self.sequences // self.sequences_per_row
+
+    def memory(self, device: str, shards: int = 1) -> TrainingMemory:
+        """Per-rank training memory on `device` (bf16 activations on CUDA, fp32 on CPU)."""
+        return training_memory(
+            params=self.params, trainable=self.trainable, frozen_params=self.frozen_params,
+            batch=self.sequences, seq_len=self.seq_len, n_layer=self.n_layer,
+            n_embd=self.n_embd, vocab_size=self.vocab_size,
+            activation_bytes=2 if device == "cuda" else 4, shards=shards,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A shape's per-rank estimate against a device: the one rule every refusal uses."""
+
+    device: str
+    world_size: int
+    parallel: str
+    memory: TrainingMemory  # per rank
+    runtime: int  # per process: torch and the libraries' resident memory (CUDA: the context)
+    ranks_here: int  # processes sharing this device's memory (all of them on one CPU host)
+    available: int | None
+
+    @property
+    def per_rank(self) -> int:
+        return self.memory.total + self.runtime
+
+    @property
+    def need(self) -> int:
+        """Bytes the device must have free: per rank, times the ranks that share it."""
+        return self.per_rank * self.ranks_here
+
+    @property
+    def fits(self) -> bool:
+        return self.available is None or self.need <= self.available
+
+
+def runtime_bytes(device: str) -> int:
+    """Resident memory of a job process besides what it trains: the interpreter with torch,
+    transformers and tokenizers imported, the data pipeline and the peak-FLOPs matmul (CPU:
+    a pretrain job of a 1-layer model peaked at 0.45 GB on Linux x86-64), or the CUDA
+    context and the cuBLAS workspace (GPU; an assumption, not measured here)."""
+    return RUNTIME_BYTES["cuda" if device == "cuda" else "cpu"]
+
+
+def fit(shape: TrainShape, device: str, *, world_size: int = 1, parallel: str = "ddp") -> Fit:
+    """The estimate of `shape` on `device` with `world_size` processes in `parallel` mode."""
+    from engines.memory import available_bytes
+
+    shards = world_size if parallel == "fsdp" and world_size > 1 else 1
+    return Fit(
+        device=device,
+        world_size=world_size,
+        parallel=parallel,
+        memory=shape.memory(device, shards),
+        runtime=runtime_bytes(device),
+        ranks_here=_ranks_sharing(device, world_size),
+        available=available_bytes(device),
+    )
+
+
+def check_fits(
+    shape: TrainShape, device: str, *, world_size: int = 1, parallel: str = "ddp"
+) -> Fit:
+    """The estimate when it fits; a SpecError with the estimate and what to change when not."""
+    result = fit(shape, device, world_size=world_size, parallel=parallel)
+    if not result.fits:
+        raise SpecError(refusal(shape, result))
+    return result
+
+
+def refusal(shape: TrainShape, result: Fit) -> str:
+    """The message of a job that does not fit: the estimate by part, the device, the fixes."""
+    mem, device = result.memory, result.device
+    ranks = f" × {result.ranks_here} processes" if result.ranks_here > 1 else ""
+    sharded = f", split over {mem.shards} processes (FSDP)" if mem.shards > 1 else ""
+    parts = (
+        f"weights {human_bytes(mem.weights)}, gradients {human_bytes(mem.gradients)}, "
+        f"AdamW state {human_bytes(mem.optimizer)}{sharded}; activations "
+        f"{human_bytes(mem.activations + mem.logits)} for batch {shape.sequences} × "
+        f"{shape.seq_len} tokens × {shape.n_layer} layers × {shape.n_embd} wide; runtime "
+        f"{human_bytes(result.runtime)}"
+    )
+    head = (
+        f"this job needs about {human_bytes(result.need)} of {device} memory "
+        f"({human_bytes(result.per_rank)} a process{ranks}; {shape.params:,} parameters, "
+        f"{shape.trainable:,} training: {parts}) but {device} has "
+        f"{human_bytes(result.available or 0)} available"
+    )
+    return f"{head} — change one of: " + "; or ".join(fixes(shape, result))
+
+
+def fixes(shape: TrainShape, result: Fit) -> list[str]:
+    """What to change, each with the estimate it gives (marked when it fits)."""
+    device, world, parallel = result.device, result.world_size, result.parallel
+    out = []
+
+    def need(s: TrainShape, w: int = world, p: str = parallel) -> str:
+        f = fit(s, device, world_size=w, parallel=p)
+        return f"{human_bytes(f.need)}{' (fits)' if f.fits else ''}"
+
+    b = shape.batch
+    if b > 1:
+        small = _halve_until(b, lambda x: _fits(_with_batch(shape, x), device, world, parallel))
+        accum = f" and train.grad_accum ×{b // small} (same tokens a step)" if small < b else ""
+        out.append(f"train.batch_size = {small}{accum}: {need(_with_batch(shape, small))}")
+    if shape.seq_len > 32:
+        t = _halve_until(
+            shape.seq_len,
+            lambda x: _fits(replace(shape, seq_len=x), device, world, parallel),
+            floor=32,
+        )
+        out.append(f"a shorter context, {shape.seq_field} = {t}: {need(replace(shape, seq_len=t))}")
+    if shape.lora is False and shape.lora_suggested:
+        r, targets = LORA_SUGGESTED
+        lora = replace(
+            shape,
+            params=shape.params + shape.lora_suggested,
+            trainable=shape.lora_suggested,
+            lora=True,
+        )
+        out.append(f"LoRA (lora.enabled = true, r = {r} on {', '.join(targets)}): {need(lora)}")
+    if shape.pipeline in FSDP_PIPELINES:
+        out.extend(_parallel_fixes(shape, result, need))
+    if shape.pipeline == "pretrain":
+        out.append("a smaller model (model.n_layer, model.n_embd)")
+    elif not out:
+        out.append("a smaller model or batch (train.batch_size, the sequence length)")
+    return out
+
+
+def _parallel_fixes(shape: TrainShape, result: Fit, need) -> list[str]:
+    if result.device != "cuda":
+        if result.parallel == "fsdp" and result.world_size > 1:
+            note = (
+                "FSDP on one CPU host does not lower the total: its processes share the "
+                "host's memory (run one process per machine, or on GPUs)"
+            )
+            return [note]
+        return []
+    start = max(2, result.world_size * 2 if result.parallel == "fsdp" else 2)
+    for n in (2, 4, 8, 16, 32, 64):
+        if n >= start and _fits(shape, "cuda", n, "fsdp"):
+            fix = f'train.parallel = "fsdp" over {n} GPUs (torchrun --nproc_per_node {n})'
+            return [f"{fix}: {need(shape, n, 'fsdp')} a GPU"]
+    return ['train.parallel = "fsdp" over more GPUs than 64 would still not fit']
+
+
+def _fits(shape: TrainShape, device: str, world: int, parallel: str) -> bool:
+    return fit(shape, device, world_size=world, parallel=parallel).fits
+
+
+def _with_batch(shape: TrainShape, batch: int) -> TrainShape:
+    return replace(shape, sequences=batch * shape.sequences_per_row)
+
+
+def _halve_until(value: int, ok, floor: int = 1) -> int:
+    """`value` halved until `ok(value)` or `floor`."""
+    while value > floor and not ok(value):
+        value = max(floor, value // 2)
+    return value
+
+
+def world_size_env() -> int:
+    """Processes of this job: torchrun's WORLD_SIZE, 1 without torchrun."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+
+
+def _ranks_sharing(device: str, world_size: int) -> int:
+    """Processes whose memory comes from the same pool: on CPU every rank on this host
+    (torchrun's LOCAL_WORLD_SIZE, else all of them); on CUDA one rank a GPU."""
+    if device == "cuda":
+        return 1
+    return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or world_size)
+
+
+# ---- a spec's training shape, for every stage that trains ------------------------------------
+
+
+def training_shape(spec: Any, store: Any = None) -> TrainShape | None:
+    """What `spec` trains (parameters, trainable ones, sequences a micro-batch, context), or
+    None for a stage that trains nothing. Model folders are read (config.json and the
+    safetensors headers), never loaded."""
+    maker = _SHAPES.get(spec.pipeline)
+    return maker(spec, store) if maker is not None else None
+
+
+def _pretrain_shape(spec: Any, store: Any) -> TrainShape:
+    from engines.model_size import ModelSize
+
+    m = spec.model
+    size = ModelSize(m.n_layer, m.n_head, m.n_embd, m.block_size, spec.tokenizer.vocab_size,
+                     n_kv_head=m.n_kv_head)  # fmt: skip
+    return TrainShape(
+        pipeline="pretrain", params=size.params, trainable=size.params,
+        sequences=spec.train.batch_size, seq_len=spec.train.seq_len or m.block_size,
+        n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=size.vocab_size,
+        seq_field="train.seq_len" if spec.train.seq_len else "model.block_size",
+    )  # fmt: skip
+
+
+def _folder_shape(
+    spec: Any, store: Any, ref: str, *, per_row: int, seq_len: int, seq_field: str,
+    lm_head: bool = True, notes: tuple[str, ...] = (), frozen: int = 0, reference: bool = False,
+) -> TrainShape:  # fmt: skip
+    """The shape of a stage that fine-tunes the model folder `ref` (with LoRA when its spec
+    has a lora section); `reference`: it keeps a frozen copy of the model unless LoRA is on
+    (then the reference is the base with the adapter disabled)."""
+    from engines.memory import lora_params
+    from engines.model_folders import safetensors_params
+    from pipelines.model_refs import resolve_model
+
+    folder = resolve_model(store, ref)
+    config = _text_config(folder)
+    params = safetensors_params(folder)
+    lora_spec = getattr(spec, "lora", None)
+    lora = None if lora_spec is None else bool(lora_spec.enabled)
+    suggested = lora_params(config, LORA_SUGGESTED[0], list(LORA_SUGGESTED[1]))
+    trainable = params
+    if lora:
+        trainable = lora_params(config, lora_spec.r, list(lora_spec.target_modules))
+        if trainable is None:
+            trainable = params // 100
+            notes = (*notes, "LoRA parameters taken as 1% (targets not Llama projections)")
+        params += trainable
+    if reference and not lora:
+        frozen += params
+    return TrainShape(
+        pipeline=spec.pipeline, params=params, trainable=trainable,
+        sequences=spec.train.batch_size * per_row, seq_len=seq_len,
+        n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
+        vocab_size=int(config.get("vocab_size", 1)) if lm_head else 0, frozen_params=frozen,
+        lora=lora, lora_suggested=suggested, seq_field=seq_field, sequences_per_row=per_row,
+        notes=notes,
+    )  # fmt: skip
+
+
+def _sft_shape(spec: Any, store: Any) -> TrainShape:
+    return _folder_shape(spec, store, spec.model.base, per_row=1, seq_len=spec.data.max_len,
+                         seq_field="data.max_len")  # fmt: skip
+
+
+def _reward_shape(spec: Any, store: Any) -> TrainShape:
+    note = f"each ranking taken as data.k = {spec.data.k} answers of data.max_len tokens"
+    return _folder_shape(spec, store, spec.model.base, per_row=spec.data.k,
+                         seq_len=spec.data.max_len, seq_field="data.max_len", lm_head=False,
+                         notes=(note,))  # fmt: skip
+
+
+def _dpo_shape(spec: Any, store: Any) -> TrainShape:
+    return _folder_shape(spec, store, spec.model.policy, per_row=2, seq_len=spec.data.max_len,
+                         seq_field="data.max_len", reference=True,
+                         notes=("a pair is 2 sequences (chosen, rejected)",))  # fmt: skip
+
+
+def _grpo_shape(spec: Any, store: Any) -> TrainShape:
+    g = spec.grpo
+    note = (f"sequences of ≤ {PROMPT_TOKENS} prompt tokens (assumed) + grpo.max_new_tokens; "
+            "rollout generation not counted")  # fmt: skip
+    return _folder_shape(spec, store, spec.model.policy, per_row=g.group_size,
+                         seq_len=PROMPT_TOKENS + g.max_new_tokens,
+                         seq_field="grpo.max_new_tokens (+ the prompt)",
+                         reference=g.kl_coef > 0, notes=(note,))  # fmt: skip
+
+
+def _ppo_shape(spec: Any, store: Any) -> TrainShape:
+    from engines.model_folders import safetensors_params
+    from pipelines.model_refs import resolve_model
+
+    p = spec.ppo
+    reward = safetensors_params(resolve_model(store, spec.model.reward))
+    note = (f"minibatches of ppo.minibatch sequences of ≤ {PROMPT_TOKENS} prompt tokens "
+            "(assumed) + ppo.max_new_tokens; the reference and reward model held frozen; "
+            "rollout generation not counted")  # fmt: skip
+    shape = _folder_shape(spec, store, spec.model.policy, per_row=1,
+                          seq_len=PROMPT_TOKENS + p.max_new_tokens,
+                          seq_field="ppo.max_new_tokens (+ the prompt)", reference=True,
+                          frozen=reward, notes=(note,))  # fmt: skip
+    return replace(shape, sequences=min(p.minibatch, spec.train.batch_size))
+
+
+def _text_config(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config.get("text_config") or config
+
+
+_SHAPES = {
+    "pretrain": _pretrain_shape,
+    "sft": _sft_shape,
+    "reward": _reward_shape,
+    "dpo": _dpo_shape,
+    "grpo": _grpo_shape,
+    "ppo": _ppo_shape,
+}
 
 
 def check_nonempty(path: Path, field: str) -> int:
