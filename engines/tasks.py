@@ -14,8 +14,10 @@ yes/no, a JSON object) and compares it with the reference. No torch here.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -153,6 +155,50 @@ CHECKS: dict[str, Callable[[str, str], bool]] = {
 }
 
 
+def similarity(a: str, b: str) -> float:
+    """How alike two texts are, 0..1 (difflib's ratio, case-insensitive; 1: the same text)."""
+    return difflib.SequenceMatcher(None, a.lower(), b.lower(), autojunk=False).ratio()
+
+
+def _number_credit(answer: str, completion: str) -> float:
+    """1 / (1 + orders of magnitude off): 1 when right, 0.5 when off by 9, 0 with no number."""
+    got = extract_number(completion)
+    if got is None:
+        return 0.0
+    try:
+        off = abs(float(got) - float(answer))
+    except ValueError:
+        return similarity(got, answer) / 2
+    return 1.0 / (1.0 + math.log10(1.0 + off))
+
+
+def _phrase_credit(answer: str, completion: str) -> float:
+    if _check_phrase(answer, completion):
+        return 1.0
+    tail = _after_marker(completion)
+    segment = tail if tail is not None else (completion.strip().splitlines() or [""])[-1]
+    return similarity(_normalise(segment), _normalise(answer))
+
+
+def _json_credit(answer: str, completion: str) -> float:
+    """The share of the reference's keys whose values the last JSON object has right."""
+    got, want = extract_json(completion), json.loads(answer)
+    if got is None or not want:
+        return 0.0
+    return sum(got.get(k) == v for k, v in want.items()) / len(want)
+
+
+# Partial credit, 0..1, for how close a completion's final answer is to the reference (1 when the
+# checker would accept it): what a labeller would weigh after "right or wrong".
+CREDITS: dict[str, Callable[[str, str], float]] = {
+    "number": _number_credit,
+    "yesno": lambda answer, c: float(extract_yes_no(c) == answer),
+    "word": lambda answer, c: similarity(extract_word(c) or "", answer),
+    "phrase": _phrase_credit,
+    "json": _json_credit,
+}
+
+
 # ---------------------------------------------------------------- the Task type
 
 
@@ -198,6 +244,14 @@ class Task:
     def check(self, example: Example, completion: str) -> bool:
         """True when the final answer in `completion` matches the example's answer."""
         return CHECKS[example.meta.get("kind", self.answer_kind)](example.answer, completion)
+
+    def credit(self, example: Example, completion: str) -> float:
+        """Partial credit, 0..1: how close the final answer is to the reference (1: right).
+
+        Numbers score by how many orders of magnitude they are off, words and phrases by their
+        similarity to the reference, JSON by the share of fields right, yes/no all or nothing.
+        """
+        return CREDITS[example.meta.get("kind", self.answer_kind)](example.answer, completion)
 
 
 def _check_split(split: str) -> None:

@@ -8,8 +8,11 @@ JSONL records, one a line (either shape):
 `ranking` may be left out when `completions` are already best first. The store gives ranked
 sets (`comparisons`, best first) and blind A/B votes (`votes`: a or b wins; ties and
 both-bad are skipped). The built-in generator samples K completions per prompt from a model on
-the built-in tasks and ranks them with the task's checker — correct first, then shorter — a
-stand-in for human labellers; the task's reference answer joins the samples as a correct one.
+the built-in tasks and ranks them as a labeller would: correct (the task's checker) first, then
+by partial credit — how close the final answer is to the reference (`Task.credit`: a number's
+orders of magnitude off, a word's similarity, JSON fields right) — and, among correct ones, by
+similarity to the reference answer; texts that tie are merged into one. A stand-in for human
+labellers; the task's reference answer joins the samples as a correct one.
 
 Every ranking is a strict order: equal texts, repeated indices or tie groups are errors.
 """
@@ -223,16 +226,34 @@ def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int) -> 
     out = []
     for e, ex in enumerate(examples):
         texts = [g.text.strip() for g in gens[e * data.k : (e + 1) * data.k]] + [ex.answer]
-        ranked = rank_by_checker(texts, lambda t, ex=ex: task.check(ex, t))
+        ranked = rank_by_checker(
+            texts, lambda t, ex=ex: task.check(ex, t), lambda t, ex=ex: quality(task, ex, t)
+        )
         if len(ranked) >= 2:
             out.append(Ranking(ex.prompt, ranked))
     return out
 
 
-def rank_by_checker(texts: list[str], is_correct) -> list[str]:
-    """Correct first, then shorter; one text per (correct, length) key, so the order is strict."""
+def quality(task, example, text: str) -> tuple[float, float]:
+    """(partial credit of the final answer, similarity to the reference when correct, else 0).
+
+    Among wrong answers only the answer's closeness counts: two wrong answers equally far off tie
+    (and are merged) rather than be ordered by how their wording happens to resemble the reference.
+    """
+    from engines.tasks import similarity
+
+    right = task.check(example, text)
+    return task.credit(example, text), similarity(text, example.answer) if right else 0.0
+
+
+def rank_by_checker(texts: list[str], is_correct, credit=None, places: int = 2) -> list[str]:
+    """Correct first, then higher `credit` (a number or a tuple of numbers, compared rounded to
+    `places` decimals); texts with the same key tie and the first stands for them all, so the
+    order is strict. Without `credit`, shorter counts as better."""
     keyed = {}
     for t in texts:
         if t:
-            keyed.setdefault((not is_correct(t), len(t)), t)
+            score = credit(t) if credit else -len(t)
+            score = score if isinstance(score, tuple) else (score,)
+            keyed.setdefault((not is_correct(t), *(-round(x, places) for x in score)), t)
     return [keyed[k] for k in sorted(keyed)]

@@ -1,0 +1,60 @@
+"""The generator's stand-in labeller: correct first, then partial credit, ties merged."""
+
+from __future__ import annotations
+
+from engines.tasks import Example, get_task, similarity
+from pipelines.comparisons import quality, rank_by_checker
+
+
+def rank(task_name: str, example: Example, texts: list[str]) -> list[str]:
+    task = get_task(task_name)
+    return rank_by_checker(
+        texts + [example.answer],
+        lambda t: task.check(example, t),
+        lambda t: quality(task, example, t),
+    )
+
+
+def test_arithmetic_wrong_answers_rank_by_how_far_off_not_by_length():
+    ex = Example("What is 723 * 688?", "497424", {"a": 723, "b": 688, "op": "*"})
+    ranked = rank("arithmetic", ex, ["13340", "301258", "548626", "497424", "no idea"])
+    # right first; then 548626 (off by 5e4), 301258 (2e5), 13340 (5e5), no number at all last
+    assert ranked == ["497424", "548626", "301258", "13340", "no idea"]
+
+
+def test_correct_answers_rank_by_likeness_to_the_reference():
+    ex = Example("What is 105 + 422?", "527", {"a": 105, "b": 422, "op": "+"})
+    assert rank("arithmetic", ex, ["The answer is 527.", "527!", "100"]) == [
+        "527", "527!", "The answer is 527.", "100"
+    ]  # fmt: skip
+
+
+def test_reverse_partial_credit_is_similarity_of_the_word():
+    ex = Example("Reverse the word 'blanket'.", "teknalb", {"word": "blanket"})
+    ranked = rank("reverse", ex, ["tob", "teksab", "teknal"])
+    assert ranked == ["teknalb", "teknal", "teksab", "tob"]
+
+
+def test_ties_are_merged_so_the_order_is_strict():
+    ex = Example("Is 'jungle' a palindrome? Answer yes or no.", "no", {"word": "jungle"})
+    # every wrong answer gets credit 0 (yes/no is all or nothing): one stands for them all
+    ranked = rank("palindrome", ex, ["yes", "robrah", "yes", ""])
+    assert ranked == ["no", "yes"]
+    assert len(set(ranked)) == len(ranked)
+
+
+def test_without_credit_shorter_counts_as_better():
+    texts = ["12", "the answer is 12", "13", "99", "999", "12", ""]
+    assert rank_by_checker(texts, lambda t: "12" in t) == ["12", "the answer is 12", "13", "999"]
+
+
+def test_credit_per_answer_kind():
+    arith, facts = get_task("arithmetic"), get_task("json_extract")
+    ex = Example("What is 2 + 2?", "4")
+    assert arith.credit(ex, "4") == 1.0
+    assert arith.credit(ex, "13") == 0.5  # off by 9: one order of magnitude
+    assert arith.credit(ex, "none") == 0.0
+    js = Example("p", '{"name": "Mara", "age": 30, "city": "Osmere"}')
+    assert facts.credit(js, '{"name": "Mara", "age": 31, "city": "Osmere"}') == 2 / 3
+    assert facts.credit(js, "nothing") == 0.0
+    assert similarity("ABC", "abc") == 1.0
