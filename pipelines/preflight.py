@@ -4,6 +4,16 @@ field and the fix, raised before anything is written — no run folder, no faile
 
 A stage module declares `preflight(spec, store)` built from these; `registry.preflight(job)`
 calls it and `runner.prepare_run` calls that first.
+
+Memory has one rule, used by the stages and by `workbench run --dry-run`:
+
+    shape = training_shape(spec, store)      # what the job trains (model folders read, not loaded)
+    result = fit(shape, device, world_size=4, parallel="fsdp")   # per rank, by part; .fits
+    check_fits(shape, device, ...)           # SpecError: the estimate and what to change
+
+A rank needs its weights, gradients and AdamW state (split over the ranks under FSDP), its
+activations and the process's runtime; the ranks that share a device's memory (all of them
+on one CPU host, one a GPU) must fit in what it has free.
 """
 
 from __future__ import annotations
@@ -95,6 +105,7 @@ class TrainShape:
     lora: bool | None = None  # None: the stage has no LoRA option
     lora_suggested: int | None = None  # trainable parameters LORA_SUGGESTED would give
     seq_field: str = "train.seq_len"  # the spec field that sets seq_len
+    grad_accum: int = 1  # train.grad_accum
     sequences_per_row: int = 1  # sequences per train.batch_size row (DPO 2, reward k, GRPO G)
     notes: tuple[str, ...] = ()  # assumptions behind the numbers
 
@@ -191,7 +202,13 @@ def refusal(shape: TrainShape, result: Fit) -> str:
         f"{shape.trainable:,} training: {parts}) but {device} has "
         f"{human_bytes(result.available or 0)} available"
     )
-    return f"{head} — change one of: " + "; or ".join(fixes(shape, result))
+    text = f"{head} — change one of: " + "; or ".join(fixes(shape, result))
+    if result.device != "cuda" and result.parallel == "fsdp" and result.world_size > 1:
+        text += (
+            ". (FSDP on one CPU host does not lower the total: its processes share the "
+            "host's memory; it pays off with one process a GPU or a machine)"
+        )
+    return text
 
 
 def fixes(shape: TrainShape, result: Fit) -> list[str]:
@@ -206,7 +223,9 @@ def fixes(shape: TrainShape, result: Fit) -> list[str]:
     b = shape.batch
     if b > 1:
         small = _halve_until(b, lambda x: _fits(_with_batch(shape, x), device, world, parallel))
-        accum = f" and train.grad_accum ×{b // small} (same tokens a step)" if small < b else ""
+        accum = ""
+        if small < b:
+            accum = f" and train.grad_accum = {shape.grad_accum * b // small} (same tokens a step)"
         out.append(f"train.batch_size = {small}{accum}: {need(_with_batch(shape, small))}")
     if shape.seq_len > 32:
         t = _halve_until(
@@ -235,12 +254,6 @@ def fixes(shape: TrainShape, result: Fit) -> list[str]:
 
 def _parallel_fixes(shape: TrainShape, result: Fit, need) -> list[str]:
     if result.device != "cuda":
-        if result.parallel == "fsdp" and result.world_size > 1:
-            note = (
-                "FSDP on one CPU host does not lower the total: its processes share the "
-                "host's memory (run one process per machine, or on GPUs)"
-            )
-            return [note]
         return []
     start = max(2, result.world_size * 2 if result.parallel == "fsdp" else 2)
     for n in (2, 4, 8, 16, 32, 64):
@@ -300,6 +313,7 @@ def _pretrain_shape(spec: Any, store: Any) -> TrainShape:
         sequences=spec.train.batch_size, seq_len=spec.train.seq_len or m.block_size,
         n_layer=m.n_layer, n_embd=m.n_embd, vocab_size=size.vocab_size,
         seq_field="train.seq_len" if spec.train.seq_len else "model.block_size",
+        grad_accum=spec.train.grad_accum,
     )  # fmt: skip
 
 
@@ -335,7 +349,7 @@ def _folder_shape(
         n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
         vocab_size=int(config.get("vocab_size", 1)) if lm_head else 0, frozen_params=frozen,
         lora=lora, lora_suggested=suggested, seq_field=seq_field, sequences_per_row=per_row,
-        notes=notes,
+        notes=notes, grad_accum=spec.train.grad_accum,
     )  # fmt: skip
 
 

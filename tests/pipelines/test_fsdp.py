@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -38,6 +39,7 @@ def torchrun(home: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProc
     )
 
 
+@pytest.mark.slow
 def test_fsdp_two_ranks_match_one_process_and_save_a_plain_checkpoint(tmp_path, home):
     p = workbench("run", str(spec(tmp_path, "b8.toml", B=8, steps=6, ckpt=3)), home=home)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -68,3 +70,65 @@ def test_fsdp_two_ranks_match_one_process_and_save_a_plain_checkpoint(tmp_path, 
 
     model = AutoModelForCausalLM.from_pretrained(two / "model", local_files_only=True)
     assert type(model).__name__ == "LlamaForCausalLM"
+
+
+RESUME_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {root!r})
+from engines import distributed as D
+from engines.trainer import Trainer, causal_lm_loss
+from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
+
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+info = D.init_distributed("cpu")
+
+def trainer(root):
+    cfg = tiny_config(max_steps=6, grad_accum=2, checkpoint_every=3, parallel="fsdp")
+    batches = ToyBatches(4, seed=0, rank=info.rank, world=info.world_size)
+    return Trainer(tiny_model(), cfg, train_batches=batches, loss_fn=causal_lm_loss,
+                   ckpt_root=root)
+
+a = trainer(out / "a")
+list(a.train())
+final_a = D.full_state_dict(a.model)
+if info.is_main:
+    shutil.copytree(out / "a" / "step-3", out / "b" / "step-3")
+D.barrier()
+b = trainer(out / "b")  # a fresh model: everything comes from the checkpoint
+list(b.train(resume=True))
+final_b = D.full_state_dict(b.model)
+if info.is_main:
+    torch.save({{"a": final_a, "b": final_b, "from": b.resumed["step"]}}, out / "result.pt")
+D.cleanup()
+"""
+
+
+def test_fsdp_resumes_from_its_checkpoint_exactly(tmp_path):
+    """Two FSDP ranks (2 micro-batches a step) train 6 steps; a fresh pair resumed from the
+    step-3 checkpoint ends on the same weights, and so does one plain process."""
+    from engines.trainer import Trainer, causal_lm_loss
+    from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
+
+    script = tmp_path / "resume.py"
+    script.write_text(RESUME_SCRIPT.format(root=str(ROOT)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 11) % 1000),
+        str(script), str(tmp_path / "out"),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    result = torch.load(tmp_path / "out" / "result.pt", weights_only=True)
+    assert result["from"] == 3
+    cfg = tiny_config(max_steps=6, grad_accum=2, parallel="fsdp")  # one process: not sharded
+    one = Trainer(tiny_model(), cfg, train_batches=ToyBatches(4, seed=0),
+                  loss_fn=causal_lm_loss, ckpt_root=tmp_path / "one")  # fmt: skip
+    list(one.train())
+    plain = one.model.state_dict()
+    for k, v in result["a"].items():
+        assert torch.allclose(v, result["b"][k], atol=1e-6), k
+        assert torch.allclose(v, plain[k], atol=1e-5), k

@@ -69,9 +69,24 @@ def run(
     detach: Annotated[bool, typer.Option(help="run in the background, detached (setsid)")] = False,
     json_: Annotated[bool, typer.Option("--json", help="print events as JSON lines")] = False,
     parent: Annotated[list[str] | None, typer.Option(help="a parent run id (lineage)")] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="print memory per rank, compute and wall time; start nothing"
+        ),
+    ] = False,
+    nproc: Annotated[
+        int | None,
+        typer.Option(help="--dry-run: processes the job will run as (default: torchrun's, 1)"),
+    ] = None,
+    mfu: Annotated[
+        float | None, typer.Option(help="--dry-run: the MFU to assume for the wall time")
+    ] = None,
 ) -> None:
     """Start a job: validate the spec, create the run, train / evaluate, record everything."""
     job = specs.load(spec, preset=preset, overrides=set_ or [])
+    if dry_run:
+        raise typer.Exit(_dry_run(job, json_, nproc, mfu))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise typer.Exit(run_distributed_job(job, json_, parent or []))
     store = refreshed_store()
@@ -80,6 +95,24 @@ def run(
         typer.echo(f"started {run_id} (pid {pid}); follow with: workbench runs logs {run_id} -f")
         return
     raise typer.Exit(execute_run(store, run_id, job, json_))
+
+
+def _dry_run(job, json_: bool, nproc: int | None, mfu: float | None) -> int:
+    """Print the estimate; a job that does not fit is refused (exit 2) after it."""
+    import json
+
+    from workbench.ops import estimate
+    from workbench.ops.errors import OpError
+
+    est = estimate.dry_run(refreshed_store(), job, nproc=nproc, mfu=mfu)
+    if json_:
+        typer.echo(json.dumps(estimate.as_json(est)))
+    else:
+        for line in estimate.report(est):
+            typer.echo(line)
+    if est.refusal:
+        raise OpError(est.refusal)
+    return 0
 
 
 @app.command("_exec", hidden=True)
