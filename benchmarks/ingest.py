@@ -5,11 +5,17 @@
     python benchmarks/ingest.py --tracemalloc    # also Python's own peak (slower runs)
 
 Each measurement is a fresh process that reports its own time and peak resident memory
-(ru_maxrss). Three ways to put the same metric rows into a DuckDB file:
+(ru_maxrss). Five ways to put the same metric rows into a DuckDB file:
 
-- `Store.ingest`: the workbench path (parse, check every field, chunked transactions);
+- `Store.ingest`: the workbench path (parse, check every field, chunked transactions; the
+  metrics lines of a chunk parsed and checked as Arrow columns, store/ingest_fast.py);
+- `ingest, lines`: the same with the column path off: every line parsed and checked on its
+  own, as before the column path existed;
 - `read_json`: DuckDB parsing the same file itself in one INSERT … SELECT (no checks);
-- `arrow insert`: the rows already in Python lists, copied as one Arrow table (no parsing).
+- `arrow insert`: the rows already in Python lists, copied as one Arrow table (no parsing);
+- `arrow chunks`: the rows already built as Arrow tables, one per ingest chunk, each in its
+  own store transaction (lock, open, insert, commit, close) as ingest does: the floor of the
+  store's one-transaction-per-4-MB policy, whatever the parsing costs.
 
 The figures that matter are ratios: ingest rows/s against each reference, and the growth of
 peak memory from a 250k-line tail to a 1M-line one (flat when ingest streams). Resident
@@ -48,6 +54,7 @@ def child(kind: str, home: str, n: int) -> None:
     start = time.perf_counter()
     if kind.startswith("ingest"):
         from store import Store
+        from store import ingest as ingest_mod
 
         store = Store(home)
         store.list_runs()  # the schema exists; what follows is ingest alone
@@ -55,12 +62,18 @@ def child(kind: str, home: str, n: int) -> None:
             import tracemalloc
 
             tracemalloc.start()
+        if kind == "ingest-lines":  # no line is picked for the column path
+            ingest_mod.metric_lines = lambda lines: []
         start = time.perf_counter()
         store.ingest()
     elif kind == "read_json":
         _read_json(Path(home))
     elif kind == "arrow":
         _arrow_insert(Path(home), n)
+    elif kind == "arrow-chunks":
+        tables = _chunk_tables(Path(home))
+        start = time.perf_counter()
+        _insert_chunks(Path(home), tables)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if kind == "ingest-traced":
@@ -100,13 +113,51 @@ def _arrow_insert(home: Path, n: int) -> None:
         conn.execute("CREATE TABLE m AS SELECT * FROM batch")
 
 
+def _chunk_tables(home: Path) -> list:
+    """The tail's metric rows as Arrow tables, one per chunk ingest would read (not timed)."""
+    import pyarrow as pa
+
+    from store.eventlog import read_lines
+
+    path, offset, tables = home / "runs" / RUN / "events.jsonl", 0, []
+    while True:
+        lines, end = read_lines(path, offset)
+        if end == offset:
+            return tables
+        rows = [json.loads(raw) for raw, _ in lines]
+        rows = [r for r in rows if r["kind"] == "metrics"]
+        tables.append(pa.table({
+            "run_id": pa.array([RUN] * len(rows)), "step": pa.array([r["step"] for r in rows]),
+            "name": pa.array(["loss"] * len(rows)),
+            "value": pa.array([r["values"]["loss"] for r in rows], pa.float64()),
+            "t": pa.array([int(r["t"] * 1e6) for r in rows], pa.timestamp("us")),
+            "seq": pa.array([r["seq"] for r in rows], pa.int64()),
+        }))  # fmt: skip
+        offset = end
+
+
+def _insert_chunks(home: Path, tables: list) -> None:
+    from store import Store
+
+    store = Store(home)
+    store.list_runs()
+    for table in tables:
+        with store.connect() as conn:
+            conn.register("_chunk", table)
+            conn.execute(
+                "INSERT INTO metrics (run_id, step, name, value, nonfinite, split, t, seq) "
+                "SELECT run_id, step, name, value, false, 'train', t, seq FROM _chunk"
+            )
+            conn.unregister("_chunk")
+
+
 def measure(kind: str, n: int) -> dict:
     """A fresh home with an n-line tail, then one child process doing `kind`."""
     with tempfile.TemporaryDirectory() as home:
         folder = Path(home) / "runs" / RUN
         folder.mkdir(parents=True)
         write_tail(folder / "events.jsonl", n)
-        if kind.startswith("ingest"):
+        if kind.startswith("ingest") or kind == "arrow-chunks":
             _create_run(home)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": home}
         out = subprocess.run(
@@ -133,21 +184,29 @@ def main() -> None:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     n, small = args.rows, max(args.rows // 4, 1)
-    results = {kind: measure(kind, n) for kind in ("ingest", "read_json", "arrow")}
+    kinds = ("ingest", "ingest-lines", "read_json", "arrow", "arrow-chunks")
+    results = {kind: measure(kind, n) for kind in kinds}
     quarter = measure("ingest", small)
     print(f"{'how':<14} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
     for kind, r in [*results.items(), ("ingest (1/4)", quarter)]:
         rows = small if kind == "ingest (1/4)" else n
         print(f"{kind:<14} {rows:>9} {r['seconds']:>8.2f} {rows / r['seconds']:>10.0f} "
               f"{r['peak_mb']:>8.0f}")  # fmt: skip
-    ingest = n / results["ingest"]["seconds"]
-    print(f"ingest rows/s vs read_json:    {ingest / (n / results['read_json']['seconds']):.3f}")
-    print(f"ingest rows/s vs arrow insert: {ingest / (n / results['arrow']['seconds']):.3f}")
+    rate = {kind: n / r["seconds"] for kind, r in results.items()}
+    ingest = rate["ingest"]
+    print(f"ingest rows/s vs ingest, lines: {ingest / rate['ingest-lines']:.3f}")
+    print(f"ingest rows/s vs read_json:     {ingest / rate['read_json']:.3f}")
+    print(f"ingest rows/s vs arrow insert:  {ingest / rate['arrow']:.3f}")
+    print(f"ingest rows/s vs arrow chunks:  {ingest / rate['arrow-chunks']:.3f}")
     growth = results["ingest"]["peak_mb"] / quarter["peak_mb"]
     print(f"ingest peak resident memory, {n} lines vs {small}: {growth:.2f}x (1.00 = flat)")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         figures = {"ingest_rows_s": ingest, "ingest_memory_growth": growth,
-                   "ingest_vs_read_json": ingest / (n / results["read_json"]["seconds"])}  # fmt: skip
+                   "ingest_vs_lines": ingest / rate["ingest-lines"],
+                   "ingest_vs_read_json": ingest / rate["read_json"],
+                   "ingest_vs_arrow_chunks": ingest / rate["arrow-chunks"],
+                   "arrow_chunks_rows_s": rate["arrow-chunks"]}  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=1))
     if args.tracemalloc:
         big, little = measure("ingest-traced", n), measure("ingest-traced", small)

@@ -8,6 +8,11 @@ chunk either fully stored or not at all. A chunk whose offset another process al
 is read again from the new offset. A line the store cannot hold becomes an `error` note
 naming the file and line; a chunk that fails as a whole is split in halves until the bad line
 is found, so one bad line never blocks the rest.
+
+The metrics lines of a chunk (most of any training log) are parsed and checked as columns
+(store/ingest_fast.py) and inserted as one Arrow table; the other lines one by one. A chunk
+whose metrics lines the columns cannot vouch for, or whose insert fails, is parsed line by
+line instead, so both paths store the same rows and the same error notes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from store.errors import StoreError
 from store.eventlog import read_lines
 from store.events import Artifact, Event, RunStarted, event_from_dict
 from store.ingest_discover import EVENTS_FILE, discover_runs
+from store.ingest_fast import MetricRows, metric_lines, parse_metrics
 from store.ingest_rows import EventRows, insert_rows, micros
 from store.ingest_runs import model_fields, run_changes
 
@@ -121,8 +127,10 @@ def _ingest_run(
             break
         try:
             with _gc_paused():  # a chunk is many small acyclic objects: collections only cost
-                parsed = _parse(cur, lines)
-                count += _commit(connect, runs_dir, cur, parsed, end, split)
+                stored = _commit_columns(connect, runs_dir, cur, lines, end)
+                if stored is None:  # a line the columns could not vouch for: line by line
+                    stored = _commit(connect, runs_dir, cur, _parse(cur, lines), end, split)
+                count += stored
         except Moved:
             with connect() as conn:
                 fresh = _cursor(conn, runs_dir, cur.run_id)
@@ -147,15 +155,56 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _commit_columns(
+    connect: Connect, runs_dir: Path, cur: Cursor, lines: list[tuple[bytes, int]], end: int
+) -> int | None:
+    """Store a chunk with its metrics lines as columns; None when it must go line by line
+    (nothing stored then)."""
+    if cur.shrank:
+        return None
+    picked = metric_lines(lines)
+    if len(picked) < 2:
+        return None
+    first = cur.line_no + 1
+    if len(picked) == len(lines):  # a tail of metrics alone: no second pass
+        raws, rest = [raw for raw, _ in lines], []
+    else:
+        chosen = set(picked)
+        raws = [lines[i][0] for i in picked]
+        rest = [(first + i, line) for i, line in enumerate(lines) if i not in chosen]
+    import numpy as np
+
+    rows = parse_metrics(raws, np.asarray(picked, dtype=np.int64) + first)
+    if rows is None:
+        return None
+    parsed = _parse_numbered(rest, cur.shrank, cur.last_seq)
+    last = cur.line_no + len(lines)
+    try:
+        with connect() as conn:
+            state = _store(conn, runs_dir, cur, parsed, end, metric_rows=rows, last_number=last)
+    except DATA_ERRORS:
+        return None
+    _advance(cur, state)
+    return rows.lines + sum(
+        1 for line in parsed if line.event is not None or line.error is not None
+    )
+
+
 def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:
-    out, number = [], cur.line_no
-    data = _decode_all(lines)
-    for i, (raw, start) in enumerate(lines):
-        number += 1
+    numbered = [(cur.line_no + 1 + i, line) for i, line in enumerate(lines)]
+    return _parse_numbered(numbered, cur.shrank, cur.last_seq)
+
+
+def _parse_numbered(
+    lines: list[tuple[int, tuple[bytes, int]]], shrank: bool, last_seq: int
+) -> list[Line]:
+    out = []
+    data = _decode_all([line for _, line in lines])
+    for i, (number, (raw, start)) in enumerate(lines):
         line = Line(number, start + len(raw))
         if raw.strip():
             _check_line(line, raw, data[i] if data is not None else _NOT_PARSED)
-            if cur.shrank and line.event is not None and (line.event.seq or 0) <= cur.last_seq:
+            if shrank and line.event is not None and (line.event.seq or 0) <= last_seq:
                 line.event = None  # already stored before the file was rewritten
         out.append(line)
     return out
@@ -167,6 +216,8 @@ _NOT_PARSED = object()
 def _decode_all(lines: list[tuple[bytes, int]]) -> list[Any] | None:
     """Every line parsed by one json.loads of a JSON array (fast); None if any line is bad
     or blank, and then each line is parsed on its own."""
+    if not lines:
+        return []
     try:
         data = json.loads(b"[" + b",".join(raw for raw, _ in lines) + b"]")
     except ValueError:
@@ -236,13 +287,16 @@ def _store(
     lines: list[Line],
     end: int,
     raw_errors: bool = False,
+    metric_rows: MetricRows | None = None,
+    last_number: int | None = None,
 ) -> dict[str, Any]:
+    """Store checked lines (and a chunk's metrics lines as columns) up to byte `end`."""
     status = _check_position(conn, cur)
     rows = EventRows(cur.run_id)
     if cur.shrank:
         rows.note("warning", f"{cur.path} shrank below the {cur.offset} bytes already read; "
                   "read it again")  # fmt: skip
-    attempt, last_seq, events = cur.attempt, cur.last_seq, []
+    attempt, last_seq, events, starts = cur.attempt, cur.last_seq, [], []
     for line in lines:
         if line.error is not None:
             text = line.error if raw_errors else f"{cur.path} line {line.number} {line.error}"
@@ -251,15 +305,25 @@ def _store(
         elif line.event is not None:
             if isinstance(line.event, RunStarted):
                 attempt += 1
+                starts.append(line.number)
             rows.add(line.event, max(attempt, 1))
             last_seq = max(last_seq, line.event.seq or 0)
             events.append(line.event)
     rows.insert(conn)
-    _update_run(conn, cur.run_id, run_changes(status, events))
-    _supersede(conn, cur.run_id, rows, cur.attempt, attempt)
+    seen = {row[8] for row in rows.rows["metrics"]}
+    if metric_rows is not None:
+        row_attempts = metric_rows.attempts(starts, cur.attempt)
+        metric_rows.insert(conn, cur.run_id, row_attempts)
+        seen |= {int(a) for a in set(row_attempts.tolist())}
+        last_seq = max(last_seq, metric_rows.max_seq)
+    has_seq = metric_rows is not None and metric_rows.lines > 0
+    _update_run(conn, cur.run_id, run_changes(status, events, seen_seq=has_seq))
+    _supersede(conn, cur.run_id, seen, cur.attempt, attempt)
     _register_models(conn, runs_dir, cur.run_id, events)
+    if last_number is None:
+        last_number = lines[-1].number if lines else cur.line_no
     state = {"byte_offset": end, "last_seq": last_seq, "attempt": attempt,
-             "line_no": lines[-1].number if lines else cur.line_no}  # fmt: skip
+             "line_no": last_number}  # fmt: skip
     _save_offset(conn, cur.run_id, state)
     return state
 
@@ -278,9 +342,9 @@ def _check_position(conn: duckdb.DuckDBPyConnection, cur: Cursor) -> str:
 
 
 def _supersede(
-    conn: duckdb.DuckDBPyConnection, run_id: str, rows: EventRows, before: int, after: int
+    conn: duckdb.DuckDBPyConnection, run_id: str, seen: set[int], before: int, after: int
 ) -> None:
-    seen = {row[8] for row in rows.rows["metrics"]}
+    """Mark what the attempts whose metric rows were just stored (`seen`) supersede."""
     for attempt in sorted(a for a in seen if a > 1):
         attempts.mark_superseded(conn, run_id, attempt)
     for attempt in range(max(before + 1, 2), after + 1):

@@ -11,8 +11,9 @@ from store.ingest_rows import ts
 MODEL_COLUMNS = ("params", "architecture", "tokenizer", "chat_template", "parent_model")
 
 
-def run_changes(status: str, events: list[Event]) -> dict[str, Any]:
-    """The `runs` columns that a run's new events change, applied in order."""
+def run_changes(status: str, events: list[Event], seen_seq: bool = False) -> dict[str, Any]:
+    """The `runs` columns that a run's new events change, applied in order. `seen_seq`: the
+    job also logged lines not in `events` (metrics stored as columns) with a seq."""
     changes: dict[str, Any] = {}
     finished = False
     for e in events:
@@ -25,7 +26,7 @@ def run_changes(status: str, events: list[Event]) -> dict[str, Any]:
             case Progress():
                 changes.update(progress_step=e.step, progress_total=e.total,
                                progress_phase=e.phase, progress_message=e.message)  # fmt: skip
-    seen_job = any(e.seq is not None for e in events)
+    seen_job = seen_seq or any(e.seq is not None for e in events)
     if status == "crashed" and seen_job and not finished and "status" not in changes:
         changes.update(status="running", reason=None)  # it was alive after all
     return changes
