@@ -231,7 +231,7 @@ def _pack(spec: Spec, root: Path, tok, should_stop) -> Generator[Event, None, li
     from engines.tokenizer import fast_encoder
     from engines.vocab import token_dtype_name
 
-    encode = fast_encoder(tok)
+    encode = fast_encoder(tok, arrays=True)  # numpy ids: packing writes them fastest
     dtype = token_dtype_name(len(tok))
     labels = _unique_labels(spec.data.sources)
     rows = []
