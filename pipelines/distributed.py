@@ -3,14 +3,25 @@
     torchrun --nproc_per_node 2 -m workbench.cli run --preset pretrain-tiny
 
 Rank 0 creates the run and broadcasts its id; the other ranks execute without an event log.
+
+A spec with a `[launch]` section (`nproc_per_node = 2`) is started detached by
+`workbench run --detach`, `runs resume` and the TUI's Launch as
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 \\
+        -m pipelines.distributed RUN_ID [--resume]
+
+(`torchrun_command`): the run already exists (prepared by the front end), every rank loads
+its recorded spec and rank 0 writes it, as above.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.runner import Outcome, execute, prepare_run
+from pipelines.runner import Outcome, execute, load_run_spec, prepare_run
 from pipelines.spec import JobSpec
 from store import Store
 
@@ -40,3 +51,59 @@ def run_distributed(
         )
     finally:
         cleanup()
+
+
+def wants_torchrun(job: JobSpec) -> bool:
+    """A spec whose `[launch]` asks for more than one process."""
+    launch = getattr(job, "launch", None)
+    return launch is not None and launch.processes > 1
+
+
+def torchrun_command(job: JobSpec, run_id: str, resume: bool = False) -> list[str]:
+    """The command that runs prepared run `run_id` under torchrun, as its `[launch]` says."""
+    launch = job.launch
+    cmd = [sys.executable, "-m", "torch.distributed.run"]
+    if launch.nnodes == 1 and not launch.rdzv_endpoint:
+        cmd.append("--standalone")  # a free port on this host, no rendezvous server to name
+    else:
+        cmd += ["--nnodes", str(launch.nnodes), "--rdzv-backend", "c10d"]
+        cmd += ["--rdzv-endpoint", launch.rdzv_endpoint, "--rdzv-id", run_id]
+    cmd += ["--nproc_per_node", str(launch.nproc_per_node)]
+    cmd += ["-m", "pipelines.distributed", run_id] + (["--resume"] if resume else [])
+    return cmd
+
+
+def run_prepared(run_id: str, resume: bool = False) -> Outcome:
+    """Every rank of a torchrun job started by `torchrun_command`: run the prepared run."""
+    from engines.distributed import cleanup, init_distributed
+
+    info = init_distributed()
+    store = Store()
+    job = load_run_spec(store, run_id)
+
+    def printer(event: dict[str, Any]) -> None:
+        print(json.dumps(event, default=str), flush=True)
+
+    try:
+        return execute(
+            store,
+            run_id,
+            job,
+            resume=resume,
+            rank=info.rank,
+            world_size=info.world_size,
+            on_event=printer if info.is_main else (lambda e: None),
+        )
+    finally:
+        cleanup()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0].startswith("-"):
+        print("usage: python -m pipelines.distributed RUN_ID [--resume]", file=sys.stderr)
+        return 2
+    return run_prepared(argv[0], resume="--resume" in argv[1:]).exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

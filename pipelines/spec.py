@@ -67,6 +67,30 @@ class TrainSection(Section):
     )
 
 
+class LaunchSection(Section):
+    """How `workbench run` (detached) and Launch start the job: `nproc_per_node` > 1 (or
+    `nnodes` > 1) starts it under torchrun, rank 0 recording the one run. Left out: one process."""
+
+    nproc_per_node: int = Field(1, ge=1, le=1024, description="processes on this node (torchrun)")
+    nnodes: int = Field(1, ge=1, le=4096, description="nodes (torchrun --nnodes)")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port every node meets at (torchrun --rdzv-endpoint); nnodes > 1"
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_for_nodes(self) -> LaunchSection:
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(
+                f'nnodes = {self.nnodes} needs launch.rdzv_endpoint = "HOST:PORT" (where the '
+                "nodes meet); start the same spec on every node"
+            )
+        return self
+
+    @property
+    def processes(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
 def redefault(section: type[BaseModel], name: str, default: Any, **extra: Any) -> Any:
     """`name`'s Field in `section` with another default (same range and description)."""
     info = section.model_fields[name]
@@ -88,6 +112,7 @@ class JobSpec(Section):
     name: str | None = None
     seed: int = 0
     description: str | None = None
+    launch: LaunchSection | None = None  # [launch]: start under torchrun (pipelines.distributed)
 
     @model_validator(mode="after")
     def _parallel_supported(self) -> JobSpec:

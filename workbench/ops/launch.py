@@ -5,15 +5,20 @@ preflight (data, device, memory — before any run exists) and a one-line summar
     check(store, spec)                       # OpError naming the field and the fix
     summary(spec)  # "1.05M params · 1.84M tokens (900 steps × 16 × 128) · ~3 min on cpu (rough)"
 
+A spec's `[launch]` section decides how a detached job starts (`exec_command`): one process
+(`python -m workbench _exec RUN_ID`) or, with `nproc_per_node` > 1, torchrun running
+`pipelines.distributed RUN_ID` on every rank (rank 0 records the one run).
+
 engines (model size, the memory probe) are imported inside the functions: the TUI opens
 without torch.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from workbench.ops.errors import user_errors
+from workbench.ops.errors import OpError, user_errors
 from workbench.ops.fmt import fmt_num
 
 DEFAULT_PIPELINE = "pretrain"
@@ -27,6 +32,30 @@ def default_preset(pipeline: str, presets: list[str]) -> str | None:
     """The preset Launch opens a pipeline on: its tiny one (it runs anywhere), else the first."""
     tiny = DEFAULT_PRESETS.get(pipeline) or next((p for p in presets if "tiny" in p), None)
     return tiny if tiny in presets else (presets[0] if presets else None)
+
+
+def exec_command(store: Any, run_id: str, resume: bool = False) -> list[str]:
+    """The command a detached run starts with: torchrun when its spec's `[launch]` asks for
+    several processes, else `workbench _exec RUN_ID` (one process)."""
+    from pipelines.distributed import torchrun_command, wants_torchrun
+    from pipelines.runner import load_run_spec
+
+    with user_errors():
+        job = load_run_spec(store, run_id)
+    if wants_torchrun(job):
+        return torchrun_command(job, run_id, resume=resume)
+    return [sys.executable, "-m", "workbench", "_exec", run_id] + (["--resume"] if resume else [])
+
+
+def check_foreground(spec: Any) -> None:
+    """A `[launch]` job for several processes runs detached (torchrun in its own session)."""
+    from pipelines.distributed import wants_torchrun
+
+    if wants_torchrun(spec):
+        raise OpError(
+            f"[launch] nproc_per_node = {spec.launch.nproc_per_node} starts the job under "
+            "torchrun, detached: add --detach (or run torchrun yourself; see docs/distributed.md)"
+        )
 
 
 def check(store: Any, spec: Any) -> None:

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from typing import Any
 
 from workbench.ops.errors import OpError, user_errors
@@ -28,16 +27,22 @@ RESUMABLE = ("queued", "failed", "cancelled", "diverged", "crashed")
 def start(store: Any, spec: Any, *, parents: list[str] | None = None, detach: bool) -> tuple:
     """Create the run for a validated spec; with detach, start it: (run_id, pid or None)."""
     from pipelines.runner import prepare_run
+    from workbench.ops.launch import check_foreground
 
+    if not detach:
+        check_foreground(spec)
     with user_errors():
         run_id = prepare_run(store, spec, parents=parents or [])
     return run_id, spawn(store, run_id) if detach else None
 
 
 def spawn(store: Any, run_id: str, resume: bool = False) -> int:
-    """Start `workbench _exec RUN_ID` in its own session, output to the run folder."""
+    """Start `workbench _exec RUN_ID` (or torchrun, as the spec's `[launch]` says) in its own
+    session, output to the run folder."""
+    from workbench.ops.launch import exec_command
+
     run_dir = store.runs_dir / run_id
-    cmd = [sys.executable, "-m", "workbench", "_exec", run_id] + (["--resume"] if resume else [])
+    cmd = exec_command(store, run_id, resume)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "WORKBENCH_HOME": str(store.home)}
     with open(run_dir / "stdout.log", "ab") as log:
         proc = subprocess.Popen(
