@@ -19,7 +19,8 @@ from pydantic import Field
 from pipelines.comparisons import ComparisonData, resolve_path
 from pipelines.model_refs import resolve_model
 from pipelines.rl_spec import EvalTasks, LoraSpec, Output, PolicyRef, RLTrain
-from pipelines.spec import JobSpec, Section
+from pipelines.spec import Section
+from pipelines.stage import StageSpec
 from store.events import Event, Metrics, Note, Table
 
 __all__ = ["Spec", "preflight", "run"]
@@ -29,7 +30,7 @@ class DPOSection(Section):
     beta: float = Field(0.1, gt=0, le=10, description="β: strength of the pull to the reference")
 
 
-class Spec(JobSpec):
+class Spec(StageSpec):
     pipeline: Literal["dpo"] = "dpo"
     model: PolicyRef
     data: ComparisonData
@@ -38,9 +39,6 @@ class Spec(JobSpec):
     lora: LoraSpec = LoraSpec()
     train: RLTrain = RLTrain()
     output: Output = Output()
-
-    def model_refs(self) -> list[str]:
-        return [self.model.policy]
 
     def check_files(self, base_dir: Path, where: str) -> None:
         resolve_path(self.data, base_dir, where)

@@ -17,7 +17,8 @@ from pydantic import Field, field_validator
 from pipelines.comparisons import _check_tasks
 from pipelines.model_refs import resolve_model
 from pipelines.rl_spec import EvalTasks, LoraSpec, Output, PolicyRef, RLTrain
-from pipelines.spec import JobSpec, Section
+from pipelines.spec import Section
+from pipelines.stage import StageSpec
 from store.events import Event, Metrics, Note
 
 __all__ = ["Spec", "preflight", "run"]
@@ -38,7 +39,7 @@ class GRPOSection(Section):
     clip: float = Field(0.2, gt=0, lt=1, description="PPO ratio clip")
 
 
-class Spec(JobSpec):
+class Spec(StageSpec):
     pipeline: Literal["grpo"] = "grpo"
     model: PolicyRef
     data: GRPOData
@@ -46,9 +47,6 @@ class Spec(JobSpec):
     lora: LoraSpec = LoraSpec()
     train: RLTrain = RLTrain()
     output: Output = Output()
-
-    def model_refs(self) -> list[str]:
-        return [self.model.policy]
 
 
 def preflight(spec: Spec, store=None) -> None:

@@ -23,15 +23,15 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.comparisons import _check_tasks
 from pipelines.model_refs import resolve_model
-from pipelines.rl_spec import EvalTasks, Output, RLTrain
-from pipelines.spec import JobSpec, Section, SpecError
+from pipelines.rl_spec import EvalTasks, Output, PolicyRef, RLTrain
+from pipelines.spec import Section, SpecError
+from pipelines.stage import StageSpec
 from store.events import Event, Note, Table
 
 __all__ = ["Spec", "preflight", "run"]
 
 
-class PPOModels(Section):
-    policy: str = Field(description="the SFT model to improve (also the frozen reference)")
+class PPOModels(PolicyRef):
     reward: str = Field(description="the reward model (pipeline `reward`) that scores answers")
 
 
@@ -61,7 +61,7 @@ class PPOTrain(RLTrain):
     lr: float = Field(1e-4, gt=0, le=1.0, description="peak learning rate")
 
 
-class Spec(JobSpec):
+class Spec(StageSpec):
     pipeline: Literal["ppo"] = "ppo"
     model: PPOModels
     data: PPOData
@@ -77,9 +77,6 @@ class Spec(JobSpec):
                 f"({self.train.batch_size}), the prompts per rollout"
             )
         return self
-
-    def model_refs(self) -> list[str]:
-        return [self.model.policy, self.model.reward]
 
 
 def preflight(spec: Spec, store=None) -> None:

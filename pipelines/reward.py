@@ -19,8 +19,9 @@ from pydantic import Field
 
 from pipelines.comparisons import ComparisonData, resolve_path
 from pipelines.model_refs import resolve_model
-from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
-from store.events import Event, Metrics, Note, Progress, Table
+from pipelines.spec import Section, SpecError, TrainSection, redefault
+from pipelines.stage import Output, StageSpec, drive, lineage, made_note
+from store.events import Event, Metrics, Note, Table
 
 __all__ = ["Spec", "preflight", "run"]
 
@@ -42,19 +43,12 @@ class RewardTrain(TrainSection):
     checkpoint_every: int = redefault(TrainSection, "checkpoint_every", 50)
 
 
-class Output(Section):
-    model_name: str | None = Field(None, description="registry name (default: the run id)")
-
-
-class Spec(JobSpec):
+class Spec(StageSpec):
     pipeline: Literal["reward"] = "reward"
     model: RewardModelRef
     data: ComparisonData
     train: RewardTrain = RewardTrain()
     output: Output = Output()
-
-    def model_refs(self) -> list[str]:
-        return [self.model.base]
 
     def check_files(self, base_dir: Path, where: str) -> None:
         resolve_path(self.data, base_dir, where)
@@ -172,17 +166,7 @@ def generated(spec: Spec, ctx, base: Path):
 
 def _progress(ctx, gen, phase: str):
     """Drive a (done, total) generator: a Progress event per step, stop between steps."""
-    from pipelines.runner import Cancelled
-
-    while True:
-        if ctx.should_stop():
-            gen.close()
-            raise Cancelled(f"stopped while {phase}")
-        try:
-            done, total = next(gen)
-        except StopIteration as end:
-            return end.value
-        yield Progress(step=done, total=total, phase=phase)
+    return drive(ctx, gen, phase, f"stopped while {phase}")
 
 
 def encode(tok, rankings: list, spec: Spec) -> list[list[list[int]]]:
@@ -241,13 +225,9 @@ def _save(spec: Spec, ctx, model, tok, base: Path, after) -> Iterator[Event]:
     from pipelines.train_events import publish_model
 
     model.generation_config = GenerationConfig()  # publish_model saves one; harmless here
-    meta = {"base": spec.model.base, "base_path": str(base), "tokenizer": str(base),
-            "parent_model": spec.model.base, "readout_token": REWARD}  # fmt: skip
+    meta = lineage(spec.model.base, base) | {"readout_token": REWARD}
     card = {"heldout_pair_accuracy": after["pair_accuracy"] if after else None,
             "readout_token": REWARD}  # fmt: skip
     yield from publish_model(ctx, model, tok, spec=spec, kind="reward", card=card, meta=meta)
-    name = spec.output.model_name or ctx.run_id
-    yield Note(
-        text=f"made reward model {name!r} in {ctx.run_dir / 'model'}. Try it: workbench reward "
-        f'score {name} --prompt "What is 2 + 2?" --completion "4"'
-    )
+    try_it = 'workbench reward score {name} --prompt "What is 2 + 2?" --completion "4"'
+    yield made_note(spec, ctx, "reward", try_it)

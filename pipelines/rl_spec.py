@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pipelines.comparisons import _check_tasks
 from pipelines.sft_spec import LoraSpec
 from pipelines.spec import Section, TrainSection, redefault
+from pipelines.stage import Output, lineage
 from store.events import Event, Metrics, Note, Sample
 
 __all__ = ["EvalTasks", "LoraSpec", "Output", "PolicyRef", "RLTrain"]
@@ -44,10 +45,6 @@ class RLTrain(TrainSection):
     )
     checkpoint_every: int = redefault(TrainSection, "checkpoint_every", 10)
     log_every: int = redefault(TrainSection, "log_every", 1)
-
-
-class Output(Section):
-    model_name: str | None = Field(None, description="registry name (default: the run id)")
 
 
 def load_policy(ref_path, lora: LoraSpec):
@@ -99,8 +96,7 @@ def save_policy(spec, ctx, model, tok, ref_path, card: dict, lora: bool) -> Iter
     from pipelines.train_events import publish_model
     from store.events import Artifact
 
-    meta = {"base": spec.model.policy, "base_path": str(ref_path), "tokenizer": str(ref_path),
-            "parent_model": spec.model.policy}  # fmt: skip
+    meta = lineage(spec.model.policy, ref_path)
     if lora:
         adapter = ctx.run_dir / "adapter"
         model.save_pretrained(adapter)

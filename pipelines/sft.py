@@ -17,6 +17,7 @@ from pathlib import Path
 from pipelines import preflight as check
 from pipelines.model_refs import resolve_model
 from pipelines.sft_spec import Spec
+from pipelines.stage import drive, lineage, made_note
 from pipelines.train_events import publish_model, train_config, trainer_events
 from store.events import Artifact, Event, Metrics, Note, Progress, Sample, Table
 
@@ -132,15 +133,11 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
 
 def _summary(spec: Spec, ctx, base, final) -> Note:
     """The job's last word: what was made, where, the figure that matters, what to try next."""
-    name = spec.output.model_name or ctx.run_id
     figure = "no held-out tasks"
     if final is not None:
         before = f"{base.accuracy:.0%} → " if base is not None else ""
         figure = f"held-out accuracy {before}{final.accuracy:.0%}"
-    return Note(
-        text=f"made assistant model {name!r} in {ctx.run_dir / 'model'}: {figure}. "
-        f"Try it: workbench chat {name}"
-    )
+    return made_note(spec, ctx, "assistant", "workbench chat {name}", figure)
 
 
 def _context(model) -> int:
@@ -249,20 +246,10 @@ def _accuracy(model, tok, spec: Spec, should_stop=lambda: False):
 
 def _accuracy_events(model, tok, spec: Spec, ctx, phase: str):
     """Held-out accuracy with a Progress event per batch; stops between batches when asked."""
-    from pipelines.runner import Cancelled
-
     gen = _accuracy_gen(model, tok, spec)
     if gen is None:
         return None
-    while True:
-        if ctx.should_stop():
-            gen.close()
-            raise Cancelled(f"stopped during the {phase}")
-        try:
-            done, total = next(gen)
-        except StopIteration as end:
-            return end.value
-        yield Progress(step=done, total=total, phase=phase)
+    return (yield from drive(ctx, gen, phase, f"stopped during the {phase}"))
 
 
 def _eval_values(result) -> dict[str, float]:
@@ -334,12 +321,7 @@ def _eval_rows(base, final) -> list[dict]:
 def _save(spec: Spec, ctx, model, tok, base_path, final) -> Iterator[Event]:
     from engines.lora import merged_model
 
-    meta = {
-        "base": spec.model.base,
-        "base_path": str(base_path),
-        "tokenizer": str(base_path),
-        "parent_model": spec.model.base,
-    }
+    meta = lineage(spec.model.base, base_path)
     if spec.lora.enabled:
         adapter = ctx.run_dir / "adapter"
         model.save_pretrained(adapter)

@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
+from pipelines.spec import Section, SpecError, TrainSection, redefault
+from pipelines.stage import Output, StageSpec
 
 
 def _check_tasks(names: list[str]) -> list[str]:
@@ -69,20 +70,13 @@ class SFTTrain(TrainSection):
     )
 
 
-class SFTOutput(Section):
-    model_name: str | None = Field(None, description="registry name (default: the run id)")
-
-
-class Spec(JobSpec):
+class Spec(StageSpec):
     pipeline: Literal["sft"] = "sft"
     model: BaseModelRef
     data: SFTData
     lora: LoraSpec = LoraSpec()
     train: SFTTrain = SFTTrain()
-    output: SFTOutput = SFTOutput()
-
-    def model_refs(self) -> list[str]:
-        return [self.model.base]
+    output: Output = Output()
 
     def check_files(self, base_dir: Path, where: str) -> None:
         if self.data.path:
