@@ -35,6 +35,10 @@ GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is be
     "decode.floor_ratio": (0.60, "min"), "decode.vs_generate": (1.0, "min"),
     "decode.batch8_speedup": (4.0, "min"), "train.workbench_vs_plain": (1.0, "min"),
     "train.workbench_mfu": (0.70, "min"), "ingest.ingest_rows_s": (500_000, "min"),
+    "packing.packing_mb_s": (10.0, "min"), "chart_query.chart_query_ms": (50.0, "max"),
+    "chart_query.chart_series_ms": (50.0, "max"),
+    # quantized answers lose at most one of the 12 questions fp32 is asked
+    "decode.int8_accuracy_delta": (-0.09, "min"), "decode.int4_accuracy_delta": (-0.09, "min"),
 }  # fmt: skip
 
 
@@ -45,11 +49,13 @@ def commands(home: Path, out: Path) -> dict[str, list[str]]:
         "train": [*py, "benchmarks/train_throughput.py", "--steps", "3", "--rounds", "2",
                   "--warmup", "1", "--threads", "2"],
         "ingest": [*py, "benchmarks/ingest.py", "--rows", "200000"],
+        "packing": [*py, "benchmarks/packing.py", "--mb", "8"],
+        "chart_query": [*py, "benchmarks/chart_query.py", "--rows", "1000000", "--trials", "5"],
     }  # fmt: skip
     model = home / "models" / DECODE_MODEL
     if model.is_dir():
         runs["decode"] = [*py, "benchmarks/decode_limits.py", "--model", str(model), "--quick",
-                          "--tokens", "16"]  # fmt: skip
+                          "--tokens", "16", "--accuracy-tokens", "16"]  # fmt: skip
     return {name: [*cmd, "--json", str(out / f"{name}.json")] for name, cmd in runs.items()}
 
 
@@ -97,7 +103,8 @@ def record(store: Store, figures: dict[str, float], load: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="*", help="names: train, ingest, decode")
+    ap.add_argument("--only", nargs="*",
+                    help="names: train, ingest, packing, chart_query, decode")  # fmt: skip
     ap.add_argument("--no-record", action="store_true", help="do not add a run to the store")
     args = ap.parse_args()
     home = default_home()

@@ -10,6 +10,9 @@ In one run, alternating the sides and keeping the best of --repeats (a shared ma
 - transformers: `model.generate(do_sample=False)`, same prompt and length;
 - batch 8: tokens/s of one 8-row greedy call over batch 1's;
 - int8 / int4: the same decode after engines.quantize, and the speed-up over fp32;
+- accuracy: 12 short questions (one-digit arithmetic, capitals), greedy, 24 tokens, checked by
+  engines.tasks' checkers, for fp32, int8 and int4: the share right, its change from fp32, and
+  the share of answers identical to fp32's (`--accuracy-tokens 0` leaves it out);
 - prefill: time to first token for a ~1k-token prompt.
 """
 
@@ -26,9 +29,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.decode import PROMPT, hf_generate
-from engines.generate import SamplingParams, generate
+from engines.generate import SamplingParams, chat_prompt, generate
 from engines.model_folders import load_causal_lm
 from engines.quantize import quantize_model, weight_bytes
+from engines.tasks import CHECKS
+
+QUESTIONS = [  # (question, answer, engines.tasks checker): what a 135M assistant can get right
+    ("What is 7 + 5?", "12", "number"), ("What is 9 - 4?", "5", "number"),
+    ("What is 6 * 3?", "18", "number"), ("What is 8 + 8?", "16", "number"),
+    ("What is 4 * 5?", "20", "number"), ("What is 15 - 7?", "8", "number"),
+    ("What is the capital of France?", "Paris", "phrase"),
+    ("What is the capital of Japan?", "Tokyo", "phrase"),
+    ("What is the capital of Italy?", "Rome", "phrase"),
+    ("What is the capital of Germany?", "Berlin", "phrase"),
+    ("What is the capital of Spain?", "Madrid", "phrase"),
+    ("What is the capital of Egypt?", "Cairo", "phrase"),
+]  # fmt: skip
 
 
 def best(fn, repeats: int, warm: bool = True) -> float:
@@ -87,6 +103,22 @@ def prefill_ttft(model, tok, repeats: int, target: int = 1000) -> tuple[float, i
     return best(lambda: generate(model, tok, [prompt], params), repeats), len(ids)
 
 
+def answers(model, tok, tokens: int) -> list[str]:
+    """Greedy answers to QUESTIONS, in one batch."""
+    prompts = [
+        chat_prompt(tok, [{"role": "user", "content": f"{q} Answer in one short sentence."}],
+                    fallback=True)
+        for q, _, _ in QUESTIONS
+    ]  # fmt: skip
+    params = SamplingParams(max_new_tokens=tokens, temperature=0)
+    return [g.text for g in generate(model, tok, prompts, params)]
+
+
+def accuracy(texts: list[str]) -> float:
+    right = [CHECKS[kind](answer, text) for (_, answer, kind), text in zip(QUESTIONS, texts)]
+    return sum(right) / len(QUESTIONS)
+
+
 def show(res: dict) -> None:
     for k, v in res.items():
         print(f"{k:22s} {v:10.3f}", flush=True)
@@ -98,6 +130,8 @@ def main() -> dict:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer repeats (make bench)")
+    ap.add_argument("--accuracy-tokens", type=int, default=24,
+                    help="tokens per answer of the accuracy check (0: no check)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     n, reps = args.tokens, (2 if args.quick else args.repeats)
@@ -116,6 +150,10 @@ def main() -> dict:
     res["vs_generate"] = res["hf_ms"] / res["ours_ms"]  # > 1: ours is faster
     res["batch8_speedup"] = 8 * res["ours_ms"] / res["batch8_ms_per_step"]
     show(res)
+    checking = args.accuracy_tokens > 0
+    if checking:
+        fp32 = answers(model, tok, args.accuracy_tokens)
+        res["fp32_accuracy"] = accuracy(fp32)
     for kind in ("int8", "int4"):
         qmodel, _ = load_causal_lm(args.model, device="cpu")
         quantize_model(qmodel, kind)
@@ -123,6 +161,11 @@ def main() -> dict:
         t = alternate({"q": pair, "fp32": ours_step(model, tok, n)}, n, reps, rounds=1)
         res[f"{kind}_ms"], res[f"{kind}_speedup"] = 1e3 * t["q"], t["fp32"] / t["q"]
         res[f"{kind}_weight_mb"] = weight_bytes(qmodel) / 1e6
+        if checking:
+            texts = answers(qmodel, tok, args.accuracy_tokens)
+            res[f"{kind}_accuracy"] = accuracy(texts)
+            res[f"{kind}_accuracy_delta"] = res[f"{kind}_accuracy"] - res["fp32_accuracy"]
+            res[f"{kind}_same_as_fp32"] = sum(a == b for a, b in zip(texts, fp32)) / len(fp32)
         del qmodel
     show(res)
     if args.json:
