@@ -20,6 +20,7 @@ index):
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +57,48 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        kwargs = {}
+        if os.environ.get(PG_TIMEOUT_ENV):
+            from datetime import timedelta
+
+            kwargs["timeout"] = timedelta(seconds=float(os.environ[PG_TIMEOUT_ENV]))
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", **kwargs)
+        _PEERS[:] = all_gather_object((rank, socket.gethostname(), os.getpid()))
     return DistInfo(rank, local_rank, world_size, dev, is_main=rank == 0)
+
+
+# How long a collective waits for a lost peer before it fails (default: torch's, 30 min on
+# gloo, 10 min on NCCL). A rank that dies usually breaks gloo's connections at once, and
+# torchrun then stops the others; the timeout is the bound when nothing else notices.
+PG_TIMEOUT_ENV = "WORKBENCH_PG_TIMEOUT_S"
+_PEERS: list[tuple[int, str, int]] = []  # (rank, host, pid) of every process, from init
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (or is a zombie its parent has not reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    except OSError:
+        return False
+
+
+def lost_ranks(wait_s: float = 3.0) -> list[int]:
+    """The ranks on this host whose process has exited, waiting up to `wait_s` for one to go
+    (a collective can fail a moment before its peer is gone). Ranks on other hosts are not
+    seen: [] then."""
+    import time
+
+    host, me = socket.gethostname(), os.getpid()
+    mine = [(r, pid) for r, h, pid in _PEERS if h == host and pid != me]
+    deadline = time.monotonic() + wait_s
+    while True:
+        lost = [r for r, pid in mine if _gone(pid)]
+        if lost or time.monotonic() >= deadline:
+            return lost
+        time.sleep(0.1)
 
 
 def is_distributed() -> bool:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from engines.errors import UserError
+from pipelines.registry import pipeline_module
 from pipelines.runner import Outcome, execute, load_run_spec, prepare_run
 from pipelines.spec import JobSpec
 from store import Store
@@ -48,9 +50,38 @@ def run_distributed(
             rank=info.rank,
             world_size=info.world_size,
             on_event=printer if info.is_main else (lambda e: None),
+            run_fn=naming_lost_ranks,
         )
     finally:
         cleanup()
+
+
+class RankLost(RuntimeError):
+    """Another process of the job died: this one's collective failed (or torchrun stopped it)."""
+
+
+def naming_lost_ranks(spec: JobSpec, ctx: Any) -> Iterator[Any]:
+    """The pipeline's run; when it fails because a peer process died (a broken gloo/NCCL
+    connection, a timed-out collective), the error says which rank was lost."""
+    from engines.distributed import lost_ranks
+
+    try:
+        yield from pipeline_module(spec.pipeline).run(spec, ctx)
+    except UserError:
+        raise
+    except Exception as e:
+        lost = lost_ranks()
+        if not lost:
+            raise
+        raise RankLost(_lost_message(lost, ctx.world_size, f"{type(e).__name__}: {e}")) from e
+
+
+def _lost_message(lost: list[int], world_size: int, cause: str) -> str:
+    ranks = ", ".join(map(str, lost))
+    return (
+        f"lost rank {ranks} of {world_size}: its process exited (killed, or crashed: its "
+        f"traceback is in the run's stdout.log), so this rank's collective failed: {cause[:300]}"
+    )
 
 
 def wants_torchrun(job: JobSpec) -> bool:
@@ -93,6 +124,7 @@ def run_prepared(run_id: str, resume: bool = False) -> Outcome:
             rank=info.rank,
             world_size=info.world_size,
             on_event=printer if info.is_main else (lambda e: None),
+            run_fn=naming_lost_ranks,
         )
     finally:
         cleanup()
