@@ -168,6 +168,7 @@ class Trainer:
             else nullcontext()
         )
         self.step, self.tokens_seen = 0, 0
+        self.rows: int | None = None  # rows of this process's micro-batch (once one is drawn)
         self.last_val: dict[str, float] = {}  # the latest validation means ({"loss": ...})
         self.resumed: dict | None = None  # what load_checkpoint returned, after a resume
 
@@ -222,6 +223,7 @@ class Trainer:
             batch = _to_device(self.train_batches.next_batch(), self.device)
             tokens = _first_tensor(batch)
             n_tokens += tokens.numel()
+            self.rows = tokens.shape[0]  # this process's rows of a micro-batch
             if self.flops_per_token is None:
                 self.flops_per_token = self._guess_flops(tokens.shape[-1])
             sync = (
@@ -352,7 +354,11 @@ class Trainer:
                 scheduler=self.scheduler,
                 data_state=self._data_state(trains),
                 counters={"step": self.step, "tokens": self.tokens_seen},
-                extra={"train_config": asdict(self.cfg), "world_size": D.world_size()},
+                extra={
+                    "train_config": asdict(self.cfg),
+                    "world_size": D.world_size(),
+                    "global_rows": self.rows * D.world_size() if self.rows else None,
+                },
                 keep=self.cfg.keep_checkpoints,
             )
             yield {"type": "checkpoint", "step": self.step, "path": str(path)}
@@ -382,19 +388,62 @@ class Trainer:
                 path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
             )
         data_state = state["data_state"]
-        saved_world = len(data_state.get("train_per_rank", [None]))
-        if saved_world != D.world_size():
-            raise UserError(
-                f"checkpoint {path} was written by {saved_world} processes; resume it with "
-                f"the same number of processes (this job has {D.world_size()})"
-            )
-        train_state = data_state.get("train_per_rank", [data_state.get("train")])[D.rank()]
+        per_rank = data_state.get("train_per_rank", [data_state.get("train")])
+        if len(per_rank) == D.world_size():
+            train_state = per_rank[D.rank()]
+        else:
+            train_state = self._global_position(path, state, per_rank)
         if train_state is not None:
             self.train_batches.load_state_dict(train_state)
         self.step = state["counters"]["step"]
         self.tokens_seen = state["counters"].get("tokens", 0)
         self.resumed = {**state, "path": str(path)}
         return True
+
+    def _global_position(self, path: Any, state: dict, per_rank: list) -> Any:
+        """The data position of a checkpoint written by another number of processes.
+
+        Honoured when it is one global position: every process of the saved job and of this
+        one holds the same loader state (each draws the same global batch and keeps its own
+        rows, as `MixtureBatches` does) and the global batch is unchanged (rows of a
+        micro-batch × processes, and grad_accum); the job then continues the same sample
+        order. Otherwise refused, naming why. Every rank calls it (a collective)."""
+        saved_world, world = len(per_rank), D.world_size()
+        fresh = D.all_gather_object(self._snapshot(self.train_batches))
+        extra = state.get("extra") or {}
+        old_ga = (extra.get("train_config") or {}).get("grad_accum", 1)
+        old_rows, why = extra.get("global_rows"), None
+        if not all(_same(s, per_rank[0]) for s in per_rank) or not all(
+            _same(s, fresh[0]) for s in fresh
+        ):
+            why = "its data loader keeps a position per process"
+        elif not old_rows:
+            why = "it does not record its global batch"
+        else:
+            rows = self._peek_rows()
+            if old_rows != rows * world or old_ga != self.cfg.grad_accum:
+                fix = ""
+                if old_rows % world == 0 and old_ga == self.cfg.grad_accum:
+                    fix = f" — set train.batch_size = {old_rows // world}, or"
+                why = (
+                    f"its global batch was {old_rows} sequences × grad_accum {old_ga}, this "
+                    f"job's is {world} × {rows} × grad_accum {self.cfg.grad_accum}, so the "
+                    f"same samples cannot follow{fix}"
+                )
+        if why is not None:
+            sep = "" if why.endswith("or") else ";"
+            raise UserError(
+                f"checkpoint {path} was written by {saved_world} processes and this job has "
+                f"{world}: {why}{sep} resume it with {saved_world} processes"
+            )
+        return per_rank[0]
+
+    def _peek_rows(self) -> int:
+        """Rows of this process's next micro-batch, the loader's position left as it was."""
+        position = self._snapshot(self.train_batches)
+        rows = _first_tensor(self.train_batches.next_batch()).shape[0]
+        self.train_batches.load_state_dict(position)
+        return rows
 
     @staticmethod
     def _snapshot(batches: Any) -> dict | None:
@@ -406,3 +455,18 @@ class Trainer:
             return model_flops_per_token(self.model, seq_len=seq_len)
         except (AttributeError, TypeError):
             return 0.0
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal nested states (dicts, lists, tensors, numpy arrays, plain values)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return isinstance(a, Tensor) and isinstance(b, Tensor) and torch.equal(a, b)
+    if hasattr(a, "shape") or hasattr(b, "shape"):  # numpy arrays
+        import numpy as np
+
+        return bool(np.array_equal(a, b))
+    return bool(a == b)

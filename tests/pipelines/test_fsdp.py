@@ -132,3 +132,85 @@ def test_fsdp_resumes_from_its_checkpoint_exactly(tmp_path):
     for k, v in result["a"].items():
         assert torch.allclose(v, result["b"][k], atol=1e-6), k
         assert torch.allclose(v, plain[k], atol=1e-5), k
+
+
+ACROSS_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {root!r})
+from engines import distributed as D
+from engines.trainer import Trainer, causal_lm_loss
+from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
+
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+info = D.init_distributed("cpu")
+
+def trainer(root):  # 2 processes × 2 rows of one global batch of 4
+    cfg = tiny_config(max_steps=6, checkpoint_every=3, parallel="fsdp")
+    batches = ToyBatches(4, seed=0, rank=info.rank, world=info.world_size)
+    return Trainer(tiny_model(), cfg, train_batches=batches, loss_fn=causal_lm_loss,
+                   ckpt_root=root)
+
+a = trainer(out / "two")  # written by 2: step-3 and step-6
+list(a.train())
+final = D.full_state_dict(a.model)
+b = trainer(out / "from-one")  # resumes the step-3 checkpoint one process wrote
+list(b.train(resume=True))
+from_one = D.full_state_dict(b.model)
+if info.is_main:
+    torch.save({{"two": final, "from_one": from_one, "from": b.resumed["step"]}},
+               out / "result.pt")
+D.cleanup()
+"""
+
+
+def test_checkpoints_resume_across_process_counts(tmp_path):
+    """One global data position: a checkpoint 2 FSDP processes wrote resumes in 1 process,
+    and one that 1 process wrote resumes in 2, each ending on the weights of the
+    uninterrupted run (the same samples, the same loss curve). A changed global batch is
+    refused, naming the batch size that would continue it."""
+    import shutil
+
+    from engines.errors import UserError
+    from engines.trainer import Trainer, causal_lm_loss
+    from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
+
+    out = tmp_path / "out"
+
+    def single(root, **kw):
+        cfg = tiny_config(max_steps=6, checkpoint_every=3, **kw)
+        return Trainer(tiny_model(), cfg, train_batches=ToyBatches(4, seed=0),
+                       loss_fn=causal_lm_loss, ckpt_root=root)  # fmt: skip
+
+    one = single(tmp_path / "one")
+    list(one.train())
+    shutil.copytree(tmp_path / "one" / "step-3", out / "from-one" / "step-3")
+    script = tmp_path / "across.py"
+    script.write_text(ACROSS_SCRIPT.format(root=str(ROOT)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 13) % 1000),
+        str(script), str(out),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    result = torch.load(out / "result.pt", weights_only=True)
+    assert result["from"] == 3
+    shutil.copytree(out / "two" / "step-3", tmp_path / "from-two" / "step-3")
+    resumed = single(tmp_path / "from-two")  # 1 process continues the 2-process checkpoint
+    list(resumed.train(resume=True))
+    assert resumed.resumed["step"] == 3
+    plain, back = one.model.state_dict(), resumed.model.state_dict()
+    for k, v in plain.items():
+        assert torch.allclose(result["two"][k], v, atol=1e-5), k
+        assert torch.allclose(result["from_one"][k], v, atol=1e-5), k
+        assert torch.allclose(back[k], v, atol=1e-5), k
+    shutil.copytree(out / "two" / "step-3", tmp_path / "wrong" / "step-3")
+    wrong = Trainer(tiny_model(), tiny_config(max_steps=6),
+                    train_batches=ToyBatches(2, seed=0), loss_fn=causal_lm_loss,
+                    ckpt_root=tmp_path / "wrong")  # fmt: skip
+    with pytest.raises(UserError, match=r"global batch .* set train.batch_size = 4"):
+        list(wrong.train(resume=True))
