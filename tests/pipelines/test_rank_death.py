@@ -1,5 +1,6 @@
 """Killing one process of a torchrun job: the others fail within the process-group timeout
-and the run ends `failed`, its reason naming the lost rank (not `running`, not `cancelled`)."""
+and the run ends `failed`, its reason naming the lost rank (not `running`, not `cancelled`);
+`runs resume --detach` then continues it under torchrun again, from its checkpoint."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import signal
 import time
 
 import psutil
+import pytest
 
 from tests.conftest import workbench
 from tests.pipelines.test_pretrain import spec
 from tests.workbench.test_launch_section import wait_for_end
 
 
-def test_killing_rank_1_fails_the_run_naming_it(tmp_path, home):
-    job = spec(tmp_path, B=4, steps=5000, ckpt=0)
+@pytest.mark.slow  # about 80 s on 2 cores: a failed run and its resumption
+def test_killing_rank_1_fails_the_run_naming_it_and_it_resumes(tmp_path, home):
+    job = spec(tmp_path, B=4, steps=200, ckpt=10)
     env = {"OMP_NUM_THREADS": "1", "WORKBENCH_PG_TIMEOUT_S": "30"}
     p = workbench(
         "run", str(job), "--detach", "--set", "launch.nproc_per_node=2",
@@ -27,9 +30,9 @@ def test_killing_rank_1_fails_the_run_naming_it(tmp_path, home):
     agent = psutil.Process(int(p.stdout.split("(pid ")[1].split(")")[0]))
     events = home / "runs" / run_id / "events.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # training has started: a train step was logged
+    while time.monotonic() < deadline:  # training has started and checkpointed
         lines = events.read_text().splitlines() if events.exists() else []
-        if any('"split": "train"' in x for x in lines):
+        if any('"type": "checkpoint"' in x for x in lines):
             break
         time.sleep(1)
     else:
@@ -46,3 +49,14 @@ def test_killing_rank_1_fails_the_run_naming_it(tmp_path, home):
     assert "lost rank 1 of 2" in finished["reason"], finished
     agent.wait(timeout=60)  # torchrun itself ends (it stops the surviving rank)
     assert not ranks[0].is_running()
+    p = workbench("runs", "resume", run_id, "--detach", home=home, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    deadline = time.monotonic() + 120
+    while events.read_text().count('"kind": "run_started"') < 2:  # the resumed job is up
+        assert time.monotonic() < deadline, "the resumed job did not start"
+        time.sleep(1)
+    run = wait_for_end(home, run_id, timeout=180)
+    records = [json.loads(x) for x in events.read_text().splitlines()]
+    assert run["status"] == "done", records[-1]
+    assert [e["world_size"] for e in records if e["kind"] == "run_started"] == [2, 2]
+    assert max(e.get("step", 0) for e in records if e["kind"] == "metrics") == 200
