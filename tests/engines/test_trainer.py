@@ -201,5 +201,5 @@ def test_data_state_fn_is_saved_and_world_size_must_match(tmp_path):
         tmp_path / "ckpt", 2, model=trainer.model, optimizer=trainer.optimizer,
         scheduler=trainer.scheduler, data_state=two, counters={"step": 2},
     )  # fmt: skip
-    with pytest.raises(UserError, match="2 processes"):
+    with pytest.raises(UserError, match="2 processes and this job has 1: .* global batch"):
         list(make(tmp_path, tiny_config(max_steps=3)).train(resume=True))
