@@ -220,8 +220,22 @@ FROM sides s LEFT JOIN final f USING (model)
 GROUP BY s.model, f.elo;
 """
 
+# v4: the retrieval index (workbench/ops/rag.py): one row per index, one per chunk with its
+# embedding. IF NOT EXISTS: stores from before v4 made these tables on first use.
+_V4_SQL = """
+CREATE TABLE IF NOT EXISTS rag_indexes (
+    name VARCHAR PRIMARY KEY, embed_model VARCHAR NOT NULL, dim INTEGER NOT NULL,
+    folder VARCHAR, n_documents INTEGER, n_chunks INTEGER, chunk_size INTEGER,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rag_chunks (
+    index_name VARCHAR NOT NULL, node_id VARCHAR NOT NULL, doc_id VARCHAR, source VARCHAR,
+    text VARCHAR NOT NULL, metadata JSON, embedding FLOAT[] NOT NULL
+);
+"""
+
 Migration = str | Callable[[duckdb.DuckDBPyConnection, Path], None]
-MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2, _V3_SQL]
+MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2, _V3_SQL, _V4_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

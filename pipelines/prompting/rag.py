@@ -22,7 +22,7 @@ from engines.errors import UserError
 from pipelines.prompting.adapter import Adapter, Params
 from pipelines.prompting.core import Options, Result, question_text
 from pipelines.prompting.tasksets import Item
-from pipelines.prompting.vectorstore import DuckDBArrayStore, LocalEmbedding, ensure_tables
+from pipelines.prompting.vectorstore import DuckDBArrayStore, LocalEmbedding
 
 EXTENSIONS = [".txt", ".md", ".rst"]
 CHUNK_SIZE = 200
@@ -66,7 +66,6 @@ def build_index(
     docs = read_folder(folder)
     vs = DuckDBArrayStore(connect, name, encoder.dim)
     with connect() as conn:
-        ensure_tables(conn)
         conn.execute("DELETE FROM rag_chunks WHERE index_name = ?", [name])
         conn.execute("DELETE FROM rag_indexes WHERE name = ?", [name])
     VectorStoreIndex.from_documents(
@@ -91,7 +90,6 @@ def build_index(
 def index_info(connect: Callable[[], Any], name: str) -> dict[str, Any]:
     """The record of index `name`; UserError naming the existing ones otherwise."""
     with connect() as conn:
-        ensure_tables(conn)
         cur = conn.execute("SELECT * FROM rag_indexes ORDER BY name")
         cols = [d[0] for d in cur.description]
         rows = [dict(zip(cols, r)) for r in cur.fetchall()]

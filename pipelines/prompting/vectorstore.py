@@ -8,7 +8,7 @@ Chunks live in `rag_chunks` (one row per node: index name, node id, document id,
 text, metadata, embedding as FLOAT[]) and indexes in `rag_indexes`; a query ranks by
 `array_cosine_similarity(embedding::FLOAT[dim], query::FLOAT[dim])`. No extension is installed
 or loaded. `connect` is a context manager factory yielding one DuckDB transaction (the store's
-`Store.connect`, which holds the cross-process lock); the tables are created on first use.
+`Store.connect`, which holds the cross-process lock); the store's migrations make the tables.
 """
 
 from __future__ import annotations
@@ -25,22 +25,6 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryResult,
 )
 from pydantic import PrivateAttr
-
-TABLES = """
-CREATE TABLE IF NOT EXISTS rag_indexes (
-    name VARCHAR PRIMARY KEY, embed_model VARCHAR NOT NULL, dim INTEGER NOT NULL,
-    folder VARCHAR, n_documents INTEGER, n_chunks INTEGER, chunk_size INTEGER,
-    created_at TIMESTAMP NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rag_chunks (
-    index_name VARCHAR NOT NULL, node_id VARCHAR NOT NULL, doc_id VARCHAR, source VARCHAR,
-    text VARCHAR NOT NULL, metadata JSON, embedding FLOAT[] NOT NULL
-);
-"""
-
-
-def ensure_tables(conn: Any) -> None:
-    conn.execute(TABLES)
 
 
 class DuckDBArrayStore(BasePydanticVectorStore):
@@ -73,7 +57,6 @@ class DuckDBArrayStore(BasePydanticVectorStore):
             "embedding": pa.array([n.get_embedding() for n in nodes], pa.list_(pa.float32())),
         })  # fmt: skip
         with self._connect() as conn:
-            ensure_tables(conn)
             conn.register("new_rag_chunks", table)
             conn.execute("INSERT INTO rag_chunks SELECT * FROM new_rag_chunks")
             conn.unregister("new_rag_chunks")
@@ -81,7 +64,6 @@ class DuckDBArrayStore(BasePydanticVectorStore):
 
     def delete(self, ref_doc_id: str, **kwargs: Any) -> None:
         with self._connect() as conn:
-            ensure_tables(conn)
             conn.execute(
                 "DELETE FROM rag_chunks WHERE index_name = ? AND doc_id = ?",
                 [self.index_name, ref_doc_id],
@@ -95,7 +77,6 @@ class DuckDBArrayStore(BasePydanticVectorStore):
             "FROM rag_chunks WHERE index_name = ? ORDER BY score DESC, node_id LIMIT ?"
         )
         with self._connect() as conn:
-            ensure_tables(conn)
             rows = conn.execute(
                 sql, [list(query.query_embedding), self.index_name, query.similarity_top_k]
             ).fetchall()

@@ -22,6 +22,8 @@ EXPECTED_TABLES = [
     "comparisons",
     "votes",
     "prompt_experiments",
+    "rag_indexes",
+    "rag_chunks",
     "schema_version",
 ]
 
