@@ -159,7 +159,7 @@ def generated(spec: Spec, ctx, base: Path):
     yield Note(
         text=f"generated {len(train)} + {len(held)} held-out rankings on {spec.data.tasks} "
         f"(mean {sum(sizes) / max(1, len(sizes)):.1f} distinct completions; checker-ranked: "
-        "correct first, then shorter — a stand-in for human labellers)"
+        "correct first, then partial credit — a stand-in for human labellers)"
     )
     return train, held
 
