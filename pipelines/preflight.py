@@ -278,9 +278,24 @@ def _halve_until(value: int, ok, floor: int = 1) -> int:
     return value
 
 
-def world_size_env() -> int:
-    """Processes of this job: torchrun's WORLD_SIZE, 1 without torchrun."""
-    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+def world_size_env(spec: Any = None) -> int:
+    """Processes of this job: torchrun's WORLD_SIZE; without torchrun, the `[launch]` section
+    of `spec` when given (nproc_per_node × nnodes), else 1."""
+    env = int(os.environ.get("WORLD_SIZE", "0") or 0)
+    if env > 0:
+        return env
+    launch = getattr(spec, "launch", None)
+    return max(1, launch.processes) if launch is not None else 1
+
+
+def ranks_per_host(spec: Any = None) -> int:
+    """Processes of this job on this host: torchrun's LOCAL_WORLD_SIZE; without torchrun, the
+    `[launch]` section's nproc_per_node when given, else the world size."""
+    env = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if env > 0:
+        return env
+    launch = getattr(spec, "launch", None)
+    return max(1, launch.nproc_per_node) if launch is not None else world_size_env(spec)
 
 
 def _ranks_sharing(device: str, world_size: int) -> int:

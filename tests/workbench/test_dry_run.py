@@ -78,6 +78,30 @@ def test_pretrain_json_figures_agree_and_fsdp_splits_the_state(home):
     assert fsdp["compare"]['train.parallel = "ddp"'] > fsdp["need"]
 
 
+def test_without_torchrun_or_nproc_the_dry_run_reads_the_launch_section(home):
+    params = ModelSize(4, 4, 128, 128, 2048).params
+    fsdp = ["--set", "train.parallel=fsdp"]
+    p = workbench(
+        "run", "--preset", "pretrain-tiny", "--set", "launch.nproc_per_node=2", *fsdp,
+        "--dry-run", home=home, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert '2 processes, train.parallel = "fsdp"' in p.stdout
+    assert "memory per rank (FSDP: split over 2)" in p.stdout
+    assert "(2 processes on this host)" in p.stdout
+    est = dry(home, "--preset", "pretrain-tiny", "--set", "launch.nproc_per_node=2", *fsdp)
+    assert (est["nproc"], est["ranks_here"], est["memory"]["shards"]) == (2, 2, 2)
+    assert est["memory"]["optimizer"] == 8 * params // 2
+    assert est["need"] == 2 * est["per_rank"]
+    # Two nodes of 2: a world of 4, 2 processes sharing this host's memory.
+    nodes = ["--set", "launch.nnodes=2", "--set", "launch.rdzv_endpoint=host:29500"]
+    est = dry(home, "--preset", "pretrain-tiny", "--set", "launch.nproc_per_node=2", *fsdp, *nodes)
+    assert (est["nproc"], est["ranks_here"], est["memory"]["shards"]) == (4, 2, 4)
+    # --nproc still wins over the section.
+    est = dry(home, "--preset", "pretrain-tiny", "--set", "launch.nproc_per_node=2", "--nproc", "3")
+    assert (est["nproc"], est["ranks_here"]) == (3, 3)
+
+
 def test_a_job_that_cannot_fit_is_refused_with_what_to_change(home):
     big = ["--set", "model.n_layer=48", "--set", "model.n_embd=8192", "--set", "model.n_head=64"]
     p = workbench("run", "--preset", "pretrain-tiny", *big, "--dry-run", home=home, timeout=300)

@@ -71,14 +71,17 @@ class Estimate:
 def dry_run(
     store: Any, job: Any, *, nproc: int | None = None, mfu: float | None = None
 ) -> Estimate:
-    """The estimate of `job` with `nproc` processes (default: torchrun's WORLD_SIZE, else 1).
+    """The estimate of `job` with `nproc` processes (default: torchrun's WORLD_SIZE, else the
+    spec's `[launch]` nproc_per_node × nnodes, else 1; each host runs nproc_per_node of them).
 
     OpError for what the stage's preflight refuses before any estimate (a missing model, no
     GPU for device = "cuda"); a job that does not fit comes back with `refusal` set."""
     from pipelines import preflight as check
 
     train = getattr(job, "train", None)
-    nproc = nproc or check.world_size_env()
+    here = nproc or check.ranks_per_host(job)  # processes on this host: share its memory
+    nproc = nproc or check.world_size_env(job)
+    here = min(here, nproc)
     if nproc < 1:
         raise OpError(f"--nproc {nproc}: give a number of processes of at least 1")
     if mfu is not None and not 0 < mfu <= 1:
@@ -91,13 +94,14 @@ def dry_run(
     if shape is None:
         est.trains = False
         return est
-    result = check.fit(shape, device, world_size=nproc, parallel=parallel)
-    _memory(est, shape, result)
+    with _processes(nproc, here):
+        result = check.fit(shape, device, world_size=nproc, parallel=parallel)
+        _memory(est, shape, result)
     _compute(est, shape, train, mfu, store)
     if not result.fits:
         est.refusal = check.refusal(shape, result)
         return est
-    with user_errors(), _processes(nproc):
+    with user_errors(), _processes(nproc, here):
         from pipelines.registry import preflight
 
         preflight(job, store)  # data, models, device: what the run itself checks first
@@ -192,11 +196,11 @@ def _compute(est: Estimate, shape: Any, train: Any, mfu: float | None, store: An
 
 
 @contextmanager
-def _processes(nproc: int):
+def _processes(nproc: int, here: int):
     """The stage's preflight reads the job's process count from torchrun's environment:
-    give it `nproc` while it runs here."""
+    give it `nproc` processes, `here` of them on this host, while it runs here."""
     saved = {k: os.environ.get(k) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE")}
-    os.environ["WORLD_SIZE"] = os.environ["LOCAL_WORLD_SIZE"] = str(nproc)
+    os.environ["WORLD_SIZE"], os.environ["LOCAL_WORLD_SIZE"] = str(nproc), str(here)
     try:
         yield
     finally:
