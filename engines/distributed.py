@@ -164,7 +164,11 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     calls it."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return get_model_state_dict(model, options=_full_options())
+    state = get_model_state_dict(model, options=_full_options())
+    # Gathered tensors can be views into one all-gather buffer, and safetensors will not save
+    # part of a shared storage: give each tensor its own, keeping tied names one tensor.
+    own: dict[int, torch.Tensor] = {}
+    return {k: own.setdefault(id(v), v.detach().clone()) for k, v in state.items()}
 
 
 def plain_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
