@@ -30,7 +30,7 @@ def preflight(spec: Spec, store=None) -> None:
     device = check.check_device(spec.train.device)
     check.check_fits(
         check.training_shape(spec, store), device,
-        world_size=check.world_size_env(), parallel=spec.train.parallel,
+        world_size=check.world_size_env(spec), parallel=spec.train.parallel,
     )  # fmt: skip
 
 

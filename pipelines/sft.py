@@ -48,7 +48,7 @@ def preflight(spec: Spec, store=None) -> None:
         device, params=params, trainable=params // 100 if spec.lora.enabled else None,
         batch=spec.train.batch_size, seq_len=spec.data.max_len,
         n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
-        vocab_size=int(config.get("vocab_size", 1)),
+        vocab_size=int(config.get("vocab_size", 1)), world_size=check.world_size_env(spec),
     )  # fmt: skip
 
 
