@@ -86,13 +86,16 @@ def per_token(pair, n: int, repeats: int) -> float:
 
 
 def alternate(pairs: dict, n: int, repeats: int, rounds: int = 2) -> dict[str, float]:
-    """Per-token seconds for each side, alternating sides `rounds` times, best kept."""
+    """Per-token seconds for each side, alternating sides `rounds` times, best kept. A round
+    whose n tokens took no longer than its 1 token (a busy machine stalled the short run) says
+    nothing and is left out; a side with no other round is NaN."""
     out: dict[str, float] = {}
     for _ in range(rounds):
         for name, pair in pairs.items():
             t = per_token(pair, n, repeats)
-            out[name] = min(out.get(name, t), t)
-    return out
+            if t > 0:
+                out[name] = min(out.get(name, t), t)
+    return {name: out.get(name, float("nan")) for name in pairs}
 
 
 def prefill_ttft(model, tok, repeats: int, target: int = 1000) -> tuple[float, int]:

@@ -11,11 +11,12 @@ text as a folder of files (a `folder` source), and the tokenizer a byte-level BP
 (vocab 8192, as the pretrain-small preset). Each measurement runs in a fresh process doing
 exactly what `pipelines.pretrain_data._pack` does for one source: `iter_documents` →
 `pack_source(fast_encoder(tok, arrays=True), val_fraction=0.05)`, and reports its wall time,
-its peak resident memory, and (with one worker, one thread) the time spent reading documents,
-encoding them and writing tokens. The reference, measured in the same run, is the encoder alone on the same
-documents already in memory (`encode_only`): packing/encode_only near 1.0 means reading and
-writing cost little beside tokenizing. Peak memory at `--mb` against `--mb / 4` should be
-about 1.0: packing streams.
+its peak resident memory, and (in a separate timed run) the time spent reading documents,
+encoding them and writing tokens. `packing_mb_s` is one process, one thread: as pretraining
+packs by default; `--workers` and `--threads` time the opt-in process pool and threads. The reference, measured in the same run, is the encoder alone
+on the same documents already in memory, one thread (`encode_only`): packing/encode_only near
+1.0 means reading and writing cost little beside tokenizing. Peak memory at `--mb` against
+`--mb / 4` should be about 1.0: packing streams.
 
 `--variants` times, in one process with alternating rounds, packing as it was before the
 speed-ups (tiktoken's `encode_ordinary_batch`, ids as lists, one thread) against each change
@@ -127,7 +128,7 @@ class _BatchEncoder:
         return self.encoding.encode_ordinary_batch(texts, num_threads=1)
 
 
-def _pack(packing, docs, encode, tok, threads: int | None, workers: int = 1) -> dict:
+def _pack(packing, docs, encode, tok, threads: int, workers: int = 1) -> dict:
     from engines.vocab import token_dtype_name
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +151,8 @@ def _variants(packing, corpus: str, tok, rounds: int) -> dict:
         "before: encode_ordinary_batch, lists, 1 thread": (_BatchEncoder(lists.encoding), 1),
         "+ one encode_ordinary per text": (lists, 1),
         "+ numpy ids (encode_to_numpy)": (arrays, 1),
-        f"+ {packing.default_threads()} encoding threads": (arrays, None),
+        "+ 2 encoding threads (opt-in: threads=2)": (arrays, 2),
+        "numpy ids, 1 thread, again (drift check)": (arrays, 1),
     }
     nbytes = sum(len(d.encode("utf-8")) for d in iter_documents("folder", path=corpus))
     best: dict[str, list[float]] = {name: [0.0, 0.0] for name in steps}
@@ -205,10 +207,13 @@ def child(kind: str, corpus: str, tokdir: str, workers: int) -> None:
         packed = _pack(packing, docs, enc.calls(encode), tok, threads=1)
         out |= {"seconds": time.perf_counter() - start,
                 "read_s": read.seconds, "encode_s": enc.seconds, "write_s": write.seconds}  # fmt: skip
-    else:  # as pretraining packs: `workers` processes, or threads in one
+    else:  # "pack": `workers` processes, as pretraining packs; "threads": `workers` threads
         docs = iter_documents("folder", path=corpus, stats=stats)
         start = time.perf_counter()
-        packed = _pack(packing, docs, encode, tok, threads=None, workers=workers)
+        if kind == "threads":
+            packed = _pack(packing, docs, encode, tok, threads=workers)
+        else:
+            packed = _pack(packing, docs, encode, tok, threads=1, workers=workers)
         out |= {"seconds": time.perf_counter() - start,
                 "tokens": packed["tokens_train"] + packed["tokens_val"]}  # fmt: skip
     out |= {"bytes": stats.bytes, "docs": stats.docs, "cpu_s": _cpu_seconds() - cpu,
@@ -230,8 +235,9 @@ def measure(kind: str, corpus: Path, tokdir: Path, workers: int = 1) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=32.0, help="corpus size in MB of text")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                    help="pool sizes to time (1: one process, its encoding threads)")  # fmt: skip
+    ap.add_argument("--workers", type=int, nargs="+", default=[2],
+                    help="process pool sizes to time beside one process")  # fmt: skip
+    ap.add_argument("--threads", type=int, default=2, help="threads to time in one process")
     ap.add_argument("--variants", type=int, default=0, metavar="ROUNDS",
                     help="also time each speed-up in turn, best of ROUNDS (on the corpus/4)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -250,7 +256,11 @@ def main() -> None:
         write_corpus(small, args.mb / 4)
         train_tokenizer(big, tokdir)
         ref = measure("encode_only", big, tokdir)
-        runs = {w: measure("pack", big, tokdir, w) for w in args.workers}
+        runs = {"pack, 1 process (default)": measure("pack", big, tokdir, 1)}
+        runs |= {f"pack, {w} processes": measure("pack", big, tokdir, w) for w in args.workers
+                 if w > 1}  # fmt: skip
+        if args.threads > 1:
+            runs[f"pack, {args.threads} threads"] = measure("threads", big, tokdir, args.threads)
         split = measure("split", big, tokdir)
         quarter = measure("pack", small, tokdir, 1)
         variants = (
@@ -270,25 +280,24 @@ def report(args, nbytes: int, load: float, ref, runs, split, quarter, variants) 
 
     print(f"corpus {nbytes / 1e6:.1f} MB in {split['docs']} documents, encoder "
           f"{ref['encoder']}, {os.cpu_count()} CPUs, load average {load:.1f} at start")  # fmt: skip
-    print(f"{'how':<26} {'seconds':>8} {'MB/s':>7} {'MB/cpu-s':>9} {'peak MB':>8}")
-    rows = {"encode only, 1 thread (ref)": ref, "pack, 1 thread (split)": split}
-    rows |= {f"pack, {w} process(es)" if w > 1 else "pack, 1 process, threads": r
-             for w, r in runs.items()}  # fmt: skip
+    print(f"{'how':<30} {'seconds':>8} {'MB/s':>7} {'MB/cpu-s':>9} {'peak MB':>8}")
+    rows = {"encode only, 1 thread (ref)": ref, **runs, "pack, 1 process, timed parts": split}
     for name, r in rows.items():
-        print(f"{name:<26} {r['seconds']:>8.2f} {mb_s(r):>7.2f} {mb_cpu_s(r):>9.2f} "
+        print(f"{name:<30} {r['seconds']:>8.2f} {mb_s(r):>7.2f} {mb_cpu_s(r):>9.2f} "
               f"{r['peak_mb']:>8.0f}")  # fmt: skip
     parts = {k: split[f"{k}_s"] for k in ("read", "encode", "write")}
     other = split["seconds"] - sum(parts.values())
     shares = ", ".join(f"{k} {v / split['seconds']:.0%}" for k, v in parts.items())
     print(f"1 thread: {shares}, other {other / split['seconds']:.0%} "
           f"(of {split['seconds']:.2f} s); encoder set-up {split['setup_s']:.2f} s")  # fmt: skip
-    one = runs.get(1, split)
+    one = runs["pack, 1 process (default)"]
     growth = one["peak_mb"] / quarter["peak_mb"]
     print(f"peak resident memory, {args.mb:g} MB vs {args.mb / 4:g} MB corpus: {growth:.2f}x "
           "(1.00 = flat)")  # fmt: skip
-    best = max(runs, key=lambda w: mb_s(runs[w]))
-    print(f"packing MB/s (best: {best} process(es)) / encode only, 1 thread: "
-          f"{mb_s(runs[best]) / mb_s(ref):.2f}")  # fmt: skip
+    print(f"packing MB/s (1 process) / encode only, 1 thread: {mb_s(one) / mb_s(ref):.2f}")
+    for name, r in runs.items():
+        if r is not one:
+            print(f"{name} / 1 process: {mb_s(r) / mb_s(one):.2f}")
     if variants:
         first = next(iter(variants.values()))
         print(f"{f'variant (corpus/4, best of {args.variants})':<48} {'MB/s':>6} {'ratio':>6} {'MB/cpu-s':>9} "
@@ -297,13 +306,17 @@ def report(args, nbytes: int, load: float, ref, runs, split, quarter, variants) 
             print(f"{name:<48} {v['mb_s']:>6.2f} {v['mb_s'] / first['mb_s']:>6.2f} "
                   f"{v['mb_cpu_s']:>9.2f} {v['mb_cpu_s'] / first['mb_cpu_s']:>6.2f}")  # fmt: skip
     figures = {
-        "packing_mb_s": mb_s(runs[best]), "packing_mb_cpu_s": mb_cpu_s(split),
-        "packing_vs_encode_only": mb_s(runs[best]) / mb_s(ref), "packing_memory_growth": growth,
+        "packing_mb_s": mb_s(one), "packing_mb_cpu_s": mb_cpu_s(one),
+        "packing_vs_encode_only": mb_s(one) / mb_s(ref), "packing_memory_growth": growth,
+        **{f"packing_{name.split(', ')[1].replace(' ', '_')}_vs_1": mb_s(r) / mb_s(one)
+           for name, r in runs.items() if r is not one},
         **{f"packing_{k}_share": v / split["seconds"] for k, v in parts.items()},
     }  # fmt: skip
     if variants:
-        last, first = list(variants.values())[-1], next(iter(variants.values()))
-        figures["packing_speedup_vs_before"] = last["mb_s"] / first["mb_s"]
+        first = next(iter(variants.values()))
+        figures["packing_speedup_vs_before"] = (
+            variants["+ numpy ids (encode_to_numpy)"]["mb_s"] / first["mb_s"]
+        )
     return figures
 
 

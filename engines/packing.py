@@ -3,9 +3,9 @@
 `pack_source` streams documents through an `encode_batch` callable (see
 engines.tokenizer.fast_encoder) in chunks and appends the ids, each document followed by the
 end-of-text id, to `<name>.train.bin` (and `<name>.val.bin` for a held-out share of the
-documents): memory stays flat however large the corpus is. With one worker process, a few
-threads encode chunks side by side while the main thread reads and writes (tiktoken and
-tokenizers release the GIL while they encode); the files are the same whatever the threads.
+documents): memory stays flat however large the corpus is. With one worker process,
+`threads` > 1 encodes that many chunks at once (tiktoken and tokenizers release the GIL while
+they encode); the files are the same whatever the workers and threads.
 
 `MixtureBatches` memory-maps one such file per source and draws rows by mixture weight with a
 seeded numpy Generator. Every rank draws the same global batch and keeps its own slice, so
@@ -63,36 +63,19 @@ def _encode_in_worker(chunk: list[str]) -> list[list[int]]:
     return _worker_encode(chunk)
 
 
-def default_threads() -> int:
-    """Threads that encode in one process: the CPUs it may run on, at most 4."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus))
-
-
 def _threaded(
     chunks: Iterator[list[str]], encode_batch: EncodeBatch, threads: int
 ) -> Iterator[tuple[list[str], list[list[int]]]]:
-    """(chunk, ids) pairs in order, `threads` chunks encoding at once (bounded read-ahead)."""
-    from collections import deque
+    """(chunk, ids) pairs in order: `threads` chunks are read, then encoded at once, one a
+    thread, while this thread waits. Reading meanwhile was slower (8 MB, 2 cores: 7.5 against
+    11.4 MB/s): a thread running Python holds the GIL that each encoder needs between two
+    documents, and hands it over only every switch interval."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads, thread_name_prefix="pack-encode") as pool:
-        window: deque = deque()
-        try:
-            for chunk in chunks:
-                window.append((chunk, pool.submit(encode_batch, chunk)))
-                if len(window) > threads:
-                    done, future = window.popleft()
-                    yield done, future.result()
-            while window:
-                done, future = window.popleft()
-                yield done, future.result()
-        finally:
-            for _, future in window:  # stopped early (an error, a cancel): drop the rest
-                future.cancel()
+        while group := list(itertools.islice(chunks, threads)):
+            futures = [pool.submit(encode_batch, chunk) for chunk in group]
+            yield from zip(group, [f.result() for f in futures], strict=True)
 
 
 def _encoded(
@@ -186,12 +169,12 @@ def pack_source(
     seed: int = 0,
     workers: int = 1,
     chunk_docs: int = CHUNK_DOCS,
-    threads: int | None = None,
+    threads: int = 1,
 ) -> dict:
     """Tokenize `docs` into `<out_path>.train.bin` (+ `.val.bin` when val_fraction > 0).
 
-    `workers` > 1 encodes in a process pool; with one worker, `threads` threads encode
-    (default `default_threads()`). Returns counts (docs, bytes, tokens_train, tokens_val,
+    `workers` > 1 encodes in a process pool; with one worker, `threads` threads encode. Both
+    default to 1: on 2 shared cores neither paid (docs/performance.md). Returns counts (docs, bytes, tokens_train, tokens_val,
     docs_train, docs_val), the dtype name and the paths (val_path None without a
     validation split).
     """
@@ -202,7 +185,6 @@ def pack_source(
     writer = _SplitWriter(out, val_fraction, eot_id, np.dtype(dtype), seed)
     complete = False
     try:
-        threads = default_threads() if threads is None else threads
         for chunk, ids in _encoded(_chunks(docs, chunk_docs), encode_batch, workers, threads):
             writer.write(chunk, ids)
         complete = True

@@ -127,7 +127,7 @@ def _ingest_run(
             break
         try:
             with _gc_paused():  # a chunk is many small acyclic objects: collections only cost
-                stored = _commit_columns(connect, runs_dir, cur, lines, end)
+                stored = _commit_columns(connect, runs_dir, cur, lines, end, split)
                 if stored is None:  # a line the columns could not vouch for: line by line
                     stored = _commit(connect, runs_dir, cur, _parse(cur, lines), end, split)
                 count += stored
@@ -156,10 +156,16 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _commit_columns(
-    connect: Connect, runs_dir: Path, cur: Cursor, lines: list[tuple[bytes, int]], end: int
+    connect: Connect,
+    runs_dir: Path,
+    cur: Cursor,
+    lines: list[tuple[bytes, int]],
+    end: int,
+    split: bool = True,
 ) -> int | None:
     """Store a chunk with its metrics lines as columns; None when it must go line by line
-    (nothing stored then)."""
+    (nothing stored then). Without `split` (inside a shared transaction, which an error
+    aborts) a data error is raised, as the per-line path raises it."""
     if cur.shrank:
         return None
     picked = metric_lines(lines)
@@ -183,6 +189,8 @@ def _commit_columns(
         with connect() as conn:
             state = _store(conn, runs_dir, cur, parsed, end, metric_rows=rows, last_number=last)
     except DATA_ERRORS:
+        if not split:
+            raise
         return None
     _advance(cur, state)
     return rows.lines + sum(

@@ -88,3 +88,23 @@ def test_metric_series_holds_the_curves_of_metrics(tmp_path):
     new = store.metric_series(run, after_seq=curves[2]["seq"][-3])
     assert [(c["name"], c["split"], c["step"]) for c in new] == [
         ("loss", "train", [98, 99]), ("loss", "val", [99]), ("lr", "train", [98, 99])]  # fmt: skip
+
+
+def test_packing_threads_write_the_same_files(tmp_path):
+    """The opt-in encoding threads (what the packing benchmark times) change nothing written."""
+    from engines.packing import pack_source
+
+    docs = [f"document {i} " + "é" * (i % 5) for i in range(700)]
+
+    def byte_ids(texts: list[str]) -> list[list[int]]:
+        return [[b + 7 for b in t.encode()] for t in texts]
+
+    one = pack_source(docs, byte_ids, 0, tmp_path / "one", val_fraction=0.1, chunk_docs=32)
+    three = pack_source(iter(docs), byte_ids, 0, tmp_path / "three", val_fraction=0.1,
+                        chunk_docs=32, threads=3)  # fmt: skip
+    for split in ("train", "val"):
+        path = f"{split}_path"
+        assert Path(three[path]).read_bytes() == Path(one[path]).read_bytes()
+    assert {k: v for k, v in three.items() if "path" not in k} == {
+        k: v for k, v in one.items() if "path" not in k
+    }
