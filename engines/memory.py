@@ -186,14 +186,21 @@ def available_bytes(device: str) -> int | None:
     return _host_available()
 
 
-def _host_available() -> int | None:
-    """MemAvailable from /proc/meminfo, else the free physical pages (os.sysconf)."""
+def _proc_kib(path: str, field: str) -> int | None:
+    """A `Field:  N kB` line of a /proc file, in bytes; None when absent or unreadable."""
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _host_available() -> int | None:
+    """MemAvailable from /proc/meminfo, else the free physical pages (os.sysconf)."""
+    if (found := _proc_kib("/proc/meminfo", "MemAvailable")) is not None:
+        return found
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
@@ -202,13 +209,7 @@ def _host_available() -> int | None:
 
 def process_rss() -> int | None:
     """This process's resident memory (VmRSS) in bytes, or None off Linux."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _proc_kib("/proc/self/status", "VmRSS")
 
 
 def gpu_present() -> bool:
