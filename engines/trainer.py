@@ -186,13 +186,13 @@ class Trainer:
         self.peak = cfg.peak_flops or best_peak_flops(self.device, cfg.peak_cache)
         self._reset_interval()
         while self.step < cfg.max_steps:
-            reason = self._train_step()
+            reason, stop = self._train_step(should_stop)
             if reason is not None:
                 yield {"type": "diverged", "step": self.step + 1, "reason": reason}
                 return
             self.step += 1
             yield {"type": "progress", "step": self.step, "total": cfg.max_steps}
-            last, stop = self.step == cfg.max_steps, should_stop()
+            last = self.step == cfg.max_steps
             if self.step % cfg.log_every == 0 or last or stop:
                 yield self._train_metrics()
             yield from self._periodic(last, stop)
@@ -215,8 +215,11 @@ class Trainer:
         if busy:
             self.throughput.restart()
 
-    def _train_step(self) -> str | None:
-        """One optimizer step over grad_accum micro-batches; a reason string if not finite."""
+    def _train_step(self, should_stop: Callable[[], bool]) -> tuple[str | None, bool]:
+        """One optimizer step over grad_accum micro-batches: (a reason string if not finite,
+        whether to stop after it). Both are agreed by every rank in the step's one sync, so a
+        signal that reached one process (`runs stop` signals rank 0) stops them all at the
+        same step, and none waits forever in a collective the others left."""
         accum, model = self.cfg.grad_accum, self.train_model
         step_loss, n_tokens = None, 0
         for micro in range(accum):
@@ -243,9 +246,13 @@ class Trainer:
         )  # a replicated DTensor under FSDP: the clip needs it so
         grad_norm = D.local_value(total_norm)
         finite = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
-        if not bool(D.all_reduce_min(finite.to(torch.float32)).item()):  # the one sync per step
+        go_on = torch.tensor(0.0 if should_stop() else 1.0, device=finite.device)
+        # the one sync per step: every rank finite, and no rank asked to stop
+        all_finite, no_stop = D.all_reduce_min(torch.stack([finite.float(), go_on])).tolist()
+        if not all_finite:
             self.optimizer.zero_grad(set_to_none=True)
-            return f"non-finite loss ({step_loss.item()}) or gradient norm ({grad_norm.item()})"
+            reason = f"non-finite loss ({step_loss.item()}) or gradient norm ({grad_norm.item()})"
+            return reason, False
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(self.params, self.cfg.grad_clip, total_norm)
         self.last_lr = self.optimizer.param_groups[0]["lr"]
@@ -256,7 +263,7 @@ class Trainer:
         self.grad_norm, self.steps_in_interval = grad_norm, self.steps_in_interval + 1
         self.throughput.add(n_tokens)
         self.tokens_seen += n_tokens * D.world_size()
-        return None
+        return None, not no_stop
 
     def _accumulate(self, extra: dict) -> None:
         for k, v in extra.items():

@@ -60,3 +60,43 @@ def test_killing_rank_1_fails_the_run_naming_it_and_it_resumes(tmp_path, home):
     assert run["status"] == "done", records[-1]
     assert [e["world_size"] for e in records if e["kind"] == "run_started"] == [2, 2]
     assert max(e.get("step", 0) for e in records if e["kind"] == "metrics") == 200
+
+
+@pytest.mark.slow  # about 40 s on 2 cores
+def test_runs_stop_on_a_sharded_torchrun_job_stops_every_rank_at_one_step(tmp_path, home):
+    """`runs stop` signals rank 0 only; the ranks agree on stopping in the step's sync, so all
+    of them leave the loop at the same step and write the checkpoint together (under FSDP the
+    checkpoint is a collective: a rank still training would leave the others waiting)."""
+    job = spec(tmp_path, B=4, steps=400, ckpt=10)
+    env = {"OMP_NUM_THREADS": "1", "WORKBENCH_PG_TIMEOUT_S": "60"}
+    p = workbench(
+        "run", str(job), "--detach", "--set", "launch.nproc_per_node=2",
+        "--set", "train.parallel=fsdp", "--set", "train.sample_every=0",
+        "--set", "train.eval_every=0", home=home, env=env,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    run_id = p.stdout.split()[1]
+    agent = psutil.Process(int(p.stdout.split("(pid ")[1].split(")")[0]))
+    events = home / "runs" / run_id / "events.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        lines = events.read_text().splitlines() if events.exists() else []
+        if any('"type": "checkpoint"' in x for x in lines):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("training did not start")
+    ranks = {int(c.environ()["RANK"]): c for c in agent.children()}
+    p = workbench("runs", "stop", run_id, home=home)
+    assert p.returncode == 0, p.stdout + p.stderr
+    run = wait_for_end(home, run_id, timeout=60)  # well inside the process-group timeout
+    records = [json.loads(x) for x in events.read_text().splitlines()]
+    assert run["status"] == "cancelled", records[-3:]
+    agent.wait(timeout=30)
+    assert agent.returncode == 0  # both ranks exited cleanly
+    assert not any(r.is_running() for r in ranks.values())
+    [finished] = [e for e in records if e["kind"] == "run_finished"]
+    step = int(finished["reason"].removeprefix("stopped at step "))
+    ckpts = [e for e in records if e["kind"] == "artifact" and e["type"] == "checkpoint"]
+    assert ckpts[-1]["step"] == step < 400
+    assert (home / "runs" / run_id / "checkpoints" / f"step-{step}" / "COMPLETE").exists()
