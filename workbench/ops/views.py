@@ -21,6 +21,7 @@ from workbench.ops.stores import reading
 DATA_PIPELINES = ("pretrain", "data-inspect")
 LOG_BYTES = 32 * 1024
 FIRST = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")
+CHART_POINTS = 2000  # per curve on opening Run detail: more than a chart's dots across
 
 
 def runs_view(store: Any) -> list[dict[str, Any]]:
@@ -34,7 +35,12 @@ def models_view(store: Any) -> list[dict[str, Any]]:
 
 
 def run_view(store: Any, run_id: str, after_seq: int = -1) -> dict[str, Any]:
-    """A run, its metric rows past `after_seq`, samples, artifacts, children and models."""
+    """A run, its metric rows past `after_seq`, samples, artifacts, children and models.
+
+    The first read (`after_seq` < 0) takes each curve cut to CHART_POINTS rows (every k-th
+    and the last; each row but a curve's first without its time), read as columns: a
+    100k-row run opens in tens of ms instead of the seconds a dict per row costs. Refreshes
+    after it read every new row."""
     with reading(store):
         run = store.get_run(run_id)
         if run is None:
@@ -52,9 +58,23 @@ def run_view(store: Any, run_id: str, after_seq: int = -1) -> dict[str, Any]:
 
 def new_metrics(store: Any, run_id: str, after_seq: int) -> list[dict[str, Any]]:
     """Metric rows logged after `after_seq` (the store filters them when it can)."""
+    if after_seq < 0 and hasattr(store, "metric_series"):
+        return series_rows(store.metric_series(run_id, points=CHART_POINTS))
     if "after_seq" in inspect.signature(store.metrics).parameters:
         return store.metrics(run_id, after_seq=after_seq)
     return [m for m in store.metrics(run_id) if (m.get("seq") or 0) > after_seq]
+
+
+def series_rows(curves: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`Store.metric_series` curves as metric rows (name, split, step, value, seq, t), the
+    time only on each curve's first row, in logging order."""
+    rows = [
+        {"name": c["name"], "split": c["split"], "step": step, "value": value, "seq": seq,
+         "t": c.get("t0") if i == 0 else None}
+        for c in curves
+        for i, (step, value, seq) in enumerate(zip(c["step"], c["value"], c["seq"], strict=True))
+    ]  # fmt: skip
+    return sorted(rows, key=lambda r: r["seq"])
 
 
 def data_view(store: Any, run_id: str | None) -> dict[str, Any]:
