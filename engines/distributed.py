@@ -128,11 +128,18 @@ def wrap_model(model: nn.Module, device: torch.device) -> nn.Module:
 def shard_model(model: nn.Module) -> nn.Module:
     """FSDP2 in place: `fully_shard` every transformer block (the module types a transformers
     model lists in `_no_split_modules`, else the members of its ModuleLists), then the root
-    (embedding, final norm, LM head). Only in a multi-process job."""
+    (embedding, final norm, LM head). Only in a multi-process job.
+
+    Each rank keeps its shard of its own copy, so rank 0's weights and buffers are broadcast
+    first (as DDP does): a stage whose initialisation is not seeded alike on every rank (a
+    LoRA adapter, a fresh head) still starts from one model."""
     from torch.distributed.fsdp import fully_shard
 
     if not is_distributed():
         return model
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
     for block in _blocks(model):
         fully_shard(block)
     fully_shard(model)
@@ -172,37 +179,61 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def plain_copy(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """An unsharded module of the sharded transformers `model`'s class and config, holding
-    `state` (built on the meta device, so no second random initialisation)."""
+    """An unsharded module like the sharded transformers `model` (its class and config; a peft
+    model's base class and adapters), holding `state` (built on the meta device, so no second
+    random initialisation)."""
     import copy
 
-    from torch.distributed.fsdp import FSDPModule
-
-    cls = next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
-    with torch.device("meta"):
-        plain = cls(copy.deepcopy(model.config))
+    plain = _unsharded_like(model)
     plain.load_state_dict(state, assign=True)
     _copy_buffers(model, plain)
     if hasattr(plain, "tie_weights"):
         plain.tie_weights()
-    if getattr(model, "generation_config", None) is not None:
-        plain.generation_config = copy.deepcopy(model.generation_config)
+    config = getattr(_base_of(model), "generation_config", None)
+    if config is not None:
+        _base_of(plain).generation_config = copy.deepcopy(config)
     return plain.train(model.training)
 
 
 def empty_copy(model: nn.Module) -> nn.Module:
     """An unsharded module like the sharded `model`, its tensors allocated on CPU but not
     set (to load a checkpoint into)."""
-    from torch.distributed.fsdp import FSDPModule
-
-    cls = next(c for c in type(model).__mro__[1:] if not issubclass(c, FSDPModule))
-    with torch.device("meta"):
-        plain = cls(model.config)
-    plain = plain.to_empty(device="cpu")
+    plain = _unsharded_like(model).to_empty(device="cpu")
     _copy_buffers(model, plain)
     if hasattr(plain, "tie_weights"):
         plain.tie_weights()
     return plain
+
+
+def _unsharded_like(model: nn.Module) -> nn.Module:
+    """A new module of `model`'s class (the one FSDP's wrapper class extends) and config on
+    the meta device. A peft model: its base model's, with the same adapters (frozen base,
+    trainable adapters, as `get_peft_model` makes them)."""
+    import copy
+
+    from torch.distributed.fsdp import FSDPModule
+
+    if _is_peft(model):
+        from peft import get_peft_model
+
+        base = _unsharded_like(model.get_base_model())
+        name = model.active_adapter
+        with torch.device("meta"):
+            return get_peft_model(base, copy.deepcopy(model.peft_config[name]), name)
+    cls = next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))
+    with torch.device("meta"):
+        return cls(copy.deepcopy(model.config))
+
+
+def _base_of(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (`model` itself without one)."""
+    return model.get_base_model() if _is_peft(model) else model
+
+
+def _is_peft(model: nn.Module) -> bool:
+    import sys
+
+    return "peft" in sys.modules and isinstance(model, sys.modules["peft"].PeftModel)
 
 
 def _copy_buffers(src: nn.Module, dst: nn.Module) -> None:

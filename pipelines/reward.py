@@ -79,7 +79,7 @@ def check_data(spec, store) -> None:
 def run(spec: Spec, ctx) -> Iterator[Event]:
     import torch
 
-    from engines.reward_model import RankingBatches, new_reward_model, ranking_loss
+    from engines.reward_model import new_reward_model, ranking_loss
     from engines.trainer import Trainer
     from pipelines.train_events import train_config, trainer_events
 
@@ -100,20 +100,31 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     trainer = Trainer(
         model,
         train_config(spec.train, spec.seed, ctx.store.cache_dir),
-        train_batches=RankingBatches(enc_train, spec.train.batch_size, pad=pad, seed=spec.seed),
-        val_batches=RankingBatches(enc_held or enc_train, spec.train.batch_size, pad=pad,
-                                   seed=spec.seed + 1),
+        train_batches=_batches(enc_train, spec, ctx, pad, spec.seed),
+        val_batches=_batches(enc_held or enc_train, spec, ctx, pad, spec.seed + 1),
         loss_fn=ranking_loss,
         ckpt_root=ctx.checkpoint_dir,
-    )  # fmt: skip
+    )
     outcome = yield from trainer_events(trainer, ctx)
     if outcome is not None:
         yield outcome
         return
-    after = heldout(trainer.model, enc_held)
+    model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
+    if not ctx.is_main:
+        return
+    after = heldout(model, enc_held)
     yield from _report(spec, before, after, len(enc_held))
-    if ctx.is_main:
-        yield from _save(spec, ctx, trainer.model, tok, base, after)
+    yield from _save(spec, ctx, model, tok, base, after)
+
+
+def _batches(encoded: list, spec: Spec, ctx, pad: int, seed: int):
+    """This process's `train.batch_size` rankings of each global batch (one seed on every
+    process: the global batch is drawn alike, each keeps its rows)."""
+    from engines.reward_model import RankingBatches
+    from pipelines.train_events import RankRows
+
+    rankings = RankingBatches(encoded, spec.train.batch_size * ctx.world_size, pad=pad, seed=seed)
+    return RankRows(rankings, ctx.rank, ctx.world_size)
 
 
 def rankings(spec: Spec, ctx, base: Path):

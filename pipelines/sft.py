@@ -123,12 +123,14 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if outcome is not None:
         yield outcome
         return
-    final = yield from _accuracy_events(trainer.model, tok, spec, ctx, "final eval")
+    model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
+    if not ctx.is_main:
+        return
+    final = yield from _accuracy_events(model, tok, spec, ctx, "final eval")
     yield from _eval_events(spec.train.max_steps, final, "fine-tuned model")
     yield Table(name="eval", rows=_eval_rows(base_eval, final))
-    if ctx.is_main:
-        yield from _save(spec, ctx, trainer.model, tok, base_path, final)
-        yield _summary(spec, ctx, base_eval, final)
+    yield from _save(spec, ctx, model, tok, base_path, final)
+    yield _summary(spec, ctx, base_eval, final)
 
 
 def _summary(spec: Spec, ctx, base, final) -> Note:

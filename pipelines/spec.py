@@ -32,6 +32,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+# The stages whose trainer shards with train.parallel = "fsdp". GRPO and PPO do not: their
+# batches are rollouts the policy samples between steps, each rank its own (its own random
+# stream and lengths), and a sharded model's forward is a collective every rank makes alike.
+FSDP_PIPELINES = ("pretrain", "sft", "reward")
+
+
 class TrainSection(Section):
     """The trainer core's settings, declared here once: defaults, ranges and descriptions.
 
@@ -63,7 +69,7 @@ class TrainSection(Section):
     parallel: Literal["ddp", "fsdp"] = Field(
         "ddp",
         description="several processes (torchrun): ddp copies the model to each, fsdp splits "
-        "its weights, gradients and AdamW state over them (pretrain)",
+        f"its weights, gradients and AdamW state over them ({', '.join(FSDP_PIPELINES)})",
     )
 
 
@@ -100,9 +106,6 @@ def redefault(section: type[BaseModel], name: str, default: Any, **extra: Any) -
 
 
 _CONSTRAINTS = ("gt", "ge", "lt", "le", "min_length", "max_length")
-
-
-FSDP_PIPELINES = ("pretrain",)  # the stages whose trainer shards with train.parallel = "fsdp"
 
 
 class JobSpec(Section):

@@ -1,5 +1,5 @@
-"""What every training stage shares: its spec's train section → TrainConfig, and the trainer
-core's records → store events."""
+"""What every training stage shares: its spec's train section → TrainConfig, each process's
+rows of one global batch (`RankRows`), and the trainer core's records → store events."""
 
 from __future__ import annotations
 
@@ -19,6 +19,33 @@ def train_config(train, seed: int, cache_dir: Path | None = None):
     values = {k: v for k, v in train.model_dump().items() if k in names}
     peak_cache = str(cache_dir / "peak_flops.json") if cache_dir is not None else None
     return TrainConfig(**values, seed=seed, peak_cache=peak_cache)
+
+
+class RankRows:
+    """This process's rows of one global batch. `batches` draws the whole global batch (the
+    same on every process: one seed), and each tensor of it is `blocks` blocks of rows (DPO's
+    chosen rows then its rejected rows: 2), of which this process keeps its 1/`world_size`
+    of each. The position is global, so a checkpoint resumes with another number of
+    processes (engines.trainer); with one process this is `batches` itself."""
+
+    def __init__(self, batches, rank: int, world_size: int, blocks: int = 1) -> None:
+        self.batches, self.rank, self.world, self.blocks = batches, rank, world_size, blocks
+
+    def next_batch(self) -> dict:
+        return {k: self._mine(v) for k, v in self.batches.next_batch().items()}
+
+    def _mine(self, t):
+        import torch
+
+        parts = t.chunk(self.blocks)  # each (world · rows, ...)
+        assert all(len(p) % self.world == 0 for p in parts), f"{t.shape} over {self.world}"
+        return torch.cat([p.chunk(self.world)[self.rank] for p in parts])
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
 
 
 def trainer_events(
