@@ -2,7 +2,10 @@
 
     est = dry_run(store, spec, nproc=2)   # memory per rank by part, compute, a wall time
     for line in report(est): print(line)
+    brief(est)                             # the same in two lines (the TUI's Launch form)
     est.refusal                            # None, or the refusal (the estimate and the fixes)
+    est.fixes                              # the refusal's fixes alone, each with its estimate
+    dry_run(store, spec, reuse_peak=True)  # a form re-estimated as it changes: one peak timing
     as_json(est)                           # the same figures as one JSON-ready dict
 
 Memory comes from the one rule the stages' preflight applies (`pipelines.preflight.fit`:
@@ -28,6 +31,7 @@ from workbench.ops.launch import human_duration
 # peak; small Llamas trained in fp32 on a 2-core CPU read 36-46% of the fp32 peak here.
 MFU_ASSUMED = {"cpu": 0.4, "cuda": 0.35}
 PEAK_SECONDS = 0.3  # the timed matmul that measures the peak (2048² fp32 on CPU)
+_MEASURED: dict[str, float] = {}  # the peak this process measured, per device type and threads
 
 
 @dataclass
@@ -66,13 +70,21 @@ class Estimate:
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     refusal: str | None = None
+    fixes: list[str] = field(default_factory=list)  # of a refusal: what to change, each's need
 
 
 def dry_run(
-    store: Any, job: Any, *, nproc: int | None = None, mfu: float | None = None
+    store: Any,
+    job: Any,
+    *,
+    nproc: int | None = None,
+    mfu: float | None = None,
+    reuse_peak: bool = False,
 ) -> Estimate:
     """The estimate of `job` with `nproc` processes (default: torchrun's WORLD_SIZE, else the
     spec's `[launch]` nproc_per_node × nnodes, else 1; each host runs nproc_per_node of them).
+    `reuse_peak`: take the matmul peak this process measured before, when it did (a front end
+    that re-estimates on every edit times the matmul once, not at each keystroke).
 
     OpError for what the stage's preflight refuses before any estimate (a missing model, no
     GPU for device = "cuda"); a job that does not fit comes back with `refusal` set."""
@@ -97,9 +109,10 @@ def dry_run(
     with _processes(nproc, here):
         result = check.fit(shape, device, world_size=nproc, parallel=parallel)
         _memory(est, shape, result)
-    _compute(est, shape, train, mfu, store)
+    _compute(est, shape, train, mfu, store, reuse_peak)
     if not result.fits:
         est.refusal = check.refusal(shape, result)
+        est.fixes = check.fixes(shape, result)
         return est
     with user_errors(), _processes(nproc, here):
         from pipelines.registry import preflight
@@ -148,11 +161,28 @@ def _best_seen(store: Any, device: Any) -> float:
         return 0.0
 
 
-def _compute(est: Estimate, shape: Any, train: Any, mfu: float | None, store: Any) -> None:
+def _peak_now(device: Any, dtype: Any, reuse: bool) -> tuple[float, bool]:
+    """The matmul peak of `device` timed now, or (`reuse`) the one this process timed before;
+    and whether it was reused."""
+    from engines.perf import _cache_key, matmul_flops
+
+    key = _cache_key(device)
+    if reuse and key in _MEASURED:
+        return _MEASURED[key], True
+    _MEASURED[key] = matmul_flops(device, dtype, PEAK_SECONDS)
+    if device.type == "cuda":  # a long-lived caller (the TUI) keeps no GPU memory for it
+        import torch
+
+        torch.cuda.empty_cache()
+    return _MEASURED[key], False
+
+
+def _compute(
+    est: Estimate, shape: Any, train: Any, mfu: float | None, store: Any, reuse_peak: bool
+) -> None:
     import torch
 
     from engines.memory import training_flops
-    from engines.perf import matmul_flops
 
     est.steps, est.batch = int(train.max_steps), shape.batch
     est.sequences_per_row = shape.sequences_per_row
@@ -165,7 +195,7 @@ def _compute(est: Estimate, shape: Any, train: Any, mfu: float | None, store: An
     )
     dtype = torch.bfloat16 if est.device == "cuda" else torch.float32
     device = torch.device("cuda", 0) if est.device == "cuda" else torch.device("cpu")
-    now = matmul_flops(device, dtype, PEAK_SECONDS)
+    now, reused = _peak_now(device, dtype, reuse_peak)
     seen = _best_seen(store, device)
     size = 8192 if est.device == "cuda" else 2048
     n = torch.get_num_threads()
@@ -173,7 +203,7 @@ def _compute(est: Estimate, shape: Any, train: Any, mfu: float | None, store: An
     est.peak_flops = max(now, seen)
     est.peak_how = (
         f"{size}² {str(dtype).removeprefix('torch.')} matmuls{threads}: {fmt_num(now)}FLOP/s "
-        f"measured now in {PEAK_SECONDS} s"
+        f"measured {'earlier by this process' if reused else 'now'} in {PEAK_SECONDS} s"
     )
     if seen > now:
         est.peak_how += (
@@ -255,13 +285,7 @@ def report(est: Estimate) -> list[str]:
     free = _b(est.available)
     lines.append(f"needs {_b(est.need)} of {est.device} memory{where}; free {free} — {verdict}")
     lines += [f"  with {label}: {_b(need)}" for label, need in est.compare.items()]
-    shape = f"{est.steps} steps × batch {est.batch}"
-    if est.sequences_per_row > 1:
-        shape += f" × {est.sequences_per_row} sequences"
-    if est.grad_accum > 1:
-        shape += f" × {est.grad_accum} accum"
-    if est.nproc > 1:
-        shape += f" × {est.nproc} processes"
+    shape = _shape(est, batch="batch ")
     gpus = f" × {est.devices} GPUs" if est.devices > 1 else ""
     time = _duration(est.seconds)
     lines += [
@@ -272,6 +296,43 @@ def report(est: Estimate) -> list[str]:
     ]
     lines += [f"note: {n}" for n in est.notes]
     return lines
+
+
+def _shape(est: Estimate, batch: str = "") -> str:
+    """steps × batch (× sequences a row × accumulation × processes): D over the context."""
+    shape = f"{est.steps} steps × {batch}{est.batch}"
+    if est.sequences_per_row > 1:
+        shape += f" × {est.sequences_per_row} sequences"
+    if est.grad_accum > 1:
+        shape += f" × {est.grad_accum} accum"
+    return shape + (f" × {est.nproc} processes" if est.nproc > 1 else "")
+
+
+def brief(est: Estimate) -> list[str]:
+    """The estimate in two lines, compute then memory per rank (none for a job that trains
+    nothing): what a form shows as it changes."""
+    if not est.trains:
+        return []
+    m = est.memory
+    gpus = f" × {est.devices} GPUs" if est.devices > 1 else ""
+    compute = (
+        f"{fmt_num(float(est.params))} params · {fmt_num(float(est.tokens))} tokens "
+        f"({_shape(est)} × {est.context}) · {est.flops:.2e} FLOPs ({est.flops_formula}) · "
+        f"~{_duration(est.seconds)} at MFU {est.mfu:.0%} of {fmt_num(est.peak_flops)}FLOP/s{gpus}"
+    )
+    split = f", FSDP split over {m['shards']}" if m["shards"] > 1 else ""
+    parts = (
+        f"weights {_b(m['weights'])}, gradients {_b(m['gradients'])}, AdamW "
+        f"{_b(m['optimizer'])}{split}, activations {_b(m['activations'] + m['logits'])}, "
+        f"runtime {_b(est.runtime)}"
+    )
+    here = f" × {est.ranks_here} processes here" if est.ranks_here > 1 else ""
+    verdict = "fits" if est.fits else "DOES NOT FIT"
+    memory = (
+        f"memory {_b(est.per_rank)} a rank ({parts}){here}: needs {_b(est.need)} of "
+        f"{_b(est.available)} free on {est.device} — {verdict}"
+    )
+    return [compute, memory]
 
 
 def as_json(est: Estimate) -> dict[str, Any]:

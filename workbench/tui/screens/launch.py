@@ -2,12 +2,16 @@
 
 The form is built from the pipeline's `Spec`; every edit is validated (after a short pause)
 with `ops.specs.from_form`, the same validation as `workbench run`, and the error text shows
-under the form. Launching calls `ops.runs.start` (as `workbench run --detach` does). The form
-is the state: this screen reads nothing from the store.
+under the form. A valid spec is estimated in a worker as `workbench run --dry-run` does
+(`ops.estimate.dry_run`: memory per rank, 6·N·D, a wall time; the matmul peak timed once) and
+the estimate shows under it; a job that cannot fit shows the fixes, and Launch refuses it.
+Launching calls `ops.runs.start` (as `workbench run --detach` does). The form is the state:
+this screen reads nothing from the store.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,22 +21,52 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Footer, Select, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from workbench.ops import OpError, launch, specs
+from workbench.ops import OpError, estimate, launch, specs
+from workbench.ops.estimate import Estimate
 from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.widgets.specform import FormError, SpecForm
 
 VALIDATE_AFTER_S = 0.3
+# One estimate at a time: dry_run sets the process's WORLD_SIZE while the preflight runs.
+ESTIMATING = threading.Lock()
 
 
 @dataclass
 class SpecChecked(Message):
-    """The pipeline's preflight ran on `spec`: `error` is None when it passed."""
+    """The pipeline's preflight and estimate ran on `spec`: `error` is None when the preflight
+    passed; `estimate` is None for a job that trains nothing (or when `error` is set)."""
 
     spec: Any
     summary: str
     error: str | None
+    estimate: Estimate | None = None
+
+
+class EstimatePanel(Static):
+    """The estimate of the spec in the form: compute, memory per rank, and the fixes of a job
+    that does not fit (in the error colour)."""
+
+    DEFAULT_CSS = """
+    EstimatePanel {
+        height: auto;
+        max-height: 45%;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    EstimatePanel.refused {
+        color: $error;
+    }
+    """
+
+    def show(self, est: Estimate | None) -> None:
+        """Show `est` (None: nothing)."""
+        lines = [] if est is None else estimate.brief(est)
+        if est is not None and est.refusal:
+            lines += ["change one of:", *(f"• {fix}" for fix in est.fixes)]
+        self.set_class(bool(est and est.refusal), "refused")
+        self.update("\n".join(lines))
 
 
 class LaunchScreen(WorkbenchScreen):
@@ -48,6 +82,7 @@ class LaunchScreen(WorkbenchScreen):
         self.spec: Any = None  # the last spec that validated
         self.pipeline: str | None = None
         self.launching = False  # a start is in flight: another press waits for it
+        self.refused: Any = None  # the last spec whose estimate does not fit
         self._timer = None
 
     def compose(self) -> ComposeResult:
@@ -66,6 +101,7 @@ class LaunchScreen(WorkbenchScreen):
             yield Button("Launch", variant="primary", id="launch", compact=True)
         yield Vertical(id="form-box")
         yield Static("", id="errors")
+        yield EstimatePanel("", id="estimate")
         yield Footer(compact=True)
 
     def first_pipeline(self) -> str | None:
@@ -137,6 +173,7 @@ class LaunchScreen(WorkbenchScreen):
             self.spec = None
             errors.set_class(False, "ok")
             errors.update(str(e))
+            self.query_one(EstimatePanel).show(None)
             return None
         errors.set_class(True, "ok")
         errors.update(f"✓ valid {self.pipeline} spec — checking data, device and memory…")
@@ -145,21 +182,39 @@ class LaunchScreen(WorkbenchScreen):
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
     def _check_worker(self, spec: Any) -> None:
-        """The pipeline's preflight and the summary, off the UI thread (it reads files)."""
-        try:
-            launch.check(self.app.store(), spec)
-        except OpError as e:
-            self.post_message(SpecChecked(spec, "", str(e)))
-            return
-        self.post_message(SpecChecked(spec, launch.summary(spec), None))
+        """The estimate and the pipeline's preflight, off the UI thread (it reads files and
+        times a matmul once), one at a time; a check the form has outdated is skipped."""
+        with ESTIMATING:
+            if get_current_worker().is_cancelled:
+                return
+            store = self.app.store()
+            try:
+                est = estimate.dry_run(store, spec, reuse_peak=True)
+                if not est.trains:
+                    launch.check(store, spec)  # dry_run runs the preflight of a training job
+            except OpError as e:
+                self.post_message(SpecChecked(spec, "", str(e)))
+                return
+        summary = launch.summary(spec) if not est.trains else ""
+        self.post_message(SpecChecked(spec, summary, None, est if est.trains else None))
 
     def on_spec_checked(self, message: SpecChecked) -> None:
         if message.spec is not self.spec or self.launching:
             return  # the form changed meanwhile, or a start says what happens now
-        errors = self.query_one("#errors", Static)
-        errors.set_class(message.error is None, "ok")
+        errors, est = self.query_one("#errors", Static), message.estimate
+        refusal = est.refusal if est is not None else None
+        self.refused = message.spec if refusal else None
+        self.query_one(EstimatePanel).show(est if message.error is None else None)
+        errors.set_class(message.error is None and not refusal, "ok")
         if message.error is not None:
             errors.update(message.error)
+        elif refusal:
+            errors.update(
+                f"✗ the {self.pipeline} job does not fit in memory: change one of the settings "
+                "below — ctrl+s refuses it until it fits"
+            )
+        elif est is not None:
+            errors.update(f"✓ valid {self.pipeline} spec — ctrl+s launches it")
         else:
             errors.update(f"✓ valid {self.pipeline} spec · {message.summary} — ctrl+s launches it")
 
@@ -176,6 +231,10 @@ class LaunchScreen(WorkbenchScreen):
         spec = self.validate()
         if spec is None:
             self.notify("fix the spec first (see the message under the form)", severity="error")
+            return
+        if spec == self.refused:
+            self.notify("this job does not fit in memory: see the fixes under the form",
+                        severity="error")  # fmt: skip
             return
         self.launching = True
         self.query_one("#errors", Static).update(f"starting {self.pipeline}…")
