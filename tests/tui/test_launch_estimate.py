@@ -1,11 +1,14 @@
 """Launch shows `workbench run --dry-run`'s estimate under the form and keeps it current as
 fields are typed: pretrain-tiny's figures on opening, a bigger batch and a `[launch]` of two
 processes raise them, an invalid field shows no estimate, and a batch that cannot fit shows
-the fixes in the error colour while Ctrl+S refuses to start it."""
+the fixes in the error colour while Ctrl+S refuses to start it. An estimate sets WORLD_SIZE in the
+TUI's environment while it runs, so a start waits for the one in flight."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 import time
 
 import pytest
@@ -114,3 +117,36 @@ async def test_a_batch_that_cannot_fit_shows_the_fixes_and_is_not_launched(home)
         await wait_for(pilot, lambda: "— fits" in panel(app), 60, "the estimate of batch 8")
         assert not estimate.has_class("refused") and "change one of" not in panel(app)
         assert "ctrl+s launches it" in screen_text(app)
+
+
+async def test_a_start_waits_for_the_estimate_in_flight(home, monkeypatch):
+    import pipelines.registry
+    from workbench.ops import runs
+
+    entered, release, inherited = threading.Event(), threading.Event(), []
+    real = pipelines.registry.preflight
+
+    def held_preflight(spec, store):  # dry_run's last step, inside its WORLD_SIZE
+        if spec.train.batch_size == 24:
+            entered.set()
+            release.wait(10)
+        return real(spec, store)
+
+    def start(store, spec, detach=True):
+        inherited.append(os.environ.get("WORLD_SIZE"))  # what the job's process would get
+        return "pretrain-x", 0
+
+    monkeypatch.setattr(pipelines.registry, "preflight", held_preflight)
+    monkeypatch.setattr(runs, "start", start)
+    app = WorkbenchApp(home=home)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_launch(pilot)
+        await retype(pilot, "train-batch_size", "24")
+        await wait_for(pilot, entered.is_set, 30, "the estimate of batch 24 in flight")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.5)
+        assert inherited == []  # the start waits while the estimate runs
+        release.set()
+        await wait_for(pilot, lambda: inherited, 30, "the start")
+        assert inherited == [None]
+        await wait_for(pilot, lambda: app.current_mode == "runs", 10, "back on Runs")

@@ -29,7 +29,8 @@ from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.widgets.specform import FormError, SpecForm
 
 VALIDATE_AFTER_S = 0.3
-# One estimate at a time: dry_run sets the process's WORLD_SIZE while the preflight runs.
+# dry_run sets this process's WORLD_SIZE while the preflight runs: one estimate at a time,
+# and no job starts (inheriting the environment) while one is in flight.
 ESTIMATING = threading.Lock()
 
 
@@ -160,8 +161,9 @@ class LaunchScreen(WorkbenchScreen):
             self._timer.stop()
         self._timer = self.set_timer(VALIDATE_AFTER_S, self.validate)
 
-    def validate(self) -> Any:
-        """Validate the form with the pipeline's Spec; show the result; return the spec or None."""
+    def validate(self, check: bool = True) -> Any:
+        """Validate the form with the pipeline's Spec; show the result; return the spec or None.
+        With `check` (and no start in flight), estimate and preflight it in a worker."""
         errors = self.query_one("#errors", Static)
         forms = self.query(SpecForm)
         if not forms:
@@ -176,8 +178,9 @@ class LaunchScreen(WorkbenchScreen):
             self.query_one(EstimatePanel).show(None)
             return None
         errors.set_class(True, "ok")
-        errors.update(f"✓ valid {self.pipeline} spec — checking data, device and memory…")
-        self._check_worker(self.spec)
+        if check and not self.launching:
+            errors.update(f"✓ valid {self.pipeline} spec — checking data, device and memory…")
+            self._check_worker(self.spec)
         return self.spec
 
     @work(thread=True, exclusive=True, group="preflight", exit_on_error=False)
@@ -228,7 +231,7 @@ class LaunchScreen(WorkbenchScreen):
         if self.launching:
             self.notify("a launch is already starting", severity="warning")
             return
-        spec = self.validate()
+        spec = self.validate(check=False)
         if spec is None:
             self.notify("fix the spec first (see the message under the form)", severity="error")
             return
@@ -236,9 +239,18 @@ class LaunchScreen(WorkbenchScreen):
             self.notify("this job does not fit in memory: see the fixes under the form",
                         severity="error")  # fmt: skip
             return
+        if self._timer is not None:
+            self._timer.stop()
         self.launching = True
         self.query_one("#errors", Static).update(f"starting {self.pipeline}…")
-        self.app.start_job(spec, node=self)
+        self._start_worker(spec)
+
+    @work(thread=True, group="start", exit_on_error=False)
+    def _start_worker(self, spec: Any) -> None:
+        """Start the job once no estimate is in flight (its WORLD_SIZE would reach the job)."""
+        with ESTIMATING:
+            pass
+        self.app.call_from_thread(self.app.start_job, spec, self)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         super().on_worker_state_changed(event)
