@@ -54,7 +54,7 @@ def preflight(spec: Spec, store=None) -> None:
 def run(spec: Spec, ctx) -> Iterator[Event]:
     import torch
 
-    from engines.dpo import PairBatches, dpo_loss_fn, encode_pairs
+    from engines.dpo import dpo_loss_fn, encode_pairs
     from engines.rollout import Reference, pad_id
     from engines.trainer import Trainer
     from pipelines.comparisons import pairs
@@ -79,8 +79,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         yield from accuracy_events(0, before[1], "SFT policy", before[0])
     trainer = Trainer(
         policy, train_config(spec.train, spec.seed, ctx.store.cache_dir),
-        train_batches=PairBatches(enc_train, spec.train.batch_size, pad=pad_id(tok),
-                                  seed=spec.seed),
+        train_batches=_batches(enc_train, spec, ctx, pad_id(tok)),
         loss_fn=dpo_loss_fn(reference, spec.dpo.beta), ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(spec, tok, reference, enc_held, held_pairs),
     )  # fmt: skip
@@ -89,12 +88,33 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if outcome is not None:
         yield outcome
         return
-    after = _measure(trainer.model, tok, reference, enc_held, spec)
+    model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
+    if not ctx.is_main:
+        return
+    after = _measure(model, tok, _reference_of(model, reference), enc_held, spec)
     yield from accuracy_events(spec.train.max_steps, after[1], "DPO policy", after[0])
     yield from _report(before, after)
-    if ctx.is_main:
-        card = {"heldout_reward_accuracy": (after[0] or {}).get("reward_accuracy")}
-        yield from save_policy(spec, ctx, trainer.model, tok, path, card, spec.lora.enabled)
+    card = {"heldout_reward_accuracy": (after[0] or {}).get("reward_accuracy")}
+    yield from save_policy(spec, ctx, model, tok, path, card, spec.lora.enabled)
+
+
+def _batches(encoded: list, spec: Spec, ctx, pad: int):
+    """This process's `train.batch_size` pairs of each global batch: its share of the chosen
+    rows and of the rejected rows (engines.dpo.collate_pairs puts all chosen rows first)."""
+    from engines.dpo import PairBatches
+    from pipelines.train_events import RankRows
+
+    pairs = PairBatches(encoded, spec.train.batch_size * ctx.world_size, pad=pad, seed=spec.seed)
+    return RankRows(pairs, ctx.rank, ctx.world_size, blocks=2)
+
+
+def _reference_of(model, reference):
+    """The reference for measuring `model` on rank 0 alone: a LoRA policy's own base (its
+    adapter switched off), so a gathered copy never calls the sharded policy; the frozen
+    copy of a fully fine-tuned one, which every rank holds whole."""
+    from engines.rollout import Reference
+
+    return Reference(model, lora=True) if reference.copy is None else reference
 
 
 def _measure(model, tok, reference, enc_held, spec: Spec):
@@ -112,7 +132,7 @@ def _sampler(spec: Spec, tok, reference, enc_held, held_pairs):
     def sample(model, step: int) -> list[dict]:
         if step >= spec.train.max_steps or not held_pairs:
             return []
-        pair, acc = _measure(model, tok, reference, enc_held, spec)
+        pair, acc = _measure(model, tok, _reference_of(model, reference), enc_held, spec)
         values = dict(pair or {}) | ({"accuracy": acc.accuracy} if acc else {})
         prompt, chosen, rejected = held_pairs[0]
         meta = {"rejected": rejected, "eval": "held-out pair"}

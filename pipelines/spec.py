@@ -35,7 +35,7 @@ class Section(BaseModel):
 # The stages whose trainer shards with train.parallel = "fsdp". GRPO and PPO do not: their
 # batches are rollouts the policy samples between steps, each rank its own (its own random
 # stream and lengths), and a sharded model's forward is a collective every rank makes alike.
-FSDP_PIPELINES = ("pretrain", "sft", "reward")
+FSDP_PIPELINES = ("pretrain", "sft", "reward", "dpo")
 
 
 class TrainSection(Section):

@@ -237,3 +237,66 @@ def test_fsdp_reward_checkpoints_resume_across_process_counts(home, reward_runs)
         assert_same_tensors(
             one / "model" / "model.safetensors", run / "model" / "model.safetensors"
         )
+
+
+DPO = """
+pipeline = "dpo"
+seed = 5
+[model]
+policy = "tiny-base"
+[data]
+path = "{path}"
+heldout_fraction = 0.25
+max_len = 48
+[eval]
+eval_tasks = ["arithmetic"]
+eval_n = 4
+eval_max_new_tokens = 4
+[dpo]
+beta = 0.5
+{extra}
+[train]
+batch_size = 4
+max_steps = 6
+lr = 5e-3
+warmup_steps = 1
+sample_every = 3
+checkpoint_every = 3
+log_every = 1
+device = "cpu"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_fsdp_dpo_matches_one_process(home, tmp_path, lora):
+    """DPO's policy sharded; its reference whole on every rank (a frozen copy) or, with
+    LoRA, the sharded policy with its adapter off, which every rank runs alike. Rank 0
+    measured the gathered policy at step 3 and at the end against the same reference."""
+    extra = "[lora]\nenabled = true\nr = 2\nalpha = 4\ndropout = 0.0" if lora else ""
+    path = pairs_file(tmp_path / "pairs.jsonl", n=60)
+    spec = write_spec(tmp_path / "dpo.toml", DPO, path=path, extra=extra)
+    one, two = one_and_two(home, spec, f"dpo-{lora}")
+    assert_same_tensors(one / "model" / "model.safetensors", two / "model" / "model.safetensors")
+    if lora:
+        adapter = Path("adapter") / "adapter_model.safetensors"
+        assert_same_tensors(one / adapter, two / adapter)
+    assert_two_ranks(two)
+    store = Store(home)
+    assert set(eval_by_step(store, two.name, "reward_accuracy")) == {0, 3, 6}
+    assert set(eval_by_step(store, two.name, "accuracy")) == {0, 3, 6}
+
+
+@pytest.mark.parametrize("pipeline", ["grpo", "ppo"])
+def test_the_stages_that_do_not_shard_refuse_fsdp_naming_those_that_do(pipeline):
+    from pipelines.registry import spec_class
+    from pipelines.spec import FSDP_PIPELINES
+
+    assert {"pretrain", "sft", "reward", "dpo"} <= set(FSDP_PIPELINES)
+    models = {"policy": "sft", "reward": "rm"} if pipeline == "ppo" else {"policy": "sft"}
+    spec = {"pipeline": pipeline, "model": models, "data": {"tasks": ["arithmetic"]}}
+    spec_class(pipeline).model_validate(spec)  # valid as "ddp"
+    with pytest.raises(ValueError) as err:
+        spec_class(pipeline).model_validate({**spec, "train": {"parallel": "fsdp"}})
+    assert '"fsdp" shards pretrain, sft, reward, dpo only' in str(err.value)
+    assert f'set train.parallel = "ddp" for {pipeline}' in str(err.value)
