@@ -300,3 +300,73 @@ def test_the_stages_that_do_not_shard_refuse_fsdp_naming_those_that_do(pipeline)
         spec_class(pipeline).model_validate({**spec, "train": {"parallel": "fsdp"}})
     assert '"fsdp" shards pretrain, sft, reward, dpo only' in str(err.value)
     assert f'set train.parallel = "ddp" for {pipeline}' in str(err.value)
+
+
+LORA_ACROSS = """
+import shutil, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, {root!r})
+from engines import distributed as D
+from tests.pipelines.test_fsdp_stages import lora_trainer
+
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+info = D.init_distributed("cpu")
+a = lora_trainer(out / "two", info.rank, info.world_size)  # writes step-3 and step-6
+list(a.train())
+b = lora_trainer(out / "from-one", info.rank, info.world_size)  # one process's step-3
+list(b.train(resume=True))
+states = [D.full_state_dict(t.model) for t in (a, b)]
+if info.is_main:
+    torch.save({{"two": states[0], "from_one": states[1], "from": b.resumed["step"]}},
+               out / "result.pt")
+D.cleanup()
+"""
+
+
+def lora_trainer(root: Path, rank: int = 0, world: int = 1):
+    """A Trainer of a LoRA-wrapped tiny Llama (r 2 on q_proj and v_proj), FSDP under torchrun,
+    on one global batch of 4 rows a step; checkpoints at step 3 and 6."""
+    from engines.lora import apply_lora
+    from engines.trainer import Trainer, causal_lm_loss
+    from tests.engines.trainer_fixtures import ToyBatches, tiny_config, tiny_model
+
+    torch.manual_seed(0)
+    model, _ = apply_lora(tiny_model(), r=2, alpha=4, dropout=0.0, targets=["q_proj", "v_proj"])
+    cfg = tiny_config(max_steps=6, checkpoint_every=3, parallel="fsdp", lr=1e-2)
+    return Trainer(model, cfg, train_batches=ToyBatches(4, seed=0, rank=rank, world=world),
+                   loss_fn=causal_lm_loss, ckpt_root=root)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_fsdp_lora_checkpoints_resume_across_process_counts(tmp_path):
+    """A peft model's checkpoint (base and adapter weights, the adapters' AdamW state) written
+    by 2 FSDP processes resumes in 1, and one that 1 process wrote resumes in 2 (the sharded
+    model loads it through an unsharded peft copy): all end on the uninterrupted weights."""
+    out = tmp_path / "out"
+    one = lora_trainer(tmp_path / "one")
+    list(one.train())
+    shutil.copytree(tmp_path / "one" / "step-3", out / "from-one" / "step-3")
+    script = tmp_path / "across.py"
+    script.write_text(LORA_ACROSS.format(root=str(ROOT)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 19) % 1000),
+        str(script), str(out),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    ok(p)
+    result = torch.load(out / "result.pt", weights_only=True)
+    assert result["from"] == 3
+    shutil.copytree(out / "two" / "step-3", tmp_path / "from-two" / "step-3")
+    back = lora_trainer(tmp_path / "from-two")  # 1 process continues the 2-process checkpoint
+    list(back.train(resume=True))
+    assert back.resumed["step"] == 3
+    plain = one.model.state_dict()
+    assert any("lora_A" in k for k in plain)
+    for k, v in plain.items():
+        for name, state in (("two", result["two"]), ("from one", result["from_one"])):
+            assert torch.allclose(state[k], v, atol=1e-5), (name, k)
+        assert torch.allclose(back.model.state_dict()[k], v, atol=1e-5), ("from two", k)
