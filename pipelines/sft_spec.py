@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.spec import Section, SpecError, TrainSection, redefault
+from pipelines.spec import JobSpec, Section, SpecError, TrainSection, redefault
 from pipelines.stage import Output, StageSpec
 
 
@@ -54,6 +54,38 @@ class LoraSpec(Section):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    quantize_base: Literal["none", "nf4"] = Field(
+        "none",
+        description="nf4: QLoRA, the frozen base's linear layers in 4 bits (CUDA, bitsandbytes)",
+    )
+
+    @model_validator(mode="after")
+    def _qlora_needs_lora(self) -> LoraSpec:
+        if self.quantize_base != "none" and not self.enabled:
+            raise ValueError(
+                f'quantize_base = "{self.quantize_base}" freezes the base under LoRA adapters: '
+                "set lora.enabled = true (or drop lora.quantize_base)"
+            )
+        return self
+
+
+def check_qlora(job: JobSpec) -> None:
+    """Preflight of a job with a `[lora]` section whose base is quantized (QLoRA): a CUDA
+    device, bitsandbytes installed, no FSDP. SpecError (exit 2) before the run exists."""
+    lora = getattr(job, "lora", None)
+    if lora is None or lora.quantize_base == "none":
+        return
+    from engines.lora import qlora_refusal
+    from pipelines.preflight import check_device
+
+    if job.train.parallel == "fsdp":
+        raise SpecError(
+            "field 'lora.quantize_base': a 4-bit base does not shard with FSDP; "
+            'set train.parallel = "ddp" (or drop lora.quantize_base)'
+        )
+    refusal = qlora_refusal(check_device(job.train.device))
+    if refusal:
+        raise SpecError(refusal)
 
 
 class SFTTrain(TrainSection):
