@@ -73,6 +73,9 @@ def spec_from_dict(data: dict[str, Any], *, where: str, base_dir: Path | None = 
 
 def preflight(job: JobSpec, store: Any = None) -> None:
     """The stage's cheap checks before its run exists (data, device, memory); SpecError."""
+    from pipelines.sft_spec import check_qlora
+
+    check_qlora(job)  # a [lora] section's 4-bit base (QLoRA): CUDA, bitsandbytes, no FSDP
     check = getattr(pipeline_module(job.pipeline), "preflight", None)
     if check is not None:
         check(job, store)

@@ -61,7 +61,12 @@ def load_policy(ref_path, lora: LoraSpec):
     from engines.lora import apply_lora
 
     model, share = apply_lora(
-        model, r=lora.r, alpha=lora.alpha, dropout=lora.dropout, targets=lora.target_modules
+        model,
+        r=lora.r,
+        alpha=lora.alpha,
+        dropout=lora.dropout,
+        targets=lora.target_modules,
+        quantize_base=lora.quantize_base,
     )
     return model, tok, share
 

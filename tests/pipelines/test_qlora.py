@@ -33,12 +33,6 @@ device = "cpu"
 parallel = "{parallel}"
 """
 
-# Until pipelines.registry.preflight calls check_qlora(job), `workbench run` finds these
-# refusals only once the run exists; strict, so the wiring turns them into failures to remove.
-NOT_WIRED = pytest.mark.xfail(
-    strict=True, reason="pipelines.registry.preflight does not call check_qlora(job) yet"
-)
-
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory) -> Path:
@@ -102,7 +96,6 @@ def test_memory_counts_the_4bit_linear_layers_at_nf4_bytes():
     assert qlora_weight_params(8400, config) == 2000 + 826
 
 
-@NOT_WIRED
 def test_workbench_run_refuses_qlora_on_cpu_before_the_run_exists(wb, tmp_path, home, base_model):
     spec = spec_file(tmp_path, base=base_model)
     for args in (["run"], ["run", "--dry-run"]):
@@ -112,7 +105,6 @@ def test_workbench_run_refuses_qlora_on_cpu_before_the_run_exists(wb, tmp_path, 
     assert not list(home.glob("runs/*"))  # no run folder was made
 
 
-@NOT_WIRED
 def test_workbench_run_refuses_qlora_without_bitsandbytes(wb, tmp_path, home, base_model):
     blocked = tmp_path / "blocked"
     (blocked / "bitsandbytes").mkdir(parents=True)
