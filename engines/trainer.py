@@ -185,14 +185,18 @@ class Trainer:
         self.model.train()
         self.peak = cfg.peak_flops or best_peak_flops(self.device, cfg.peak_cache)
         self._reset_interval()
+        asked = False  # this process was asked to stop (checked after each step)
         while self.step < cfg.max_steps:
-            reason, stop = self._train_step(should_stop)
+            reason, agreed = self._train_step(asked)
             if reason is not None:
                 yield {"type": "diverged", "step": self.step + 1, "reason": reason}
                 return
             self.step += 1
             yield {"type": "progress", "step": self.step, "total": cfg.max_steps}
-            last = self.step == cfg.max_steps
+            last, asked = self.step == cfg.max_steps, should_stop()
+            # Alone, a request stops after this step. With several processes, a request
+            # seen after step N is agreed in step N+1's sync, and every rank stops after it.
+            stop = agreed if D.is_distributed() else asked
             if self.step % cfg.log_every == 0 or last or stop:
                 yield self._train_metrics()
             yield from self._periodic(last, stop)
@@ -215,11 +219,11 @@ class Trainer:
         if busy:
             self.throughput.restart()
 
-    def _train_step(self, should_stop: Callable[[], bool]) -> tuple[str | None, bool]:
+    def _train_step(self, asked: bool) -> tuple[str | None, bool]:
         """One optimizer step over grad_accum micro-batches: (a reason string if not finite,
-        whether to stop after it). Both are agreed by every rank in the step's one sync, so a
-        signal that reached one process (`runs stop` signals rank 0) stops them all at the
-        same step, and none waits forever in a collective the others left."""
+        whether any rank was `asked` to stop). Both are agreed by every rank in the step's
+        one sync, so a signal that reached one process (`runs stop` signals rank 0) stops
+        them all at the same step, and none waits forever in a collective the others left."""
         accum, model = self.cfg.grad_accum, self.train_model
         step_loss, n_tokens = None, 0
         for micro in range(accum):
@@ -246,7 +250,7 @@ class Trainer:
         )  # a replicated DTensor under FSDP: the clip needs it so
         grad_norm = D.local_value(total_norm)
         finite = torch.isfinite(step_loss) & torch.isfinite(grad_norm)
-        go_on = torch.tensor(0.0 if should_stop() else 1.0, device=finite.device)
+        go_on = torch.tensor(0.0 if asked else 1.0, device=finite.device)
         # the one sync per step: every rank finite, and no rank asked to stop
         all_finite, no_stop = D.all_reduce_min(torch.stack([finite.float(), go_on])).tolist()
         if not all_finite:
