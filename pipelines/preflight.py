@@ -108,6 +108,8 @@ class TrainShape:
     grad_accum: int = 1  # train.grad_accum
     sequences_per_row: int = 1  # sequences per train.batch_size row (DPO 2, reward k, GRPO G)
     notes: tuple[str, ...] = ()  # assumptions behind the numbers
+    weight_params: int | None = None  # the weights' memory in fp32 parameters (QLoRA's 4-bit
+    # base is smaller than `params`, which compute still counts); None: `params`
 
     @property
     def batch(self) -> int:
@@ -117,7 +119,8 @@ class TrainShape:
     def memory(self, device: str, shards: int = 1) -> TrainingMemory:
         """Per-rank training memory on `device` (bf16 activations on CUDA, fp32 on CPU)."""
         return training_memory(
-            params=self.params, trainable=self.trainable, frozen_params=self.frozen_params,
+            params=self.params if self.weight_params is None else self.weight_params,
+            trainable=self.trainable, frozen_params=self.frozen_params,
             batch=self.sequences, seq_len=self.seq_len, n_layer=self.n_layer,
             n_embd=self.n_embd, vocab_size=self.vocab_size,
             activation_bytes=2 if device == "cuda" else 4, shards=shards,
@@ -349,12 +352,18 @@ def _folder_shape(
     lora_spec = getattr(spec, "lora", None)
     lora = None if lora_spec is None else bool(lora_spec.enabled)
     suggested = lora_params(config, LORA_SUGGESTED[0], list(LORA_SUGGESTED[1]))
-    trainable = params
+    trainable, weight_params = params, None
     if lora:
         trainable = lora_params(config, lora_spec.r, list(lora_spec.target_modules))
         if trainable is None:
             trainable = params // 100
             notes = (*notes, "LoRA parameters taken as 1% (targets not Llama projections)")
+        if getattr(lora_spec, "quantize_base", "none") == "nf4":
+            from engines.lora import NF4_BYTES_PER_PARAM, qlora_weight_params
+
+            weight_params = qlora_weight_params(params, config) + trainable
+            nf4 = f"{NF4_BYTES_PER_PARAM:.3f}"
+            notes = (*notes, f"QLoRA: the base's linear layers at {nf4} bytes a weight (NF4)")
         params += trainable
     if reference and not lora:
         frozen += params
@@ -364,7 +373,7 @@ def _folder_shape(
         n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
         vocab_size=int(config.get("vocab_size", 1)) if lm_head else 0, frozen_params=frozen,
         lora=lora, lora_suggested=suggested, seq_field=seq_field, sequences_per_row=per_row,
-        notes=notes, grad_accum=spec.train.grad_accum,
+        notes=notes, grad_accum=spec.train.grad_accum, weight_params=weight_params,
     )  # fmt: skip
 
 

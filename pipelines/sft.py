@@ -44,8 +44,13 @@ def preflight(spec: Spec, store=None) -> None:
     if not config:
         return
     params = safetensors_params(folder)
+    trainable = params // 100 if spec.lora.enabled else None
+    if spec.lora.enabled and spec.lora.quantize_base == "nf4":
+        from engines.lora import qlora_weight_params
+
+        params = qlora_weight_params(params, config)  # a 4-bit base weighs less
     check.check_memory(
-        device, params=params, trainable=params // 100 if spec.lora.enabled else None,
+        device, params=params, trainable=trainable,
         batch=spec.train.batch_size, seq_len=spec.data.max_len,
         n_layer=int(config.get("num_hidden_layers", 1)), n_embd=int(config.get("hidden_size", 1)),
         vocab_size=int(config.get("vocab_size", 1)), world_size=check.world_size_env(spec),
@@ -93,6 +98,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
             alpha=spec.lora.alpha,
             dropout=spec.lora.dropout,
             targets=spec.lora.target_modules,
+            quantize_base=spec.lora.quantize_base,
         )
         yield Note(text=f"LoRA r={spec.lora.r}: {share:.2%} of parameters train")
         yield Metrics(step=0, values={"trainable_share": share}, split="info")

@@ -206,3 +206,23 @@ def test_qlora_trains_adapters_over_a_4bit_base_on_cpu(tmp_path, monkeypatch, ba
     with torch.no_grad():
         got = merged(input_ids=ids).logits
     assert (got - want).abs().max() < 0.05  # the 4-bit forward computes in bf16
+
+
+def test_workbench_run_sft_trains_over_a_4bit_base(wb, tmp_path, home, base_model):
+    """The SFT stage passes lora.quantize_base to its model: the checkpoint holds the 4-bit
+    base (bitsandbytes' quantization state beside the packed weights), the run ends done and
+    its merged model loads without bitsandbytes' layers."""
+    pytest.importorskip("bitsandbytes")
+    from safetensors import safe_open
+
+    from engines.model_folders import load_causal_lm
+
+    p = wb("run", str(spec_file(tmp_path, base=base_model)), env={QLORA_ON_CPU_ENV: "1"})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    [run] = list(home.glob("runs/sft-*"))
+    [ckpt] = sorted(run.glob("checkpoints/step-*"))[-1:]
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert any("quant_state" in k or k.endswith(".absmax") for k in keys), keys[:20]
+    merged, _ = load_causal_lm(run / "model", device="cpu")
+    assert all(type(m).__name__ != "Linear4bit" for m in merged.modules())
