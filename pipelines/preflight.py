@@ -22,6 +22,9 @@ import glob as globlib
 import itertools
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -281,9 +284,26 @@ def _halve_until(value: int, ok, floor: int = 1) -> int:
     return value
 
 
+# (processes, of them on this host) a dry run assumes, in place of torchrun's environment:
+# per thread, so an estimate in a TUI worker never reaches the environment a job inherits.
+_ASSUMED: ContextVar[tuple[int, int] | None] = ContextVar("assumed_processes", default=None)
+
+
+@contextmanager
+def assume_processes(world_size: int, here: int) -> Iterator[None]:
+    """Checks in this block (this thread) see `world_size` processes, `here` on this host."""
+    token = _ASSUMED.set((world_size, here))
+    try:
+        yield
+    finally:
+        _ASSUMED.reset(token)
+
+
 def world_size_env(spec: Any = None) -> int:
     """Processes of this job: torchrun's WORLD_SIZE; without torchrun, the `[launch]` section
-    of `spec` when given (nproc_per_node × nnodes), else 1."""
+    of `spec` when given (nproc_per_node × nnodes), else 1 (`assume_processes` first)."""
+    if (assumed := _ASSUMED.get()) is not None:
+        return assumed[0]
     env = int(os.environ.get("WORLD_SIZE", "0") or 0)
     if env > 0:
         return env
@@ -294,6 +314,8 @@ def world_size_env(spec: Any = None) -> int:
 def ranks_per_host(spec: Any = None) -> int:
     """Processes of this job on this host: torchrun's LOCAL_WORLD_SIZE; without torchrun, the
     `[launch]` section's nproc_per_node when given, else the world size."""
+    if (assumed := _ASSUMED.get()) is not None:
+        return assumed[1]
     env = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
     if env > 0:
         return env
@@ -306,6 +328,8 @@ def _ranks_sharing(device: str, world_size: int) -> int:
     (torchrun's LOCAL_WORLD_SIZE, else all of them); on CUDA one rank a GPU."""
     if device == "cuda":
         return 1
+    if (assumed := _ASSUMED.get()) is not None:
+        return max(1, assumed[1])
     return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0) or world_size)
 
 

@@ -30,6 +30,18 @@ def frozen_eta_clock(monkeypatch):
     )
 
 
+@pytest.fixture(autouse=True)
+def machine_pinned(monkeypatch):
+    """Launch's estimate reads the machine (free memory, a timed matmul): pin both."""
+    import engines.memory
+    import engines.perf
+    from workbench.ops import estimate
+
+    monkeypatch.setattr(engines.memory, "available_bytes", lambda device: 16 * 2**30)
+    monkeypatch.setattr(engines.perf, "matmul_flops", lambda *a, **k: 50e9)
+    monkeypatch.setattr(estimate, "_MEASURED", {})
+
+
 def _tables_measured(app) -> bool:
     """A DataTable measures its columns when its queue goes idle: until then new rows are
     drawn in columns as wide as the headers (a busy machine can hold that for seconds)."""

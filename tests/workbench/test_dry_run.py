@@ -329,3 +329,27 @@ def test_on_gpus_the_refusal_names_how_many_fsdp_gpus_fit(monkeypatch):
     assert four.fits and not two.fits
     assert four.memory.optimizer == -(-8 * size.params // 4)
     check.check_fits(shape, "cuda", world_size=4, parallel="fsdp")  # no refusal
+
+
+def test_the_estimate_assumes_its_processes_without_touching_the_environment(monkeypatch, tmp_path):
+    """The TUI estimates in a worker thread while jobs start from the same process: the dry
+    run's process count must not pass through os.environ (a job would inherit it)."""
+    from pipelines import preflight
+    from pipelines.registry import load_spec
+    from store import Store
+    from workbench.ops.estimate import dry_run
+
+    seen = []
+    fit = preflight.fit
+
+    def spying_fit(shape, device, **kw):
+        seen.append((os.environ.get("WORLD_SIZE"), preflight.world_size_env(),
+                     preflight.ranks_per_host()))  # fmt: skip
+        return fit(shape, device, **kw)
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(preflight, "fit", spying_fit)
+    job = load_spec(ROOT / "pipelines" / "presets" / "pretrain-tiny.toml")
+    est = dry_run(Store(tmp_path), job, nproc=2, mfu=0.4)
+    assert est.nproc == 2 and seen and seen[0] == (None, 2, 2)
+    assert "WORLD_SIZE" not in os.environ and preflight.world_size_env() == 1

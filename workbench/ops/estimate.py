@@ -17,8 +17,6 @@ here and now. Nothing is written: no run, no run folder, no store row.
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -106,7 +104,7 @@ def dry_run(
     if shape is None:
         est.trains = False
         return est
-    with _processes(nproc, here):
+    with check.assume_processes(nproc, here):
         result = check.fit(shape, device, world_size=nproc, parallel=parallel)
         _memory(est, shape, result)
     _compute(est, shape, train, mfu, store, reuse_peak)
@@ -114,7 +112,7 @@ def dry_run(
         est.refusal = check.refusal(shape, result)
         est.fixes = check.fixes(shape, result)
         return est
-    with user_errors(), _processes(nproc, here):
+    with user_errors(), check.assume_processes(nproc, here):
         from pipelines.registry import preflight
 
         preflight(job, store)  # data, models, device: what the run itself checks first
@@ -223,22 +221,6 @@ def _compute(
         est.notes.append("compute counts the policy updates only, not sampling the rollouts")
     if shape.pipeline == "dpo":
         est.notes.append("compute leaves out the reference model's forward passes (2·N·D)")
-
-
-@contextmanager
-def _processes(nproc: int, here: int):
-    """The stage's preflight reads the job's process count from torchrun's environment:
-    give it `nproc` processes, `here` of them on this host, while it runs here."""
-    saved = {k: os.environ.get(k) for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE")}
-    os.environ["WORLD_SIZE"], os.environ["LOCAL_WORLD_SIZE"] = str(nproc), str(here)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _duration(seconds: float) -> str:

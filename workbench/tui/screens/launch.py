@@ -29,8 +29,9 @@ from workbench.tui.screens.base import WorkbenchScreen
 from workbench.tui.widgets.specform import FormError, SpecForm
 
 VALIDATE_AFTER_S = 0.3
-# dry_run sets this process's WORLD_SIZE while the preflight runs: one estimate at a time,
-# and no job starts (inheriting the environment) while one is in flight.
+# One estimate at a time (the first times a matmul); a start waits for the one in flight.
+# (dry_run's process counts are per thread, `preflight.assume_processes`: none reaches the
+# environment a job inherits.)
 ESTIMATING = threading.Lock()
 
 
@@ -247,7 +248,7 @@ class LaunchScreen(WorkbenchScreen):
 
     @work(thread=True, group="start", exit_on_error=False)
     def _start_worker(self, spec: Any) -> None:
-        """Start the job once no estimate is in flight (its WORLD_SIZE would reach the job)."""
+        """Start the job once no estimate is in flight."""
         with ESTIMATING:
             pass
         self.app.call_from_thread(self.app.start_job, spec, self)
