@@ -36,7 +36,7 @@ GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is be
     "decode.batch8_speedup": (4.0, "min"), "train.workbench_vs_plain": (1.0, "min"),
     "train.workbench_mfu": (0.70, "min"), "ingest.ingest_rows_s": (500_000, "min"),
     "packing.packing_mb_s": (10.0, "min"), "chart_query.chart_query_ms": (50.0, "max"),
-    "chart_query.chart_series_ms": (50.0, "max"),
+    "chart_query.chart_series_ms": (50.0, "max"), "chart_query.chart_query_alone_ms": (50.0, "max"),
     # quantized answers lose at most one of the 12 questions fp32 is asked
     "decode.int8_accuracy_delta": (-0.09, "min"), "decode.int4_accuracy_delta": (-0.09, "min"),
 }  # fmt: skip
