@@ -167,8 +167,9 @@ def _left_pad(tok: Any, encoded: list[list[int]], device: Any) -> tuple[torch.Te
 class _Batch:
     """The tensors of one decode: model, KV cache, attention mask, positions and active rows.
 
-    Its methods run under inference mode; the loop around them yields text outside it, so a
-    paused stream() leaves no grad mode switched off in the caller's thread.
+    Its methods run under inference mode (no_grad for an FSDP-sharded model, whose gathered
+    weights must stay usable by autograd after it); the loop around them yields text outside
+    it, so a paused stream() leaves no grad mode switched off in the caller's thread.
     """
 
     def __init__(self, model: Any, tok: Any, encoded: list[list[int]], params: SamplingParams):
@@ -184,6 +185,7 @@ class _Batch:
         self.pos = (self.mask.cumsum(-1) - 1).clamp(min=0)  # positions skipping the left padding
         self.gen = _generator(params.seed, self.device)
         self.active = list(range(len(encoded)))  # original row index of each batch row
+        self.grad_off = torch.no_grad if _is_sharded(model) else torch.inference_mode
 
     def _forward(self) -> torch.Tensor:
         kwargs = {self.cache_kw: self.cache, "use_cache": True}
@@ -194,15 +196,20 @@ class _Batch:
         )
         return out.logits[:, -1, :].float()  # (B, V)
 
-    @torch.inference_mode()
     def prefill(self) -> torch.Tensor:
-        return self._forward()
+        with self.grad_off():
+            return self._forward()
 
-    @torch.inference_mode()
     def pick(
         self, logits: torch.Tensor, processor: LogitsProcessor | None, rows: list[_Row]
     ) -> list[tuple[int, int, float, float]]:
         """(row, token, log-prob, entropy) for every active row."""
+        with self.grad_off():
+            return self._pick(logits, processor, rows)
+
+    def _pick(
+        self, logits: torch.Tensor, processor: LogitsProcessor | None, rows: list[_Row]
+    ) -> list[tuple[int, int, float, float]]:
         scores = logits
         if processor is not None:
             scores = processor(
@@ -214,9 +221,12 @@ class _Batch:
         chosen = logp.gather(-1, self.ids).squeeze(-1)
         return list(zip(self.active, self.ids[:, 0].tolist(), chosen.tolist(), entropy.tolist()))
 
-    @torch.inference_mode()
     def advance(self, keep: list[int]) -> torch.Tensor:
         """Drop finished rows (by batch index) from the cache, then run the next position."""
+        with self.grad_off():
+            return self._advance(keep)
+
+    def _advance(self, keep: list[int]) -> torch.Tensor:
         if len(keep) < len(self.active):
             index = torch.tensor(keep, device=self.device)
             self.cache.batch_select_indices(index)
@@ -225,6 +235,13 @@ class _Batch:
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(keep), 1))], dim=1)
         self.pos = self.pos[:, -1:] + 1
         return self._forward()
+
+
+def _is_sharded(model: Any) -> bool:
+    """An FSDP2 module: its forward gathers weights that autograd uses again later."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def _generator(seed: int | None, device: Any) -> torch.Generator | None:

@@ -5,6 +5,11 @@
 Each step: B training prompts × G sampled answers, reward 1 when the task's checker accepts
 the answer, advantages normalised within each group (engines.grpo). Held-out accuracy (greedy)
 is measured before training, every `train.sample_every` steps and at the end.
+
+With several processes (or grad_accum), B is per micro-batch and process: every process
+samples the step's whole global batch of rollouts with one seed, as one process would, and
+trains on its own groups of it (pipelines.train_events.StepRows), so under FSDP every rank
+runs the same sharded forwards.
 """
 
 from __future__ import annotations
@@ -66,7 +71,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     from engines.tasks import get_task
     from engines.trainer import Trainer
     from pipelines.rl_spec import accuracy, accuracy_events, load_policy, save_policy
-    from pipelines.train_events import train_config, trainer_events
+    from pipelines.train_events import StepRows, train_config, trainer_events
 
     torch.manual_seed(spec.seed)
     path = ctx.resolve_model(spec.model.policy)
@@ -83,13 +88,15 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     batches = GroupRollouts(
         policy, tok, examples, checkers={t: get_task(t) for t in spec.data.tasks},
         prompts=[prompt_text(tok, ex.prompt) for _, ex in examples],
-        batch_size=spec.train.batch_size, group=g.group_size,
+        batch_size=spec.train.batch_size * spec.train.grad_accum * ctx.world_size,
+        group=g.group_size,
         params=SamplingParams(max_new_tokens=g.max_new_tokens, temperature=g.temperature),
         seed=spec.seed, reference=reference,
     )  # fmt: skip
     trainer = Trainer(
         policy, train_config(spec.train, spec.seed, ctx.store.cache_dir),
-        train_batches=batches, loss_fn=grpo_loss(g.kl_coef, g.clip),
+        train_batches=StepRows(batches, ctx.rank, ctx.world_size, spec.train.grad_accum),
+        loss_fn=grpo_loss(g.kl_coef, g.clip),
         ckpt_root=ctx.checkpoint_dir, sample_fn=_sampler(spec, tok, batches),
     )  # fmt: skip
     if reference is not None:
@@ -98,13 +105,15 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if outcome is not None:
         yield outcome
         return
-    after = accuracy(trainer.model, tok, _eval(spec), spec.seed)
+    model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
+    if not ctx.is_main:
+        return
+    after = accuracy(model, tok, _eval(spec), spec.seed)
     yield from accuracy_events(spec.train.max_steps, after, "GRPO policy")
     if before is not None and after is not None:
         yield Note(text=f"held-out accuracy {before.accuracy:.1%} → {after.accuracy:.1%}")
-    if ctx.is_main:
-        card = {"final_accuracy": after.accuracy if after else None}
-        yield from save_policy(spec, ctx, trainer.model, tok, path, card, spec.lora.enabled)
+    card = {"final_accuracy": after.accuracy if after else None}
+    yield from save_policy(spec, ctx, model, tok, path, card, spec.lora.enabled)
 
 
 def _eval(spec: Spec) -> EvalTasks:

@@ -32,10 +32,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-# The stages whose trainer shards with train.parallel = "fsdp". GRPO and PPO do not: their
-# batches are rollouts the policy samples between steps, each rank its own (its own random
-# stream and lengths), and a sharded model's forward is a collective every rank makes alike.
-FSDP_PIPELINES = ("pretrain", "sft", "reward", "dpo")
+# The stages whose trainer shards with train.parallel = "fsdp". PPO does not: its batches
+# are rollouts each rank samples on its own (its own lengths), and a sharded model's forward
+# is a collective every rank makes alike. GRPO does: every rank samples the whole global
+# batch of rollouts alike and keeps its rows (pipelines.train_events.StepRows).
+FSDP_PIPELINES = ("pretrain", "sft", "reward", "dpo", "grpo")
 
 
 class TrainSection(Section):

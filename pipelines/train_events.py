@@ -48,6 +48,41 @@ class RankRows:
         self.batches.load_state_dict(state)
 
 
+class StepRows:
+    """This process's micro-batches of a global batch drawn once per optimizer step: GRPO's
+    rollouts, which every process samples whole with one seed (so each runs the same sharded
+    forwards, and together they sample what one process would) and splits into `world ·
+    accum` parts of whole rows. Micro-batch k of rank r is part k · world + r, as when a
+    stream is drawn micro-batch by micro-batch (RankRows); 0-d tensors (batch means) are left
+    whole. The position is global and only ever saved between steps."""
+
+    def __init__(self, batches, rank: int, world_size: int, accum: int = 1) -> None:
+        self.batches, self.rank, self.world, self.accum = batches, rank, world_size, accum
+        self.drawn: dict | None = None
+        self.micro = 0
+
+    def next_batch(self) -> dict:
+        if self.micro == 0:
+            self.drawn = self.batches.next_batch()
+        part = self.micro * self.world + self.rank
+        self.micro = (self.micro + 1) % self.accum
+        return {k: self._part(v, part) for k, v in self.drawn.items()}
+
+    def _part(self, t, part: int):
+        n = self.world * self.accum
+        if t.dim() == 0:
+            return t
+        assert len(t) % n == 0, f"{tuple(t.shape)} over {n} parts"
+        return t.chunk(n)[part]
+
+    def state_dict(self) -> dict:
+        return self.batches.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches.load_state_dict(state)
+        self.drawn, self.micro = None, 0
+
+
 def trainer_events(
     trainer, ctx, phase: str = "train"
 ) -> Generator[Event, None, RunFinished | None]:

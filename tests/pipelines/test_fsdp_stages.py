@@ -287,19 +287,21 @@ def test_fsdp_dpo_matches_one_process(home, tmp_path, lora):
     assert set(eval_by_step(store, two.name, "accuracy")) == {0, 3, 6}
 
 
-@pytest.mark.parametrize("pipeline", ["grpo", "ppo"])
-def test_the_stages_that_do_not_shard_refuse_fsdp_naming_those_that_do(pipeline):
+def test_the_stages_that_do_not_shard_refuse_fsdp_naming_those_that_do():
+    """PPO refuses it; GRPO shards (tests/pipelines/test_fsdp_rl.py)."""
     from pipelines.registry import spec_class
     from pipelines.spec import FSDP_PIPELINES
 
-    assert {"pretrain", "sft", "reward", "dpo"} <= set(FSDP_PIPELINES)
-    models = {"policy": "sft", "reward": "rm"} if pipeline == "ppo" else {"policy": "sft"}
-    spec = {"pipeline": pipeline, "model": models, "data": {"tasks": ["arithmetic"]}}
-    spec_class(pipeline).model_validate(spec)  # valid as "ddp"
+    assert {"pretrain", "sft", "reward", "dpo", "grpo"} <= set(FSDP_PIPELINES)
+    spec = {"pipeline": "ppo", "model": {"policy": "sft", "reward": "rm"},
+            "data": {"tasks": ["arithmetic"]}}  # fmt: skip
+    spec_class("ppo").model_validate(spec)  # valid as "ddp"
     with pytest.raises(ValueError) as err:
-        spec_class(pipeline).model_validate({**spec, "train": {"parallel": "fsdp"}})
-    assert '"fsdp" shards pretrain, sft, reward, dpo only' in str(err.value)
-    assert f'set train.parallel = "ddp" for {pipeline}' in str(err.value)
+        spec_class("ppo").model_validate({**spec, "train": {"parallel": "fsdp"}})
+    assert '"fsdp" shards pretrain, sft, reward, dpo, grpo only' in str(err.value)
+    assert 'set train.parallel = "ddp" for ppo' in str(err.value)
+    grpo = {"pipeline": "grpo", "model": {"policy": "sft"}, "data": {"tasks": ["arithmetic"]}}
+    spec_class("grpo").model_validate({**grpo, "train": {"parallel": "fsdp"}})
 
 
 LORA_ACROSS = """
