@@ -199,6 +199,40 @@ CREDITS: dict[str, Callable[[str, str], float]] = {
 }
 
 
+def _wrong_number(answer: str, rng: random.Random) -> str:
+    value = int(answer)
+    step = rng.choice((1, 2, 10))
+    return str(value + step if value - step < 0 or rng.random() < 0.5 else value - step)
+
+
+def _wrong_word(answer: str, rng: random.Random) -> str:
+    if len(answer) < 2:
+        return answer + rng.choice("aeiou")
+    i = rng.randrange(len(answer) - 1)  # two neighbouring letters swapped (or one doubled)
+    swapped = answer[:i] + answer[i + 1] + answer[i] + answer[i + 2 :]
+    return swapped if swapped != answer else answer[: i + 1] + answer[i:]
+
+
+def _wrong_json(answer: str, rng: random.Random) -> str | None:
+    record = json.loads(answer)
+    numbers = [k for k, v in record.items() if isinstance(v, int) and not isinstance(v, bool)]
+    if not numbers:
+        return None
+    key = rng.choice(numbers)
+    return json.dumps({**record, key: record[key] + rng.choice((-1, 1))})
+
+
+# A plausible wrong final answer made from the reference: a number a little off, the other of
+# yes/no, a word with two letters swapped, a JSON field off by one (None: no such answer).
+WRONG: dict[str, Callable[[str, random.Random], str | None]] = {
+    "number": _wrong_number,
+    "yesno": lambda answer, rng: "no" if answer == "yes" else "yes",
+    "word": _wrong_word,
+    "phrase": lambda answer, rng: None,
+    "json": _wrong_json,
+}
+
+
 # ---------------------------------------------------------------- the Task type
 
 
@@ -252,6 +286,12 @@ class Task:
         similarity to the reference, JSON by the share of fields right, yes/no all or nothing.
         """
         return CREDITS[example.meta.get("kind", self.answer_kind)](example.answer, completion)
+
+    def wrong(self, example: Example, rng: random.Random) -> str | None:
+        """A plausible wrong answer (the reference altered; `WRONG`) that the checker refuses,
+        or None when the answer kind has none."""
+        made = WRONG[example.meta.get("kind", self.answer_kind)](example.answer, rng)
+        return made if made and not self.check(example, made) else None
 
 
 def _check_split(split: str) -> None:

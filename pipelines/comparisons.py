@@ -12,7 +12,8 @@ the built-in tasks and ranks them as a labeller would: correct (the task's check
 by partial credit — how close the final answer is to the reference (`Task.credit`: a number's
 orders of magnitude off, a word's similarity, JSON fields right) — and, among correct ones, by
 similarity to the reference answer; texts that tie are merged into one. A stand-in for human
-labellers; the task's reference answer joins the samples as a correct one.
+labellers; the task's reference answer joins the samples as a correct one and, with
+`contrast` (default), a wrong answer made from it (`Task.wrong`) as a wrong one.
 
 Every ranking is a strict order: equal texts, repeated indices or tie groups are errors.
 """
@@ -20,6 +21,7 @@ Every ranking is a strict order: equal texts, repeated indices or tie groups are
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
@@ -49,6 +51,12 @@ class ComparisonData(Section):
     k: int = Field(4, ge=2, le=16, description="completions sampled per generated prompt")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the generator")
     max_new_tokens: int = Field(24, ge=1, description="tokens per generated completion")
+    contrast: bool = Field(
+        True,
+        description="add a wrong answer made from the reference (a number off a little, yes "
+        "for no, two letters swapped) to every generated prompt, as the reference joins as a "
+        "right one: a prompt the model always answers right still teaches right from wrong",
+    )
     heldout_fraction: float = Field(0.2, ge=0, lt=1, description="share of file/store rankings")
     max_len: int = Field(192, ge=8, description="tokens per prompt + completion (longer cut)")
 
@@ -224,8 +232,11 @@ def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int) -> 
     prompts = [prompt_text(tok, ex.prompt) for ex in examples for _ in range(data.k)]
     gens = generate(model, tok, prompts, params)
     out = []
+    rng = random.Random(seed)
     for e, ex in enumerate(examples):
         texts = [g.text.strip() for g in gens[e * data.k : (e + 1) * data.k]] + [ex.answer]
+        if data.contrast and (wrong := task.wrong(ex, rng)) is not None:
+            texts.append(wrong)
         ranked = rank_by_checker(
             texts, lambda t, ex=ex: task.check(ex, t), lambda t, ex=ex: quality(task, ex, t)
         )

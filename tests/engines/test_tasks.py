@@ -151,3 +151,21 @@ def test_examples_are_json_serialisable():
     for task in TASKS.values():
         ex = task.examples(1, seed=0)[0]
         json.dumps({"prompt": ex.prompt, "answer": ex.answer, "meta": ex.meta})
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_made_wrong_answers_are_refused_and_deterministic(name):
+    """Task.wrong: the reference altered into an answer the checker refuses (None where the
+    answer kind has no such change: the facts task's phrases), the same for the same RNG."""
+    import random
+
+    task = get_task(name)
+    examples = task.examples(30, seed=5)
+    made = [task.wrong(ex, random.Random(i)) for i, ex in enumerate(examples)]
+    again = [task.wrong(ex, random.Random(i)) for i, ex in enumerate(examples)]
+    assert made == again
+    for ex, wrong in zip(examples, made, strict=True):
+        if wrong is not None:
+            assert not task.check(ex, wrong) and wrong != ex.answer, (ex, wrong)
+    if name in ("arithmetic", "reverse", "count_letters", "palindrome", "json_extract"):
+        assert all(w is not None for w in made), made

@@ -58,3 +58,27 @@ def test_credit_per_answer_kind():
     assert facts.credit(js, '{"name": "Mara", "age": 31, "city": "Osmere"}') == 2 / 3
     assert facts.credit(js, "nothing") == 0.0
     assert similarity("ABC", "abc") == 1.0
+
+
+def test_generated_rankings_hold_a_made_wrong_answer_when_every_sample_is_right(monkeypatch):
+    """A model that always answers right gives one text per prompt (the samples and the
+    reference merge): with `contrast` the made wrong answer still makes a pair of it."""
+    from types import SimpleNamespace
+
+    import engines.generate
+    import engines.reward_model
+    from engines.tasks import get_task
+    from pipelines.comparisons import ComparisonData, _rank_chunk
+
+    task = get_task("palindrome")
+    examples = task.examples(4, seed=2)
+    right = {ex.prompt: ex.answer for ex in examples}
+    monkeypatch.setattr(engines.reward_model, "prompt_text", lambda tok, prompt: prompt)
+    monkeypatch.setattr(engines.generate, "generate", lambda model, tok, prompts, params: [
+        SimpleNamespace(text=right[p]) for p in prompts])  # fmt: skip
+    on = _rank_chunk(None, None, task, examples, ComparisonData(tasks=["palindrome"], k=2), 0)
+    off = _rank_chunk(None, None, task, examples,
+                      ComparisonData(tasks=["palindrome"], k=2, contrast=False), 0)  # fmt: skip
+    assert off == []  # every set collapsed to the one right text
+    assert [r.completions for r in on] == [
+        [ex.answer, "no" if ex.answer == "yes" else "yes"] for ex in examples]  # fmt: skip
