@@ -130,6 +130,11 @@ def shard_model(model: nn.Module) -> nn.Module:
     model lists in `_no_split_modules`, else the members of its ModuleLists), then the root
     (embedding, final norm, LM head). Only in a multi-process job.
 
+    A child named `policy` (PPO's LM under its value head, engines.ppo.PolicyWithValue) is a
+    unit of its own between the two, so that sampling through it alone gathers its embedding
+    and LM head; the root is then initialised at once (FSDP makes the first module to run
+    forward the root, and sampling runs before the first whole forward).
+
     Each rank keeps its shard of its own copy, so rank 0's weights and buffers are broadcast
     first (as DDP does): a stage whose initialisation is not seeded alike on every rank (a
     LoRA adapter, a fresh head) still starts from one model."""
@@ -142,7 +147,12 @@ def shard_model(model: nn.Module) -> nn.Module:
             dist.broadcast(t.data, src=0)
     for block in _blocks(model):
         fully_shard(block)
+    inner = [m for name, m in model.named_children() if name == "policy"]
+    for m in inner:
+        fully_shard(m)
     fully_shard(model)
+    if inner:
+        model._get_fsdp_state()._lazy_init()
     return model
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from transformers import PretrainedConfig
 
 from engines.generate import SamplingParams
 from engines.losses import gae, masked_mean, ppo_policy_loss, ppo_value_loss
@@ -28,10 +29,18 @@ from engines.rollout import Reference, Rollout, rollout, token_logps, whiten
 
 
 class PolicyWithValue(nn.Module):
-    """A causal LM and a scalar value head on its last hidden state: one forward for both."""
+    """A causal LM and a scalar value head on its last hidden state: one forward for both.
 
-    def __init__(self, policy: nn.Module) -> None:
+    Built from the LM, or from its config (an empty one, as engines.distributed.plain_copy
+    rebuilds a sharded model's class on the meta device); `config`, `generation_config` and
+    `tie_weights` are the LM's."""
+
+    def __init__(self, policy: nn.Module | PretrainedConfig) -> None:
         super().__init__()
+        if not isinstance(policy, nn.Module):
+            from transformers import AutoModelForCausalLM
+
+            policy = AutoModelForCausalLM.from_config(policy)
         self.policy = policy
         self.value_head = nn.Linear(policy.config.hidden_size, 1)
         nn.init.zeros_(self.value_head.weight)
@@ -42,6 +51,21 @@ class PolicyWithValue(nn.Module):
                           output_hidden_states=True, use_cache=False)  # fmt: skip
         values = self.value_head(out.hidden_states[-1].float()).squeeze(-1)  # (N, T)
         return out.logits, values
+
+    @property
+    def config(self) -> PretrainedConfig:
+        return self.policy.config
+
+    @property
+    def generation_config(self):
+        return getattr(self.policy, "generation_config", None)
+
+    @generation_config.setter
+    def generation_config(self, value) -> None:
+        self.policy.generation_config = value
+
+    def tie_weights(self) -> None:
+        self.policy.tie_weights()
 
 
 @dataclass

@@ -7,6 +7,12 @@ Prompts are built-in task prompts (train split); the reward is the reward model'
 is one PPO minibatch (engines.ppo): `train.max_steps` counts minibatch steps, and one rollout
 of `train.batch_size` prompts feeds `ppo.epochs × batch_size / ppo.minibatch` of them.
 
+With several processes (or grad_accum), batch_size and minibatch are per process and
+micro-batch: every process samples the step's whole global rollout (batch_size × grad_accum ×
+processes prompts) with one seed, as one process would, cuts it into the same global
+minibatches, and trains on its own rows of each (pipelines.train_events.StepRows), so under
+FSDP every rank runs the same sharded forwards.
+
 Per step: reward, KL to the reference, entropy, response length, clip fraction, value loss.
 Before training, every `train.sample_every` steps and at the end: held-out task accuracy
 (greedy) and held-out mean reward and KL (sampled answers), plus rollout samples with rewards.
@@ -123,6 +129,8 @@ def _check_same_tokenizer(policy: Path, reward: Path, spec: Spec) -> None:
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:
+    from dataclasses import replace
+
     import torch
 
     from engines.ppo import PolicyWithValue, PPOConfig, PPORollouts, ppo_loss_fn
@@ -131,7 +139,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     from engines.tasks import get_task
     from engines.trainer import Trainer
     from pipelines.rl_spec import LoraSpec, load_policy, save_policy
-    from pipelines.train_events import train_config, trainer_events
+    from pipelines.train_events import StepRows, train_config, trainer_events
 
     torch.manual_seed(spec.seed)
     path = ctx.resolve_model(spec.model.policy)
@@ -151,13 +159,15 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if before is not None:
         yield from _eval_events(0, before, "SFT policy")
     cfg = PPOConfig(**{k: getattr(spec.ppo, k) for k in PPOConfig.__dataclass_fields__})
+    parts = spec.train.grad_accum * ctx.world_size  # a global minibatch's micro-batches
     batches = PPORollouts(
         model, tok, reference, rm, prompts=[prompt_text(tok, q) for q in questions],
-        questions=questions, batch_size=spec.train.batch_size, params=_params(spec),
-        cfg=cfg, seed=spec.seed,
+        questions=questions, batch_size=spec.train.batch_size * parts, params=_params(spec),
+        cfg=replace(cfg, minibatch=cfg.minibatch * parts), seed=spec.seed,
     )  # fmt: skip
     trainer = Trainer(
-        model, train_config(spec.train, spec.seed, ctx.store.cache_dir), train_batches=batches,
+        model, train_config(spec.train, spec.seed, ctx.store.cache_dir),
+        train_batches=StepRows(batches, ctx.rank, ctx.world_size, spec.train.grad_accum),
         loss_fn=ppo_loss_fn(cfg), ckpt_root=ctx.checkpoint_dir,
         sample_fn=_sampler(spec, batches, evaluate),
     )  # fmt: skip
@@ -166,12 +176,14 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     if outcome is not None:
         yield outcome
         return
-    after = evaluate(trainer.model)
+    trained = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
+    if not ctx.is_main:
+        return
+    after = evaluate(trained)
     yield from _eval_events(spec.train.max_steps, after, "PPO policy")
     yield from _report(before, after)
-    if ctx.is_main:
-        card = {"heldout_reward": after[0]["heldout_reward"], "reward_model": spec.model.reward}
-        yield from save_policy(spec, ctx, model.policy, tok, path, card, lora=False)
+    card = {"heldout_reward": after[0]["heldout_reward"], "reward_model": spec.model.reward}
+    yield from save_policy(spec, ctx, trained.policy, tok, path, card, lora=False)
 
 
 def _params(spec: Spec, seed: int | None = None):

@@ -32,11 +32,11 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
-# The stages whose trainer shards with train.parallel = "fsdp". PPO does not: its batches
-# are rollouts each rank samples on its own (its own lengths), and a sharded model's forward
-# is a collective every rank makes alike. GRPO does: every rank samples the whole global
-# batch of rollouts alike and keeps its rows (pipelines.train_events.StepRows).
-FSDP_PIPELINES = ("pretrain", "sft", "reward", "dpo", "grpo")
+# The stages whose trainer shards with train.parallel = "fsdp": every stage that trains.
+# GRPO and PPO sample their batches (rollouts) between steps, and a sharded model's forward is
+# a collective every rank makes alike: every rank samples the step's whole global batch of
+# rollouts alike and keeps its rows (pipelines.train_events.StepRows).
+FSDP_PIPELINES = ("pretrain", "sft", "reward", "dpo", "grpo", "ppo")
 
 
 class TrainSection(Section):

@@ -1,4 +1,4 @@
-"""GRPO under FSDP2 (`train.parallel = "fsdp"`), torchrun on CPU (gloo): two sharded
+"""GRPO and PPO under FSDP2 (`train.parallel = "fsdp"`), torchrun on CPU (gloo): two sharded
 processes end on the model one process reaches on the same global batch.
 
 The one process runs `batch_size = 2, grad_accum = 2`, the two `batch_size = 2` each: all
@@ -9,7 +9,11 @@ a frozen whole copy (full fine-tuning), or the sharded policy with its adapter o
 which every rank runs alike while sampling.
 
 The policy is the tiny base briefly SFT-ed on count_letters, whose answers (0-3) it then
-samples right now and then: a random model earns no reward, so GRPO would not move it."""
+samples right now and then: a random model earns no reward, so GRPO would not move it.
+
+PPO the same way: every process samples the step's whole rollout and cuts it into the same
+global minibatches, each rank training on its part; its policy (the LM under the value head)
+is an FSDP unit of its own, which sampling runs alone."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from safetensors.torch import load_file
 
 from store import Store
 from tests.conftest import workbench
-from tests.pipelines.rl_fixtures import SFT, eval_by_step, write_spec
+from tests.pipelines.rl_fixtures import SFT, eval_by_step, make_base, pairs_file, write_spec
 from tests.pipelines.test_fsdp_stages import (
     assert_same_tensors,
     assert_two_ranks,
@@ -28,6 +32,8 @@ from tests.pipelines.test_fsdp_stages import (
     run_dir,
     torchrun,
 )
+from tests.pipelines.test_ppo import RM
+from tests.pipelines.test_ppo import spec as ppo_spec
 
 GRPO = """
 pipeline = "grpo"
@@ -94,3 +100,39 @@ def test_fsdp_grpo_matches_one_process(home, tmp_path, lora):
     moved = load_file(two / "model" / "model.safetensors")
     assert max((moved[k] - sft[k]).abs().max().item() for k in sft) > 1e-3, "it trained"
     assert set(eval_by_step(store, two.name, "accuracy")) == {0, 2, 4}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """tests/pipelines/test_ppo.py's home: tiny-base and tiny-rm, a reward model from it."""
+    root = tmp_path_factory.mktemp("ppo")
+    home = root / "home"
+    ok(workbench("models", "import", str(make_base(root / "tiny-base")), "--name", "tiny-base",
+                 home=home))  # fmt: skip
+    rm = write_spec(root / "rm.toml", RM, path=pairs_file(root / "pairs.jsonl"))
+    ok(workbench("run", str(rm), home=home))
+    return home
+
+
+@pytest.mark.slow
+def test_fsdp_ppo_matches_one_process(prepared, tmp_path):
+    """PPO (tests/pipelines/test_ppo.py's tiny base and reward model, 6 steps: two rollouts of
+    8 prompts, each cut into 4 minibatches of 4 rows): the one process at `grad_accum = 2` and
+    the two sharded ranks save the same policy and log the same per-step reward; the value
+    head, outside the policy's own FSDP unit, trained alike."""
+    path = ppo_spec(tmp_path, steps=6)
+    ok(workbench("run", str(path), "--set", "train.grad_accum=2",
+                 "--set", "output.model_name=ppo-one", home=prepared))  # fmt: skip
+    ok(torchrun(prepared, "run", str(path), "--set", "train.parallel=fsdp",
+                "--set", "output.model_name=ppo-two"))  # fmt: skip
+    one, two = run_dir(prepared, "ppo-one"), run_dir(prepared, "ppo-two")
+    assert_same_tensors(one / "model" / "model.safetensors", two / "model" / "model.safetensors")
+    assert_two_ranks(two)
+    store = Store(prepared)
+    rewards = [
+        {m["step"]: m["value"] for m in store.metrics(r.name, ["reward"])} for r in (one, two)
+    ]
+    assert rewards[0] == pytest.approx(rewards[1]) and len(rewards[0]) == 6
+    base = load_file(prepared.parent / "tiny-base" / "model.safetensors")
+    moved = load_file(two / "model" / "model.safetensors")
+    assert max((moved[k] - base[k]).abs().max().item() for k in base) > 1e-4, "it trained"

@@ -287,21 +287,19 @@ def test_fsdp_dpo_matches_one_process(home, tmp_path, lora):
     assert set(eval_by_step(store, two.name, "accuracy")) == {0, 3, 6}
 
 
-def test_the_stages_that_do_not_shard_refuse_fsdp_naming_those_that_do():
-    """PPO refuses it; GRPO shards (tests/pipelines/test_fsdp_rl.py)."""
-    from pipelines.registry import spec_class
+def test_every_training_stage_accepts_fsdp():
+    """Every stage with a trainer shards (GRPO and PPO: tests/pipelines/test_fsdp_rl.py), so
+    the refusal naming those that do is never met."""
+    from pipelines.registry import PIPELINES, spec_class
     from pipelines.spec import FSDP_PIPELINES
 
-    assert {"pretrain", "sft", "reward", "dpo", "grpo"} <= set(FSDP_PIPELINES)
-    spec = {"pipeline": "ppo", "model": {"policy": "sft", "reward": "rm"},
-            "data": {"tasks": ["arithmetic"]}}  # fmt: skip
-    spec_class("ppo").model_validate(spec)  # valid as "ddp"
-    with pytest.raises(ValueError) as err:
-        spec_class("ppo").model_validate({**spec, "train": {"parallel": "fsdp"}})
-    assert '"fsdp" shards pretrain, sft, reward, dpo, grpo only' in str(err.value)
-    assert 'set train.parallel = "ddp" for ppo' in str(err.value)
-    grpo = {"pipeline": "grpo", "model": {"policy": "sft"}, "data": {"tasks": ["arithmetic"]}}
-    spec_class("grpo").model_validate({**grpo, "train": {"parallel": "fsdp"}})
+    training = {n for n in PIPELINES if "train" in spec_class(n).model_fields}
+    assert training == {"pretrain", "sft", "reward", "dpo", "grpo", "ppo"}
+    assert training <= set(FSDP_PIPELINES)
+    for name, models in (("grpo", {"policy": "sft"}), ("ppo", {"policy": "sft", "reward": "rm"})):
+        spec = {"pipeline": name, "model": models, "data": {"tasks": ["arithmetic"]},
+                "train": {"parallel": "fsdp"}}  # fmt: skip
+        assert spec_class(name).model_validate(spec).train.parallel == "fsdp"
 
 
 LORA_ACROSS = """
