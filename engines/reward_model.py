@@ -37,6 +37,7 @@ class Ranking:
 
     prompt: str
     completions: list[str]
+    correct: list[bool] | None = None  # per completion, when a checker ranked them
 
 
 def readout_id(tok) -> int | None:

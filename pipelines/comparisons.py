@@ -248,7 +248,7 @@ def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int,
             texts, lambda t, ex=ex: task.check(ex, t), lambda t, ex=ex: quality(task, ex, t)
         )
         if len(ranked) >= 2:
-            out.append(Ranking(ex.prompt, ranked))
+            out.append(Ranking(ex.prompt, ranked, [task.check(ex, t) for t in ranked]))
     return out
 
 

@@ -93,7 +93,8 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
         f"{len(train)} rankings, {len(held)} held out"
     )
     enc_train, enc_held = encode(tok, train, spec), encode(tok, held, spec)
-    before = None if ctx.resume else heldout(model, enc_held)
+    kinds = pair_kinds(held)
+    before = None if ctx.resume else heldout(model, enc_held, kinds=kinds)
     if before:
         yield Metrics(step=0, values=before, split="eval")
     pad = int(model.config.pad_token_id)
@@ -112,7 +113,7 @@ def run(spec: Spec, ctx) -> Iterator[Event]:
     model = trainer.plain_model()  # every rank: under FSDP the weights gather on rank 0
     if not ctx.is_main:
         return
-    after = heldout(model, enc_held)
+    after = heldout(model, enc_held, kinds=kinds)
     yield from _report(spec, before, after, len(enc_held))
     yield from _save(spec, ctx, model, tok, base, after)
 
@@ -192,8 +193,33 @@ def encode(tok, rankings: list, spec: Spec) -> list[list[list[int]]]:
     return out
 
 
-def heldout(model, encoded: list, batch: int = 8) -> dict[str, float] | None:
-    """Pair accuracy and mean margin over every ordered pair of the held-out rankings."""
+def pair_kinds(rankings: list) -> list[list[str | None]] | None:
+    """Per ranking, each ordered pair's kind in `pair_stats`' order (i < j, row by row):
+    `right_wrong` or `wrong_wrong` where a checker ranked it (right-vs-right: None); None
+    when no ranking carries correctness."""
+    if not any(r.correct for r in rankings):
+        return None
+    out = []
+    for r in rankings:
+        ok, n = r.correct or [], len(r.completions)
+        kinds = []
+        for i in range(n):
+            for j in range(i + 1, n):
+                if not ok:
+                    kinds.append(None)
+                elif ok[i] and not ok[j]:
+                    kinds.append("right_wrong")
+                elif not ok[i] and not ok[j]:
+                    kinds.append("wrong_wrong")
+                else:
+                    kinds.append(None)
+        out.append(kinds)
+    return out
+
+
+def heldout(model, encoded: list, batch: int = 8, kinds: list | None = None):
+    """Pair accuracy and mean margin over every ordered pair of the held-out rankings; with
+    `kinds` (pair_kinds), pair accuracy of right-vs-wrong and wrong-vs-wrong pairs apart."""
     import torch
 
     from engines.reward_model import collate_rankings, pair_stats, rewards_of
@@ -201,6 +227,7 @@ def heldout(model, encoded: list, batch: int = 8) -> dict[str, float] | None:
     if not encoded:
         return None
     hits = margin = n = 0.0
+    by_kind: dict[str, list[float]] = {}  # kind -> [pairs in order, pairs]
     model.eval()
     with torch.no_grad():
         for i in range(0, len(encoded), batch):
@@ -211,8 +238,26 @@ def heldout(model, encoded: list, batch: int = 8) -> dict[str, float] | None:
             acc, m = pair_stats(r, b["present"])
             pairs = sum(len(x) * (len(x) - 1) / 2 for x in chunk)
             hits, margin, n = hits + float(acc) * pairs, margin + float(m) * pairs, n + pairs
+            if kinds is not None:
+                _count_kinds(r, chunk, kinds[i : i + batch], by_kind)
     model.train()
-    return {"pair_accuracy": hits / max(1.0, n), "margin": margin / max(1.0, n), "pairs": n}
+    out = {"pair_accuracy": hits / max(1.0, n), "margin": margin / max(1.0, n), "pairs": n}
+    for kind, (good, total) in sorted(by_kind.items()):
+        out[f"pair_accuracy_{kind}"], out[f"pairs_{kind}"] = good / total, total
+    return out
+
+
+def _count_kinds(rewards, chunk: list, kinds: list, by_kind: dict) -> None:
+    for row, (ranking, pair_kinds_) in enumerate(zip(chunk, kinds, strict=True)):
+        n, p = len(ranking), 0
+        for i in range(n):
+            for j in range(i + 1, n):
+                kind = pair_kinds_[p]
+                p += 1
+                if kind is not None:
+                    tally = by_kind.setdefault(kind, [0.0, 0.0])
+                    tally[0] += float(rewards[row, i] > rewards[row, j])
+                    tally[1] += 1
 
 
 def _report(spec: Spec, before, after, n_held: int) -> Iterator[Event]:
@@ -221,9 +266,15 @@ def _report(spec: Spec, before, after, n_held: int) -> Iterator[Event]:
         return
     yield Metrics(step=spec.train.max_steps, values=after, split="eval")
     start = f"{before['pair_accuracy']:.1%} → " if before else ""
+    apart = "".join(
+        f"; {kind.replace('_', '-vs-')} {after[f'pair_accuracy_{kind}']:.1%} "
+        f"of {after[f'pairs_{kind}']:.0f}"
+        for kind in ("right_wrong", "wrong_wrong")
+        if f"pairs_{kind}" in after
+    )
     yield Note(
         text=f"held-out pair accuracy {start}{after['pair_accuracy']:.1%} "
-        f"({after['pairs']:.0f} pairs from {n_held} rankings), margin {after['margin']:.3f}"
+        f"({after['pairs']:.0f} pairs from {n_held} rankings{apart}), margin {after['margin']:.3f}"
     )
     rows = [{"when": "before", **before}] if before else []
     yield Table(name="eval", rows=rows + [{"when": "after", **after}])

@@ -82,3 +82,23 @@ def test_generated_rankings_hold_a_made_wrong_answer_when_every_sample_is_right(
     assert off == []  # every set collapsed to the one right text
     assert [r.completions for r in on] == [
         [ex.answer, "no" if ex.answer == "yes" else "yes"] for ex in examples]  # fmt: skip
+    assert [r.correct for r in on] == [[True, False]] * 4  # the checker's verdicts ride along
+
+
+def test_held_out_pairs_are_counted_apart_by_kind():
+    """pair_kinds/_count_kinds: right-vs-wrong and wrong-vs-wrong pair accuracy, in
+    pair_stats' pair order; right-vs-right pairs and unchecked rankings count in neither."""
+    import torch
+
+    from engines.reward_model import Ranking
+    from pipelines.reward import _count_kinds, pair_kinds
+
+    held = [Ranking("p", ["a", "b", "c"], [True, False, False]),
+            Ranking("q", ["x", "y"], [True, True]), Ranking("r", ["m", "n"])]  # fmt: skip
+    kinds = pair_kinds(held)
+    assert kinds == [["right_wrong", "right_wrong", "wrong_wrong"], [None], [None]]
+    rewards = torch.tensor([[3.0, 1.0, 2.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    tally: dict = {}
+    _count_kinds(rewards, [[0, 0, 0], [0, 0], [0, 0]], kinds, tally)
+    assert tally == {"right_wrong": [2.0, 2.0], "wrong_wrong": [0.0, 1.0]}
+    assert pair_kinds([Ranking("r", ["m", "n"])]) is None
