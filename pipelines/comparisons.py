@@ -13,7 +13,7 @@ by partial credit — how close the final answer is to the reference (`Task.cred
 orders of magnitude off, a word's similarity, JSON fields right) — and, among correct ones, by
 similarity to the reference answer; texts that tie are merged into one. A stand-in for human
 labellers; the task's reference answer joins the samples as a correct one and, with
-`contrast` (default), a wrong answer made from it (`Task.wrong`) as a wrong one.
+`contrast` (off by default), a wrong answer made from it (`Task.wrong`) as a wrong one.
 
 Every ranking is a strict order: equal texts, repeated indices or tie groups are errors.
 """
@@ -52,7 +52,7 @@ class ComparisonData(Section):
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the generator")
     max_new_tokens: int = Field(24, ge=1, description="tokens per generated completion")
     contrast: bool = Field(
-        True,
+        False,
         description="add a wrong answer made from the reference (a number off a little, yes "
         "for no, two letters swapped) to every generated training prompt, as the reference "
         "joins as a right one: a prompt the model always answers right still teaches right "

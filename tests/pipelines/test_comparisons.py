@@ -76,9 +76,9 @@ def test_generated_rankings_hold_a_made_wrong_answer_when_every_sample_is_right(
     monkeypatch.setattr(engines.reward_model, "prompt_text", lambda tok, prompt: prompt)
     monkeypatch.setattr(engines.generate, "generate", lambda model, tok, prompts, params: [
         SimpleNamespace(text=right[p]) for p in prompts])  # fmt: skip
-    on = _rank_chunk(None, None, task, examples, ComparisonData(tasks=["palindrome"], k=2), 0)
-    off = _rank_chunk(None, None, task, examples,
-                      ComparisonData(tasks=["palindrome"], k=2, contrast=False), 0)  # fmt: skip
+    on = _rank_chunk(None, None, task, examples,
+                     ComparisonData(tasks=["palindrome"], k=2, contrast=True), 0)  # fmt: skip
+    off = _rank_chunk(None, None, task, examples, ComparisonData(tasks=["palindrome"], k=2), 0)
     assert off == []  # every set collapsed to the one right text
     assert [r.completions for r in on] == [
         [ex.answer, "no" if ex.answer == "yes" else "yes"] for ex in examples]  # fmt: skip
