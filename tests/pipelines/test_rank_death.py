@@ -17,14 +17,12 @@ from tests.pipelines.test_pretrain import spec
 from tests.workbench.test_launch_section import wait_for_end
 
 
-@pytest.mark.slow  # about 80 s on 2 cores: a failed run and its resumption
-def test_killing_rank_1_fails_the_run_naming_it_and_it_resumes(tmp_path, home):
-    job = spec(tmp_path, B=4, steps=200, ckpt=10)
-    env = {"OMP_NUM_THREADS": "1", "WORKBENCH_PG_TIMEOUT_S": "30"}
-    p = workbench(
-        "run", str(job), "--detach", "--set", "launch.nproc_per_node=2",
-        "--set", "train.sample_every=0", "--set", "train.eval_every=0", home=home, env=env,
-    )  # fmt: skip
+def launch_and_wait_for_checkpoint(home, job, env, *sets):
+    """Start `job` detached on 2 ranks (`--set` each of `sets`); wait until it checkpointed.
+    (run id, the torchrun agent, {rank: process}, the events file)."""
+    args = [a for kv in sets for a in ("--set", kv)]
+    p = workbench("run", str(job), "--detach", "--set", "launch.nproc_per_node=2", *args,
+                  home=home, env=env)  # fmt: skip
     assert p.returncode == 0, p.stdout + p.stderr
     run_id = p.stdout.split()[1]
     agent = psutil.Process(int(p.stdout.split("(pid ")[1].split(")")[0]))
@@ -39,6 +37,16 @@ def test_killing_rank_1_fails_the_run_naming_it_and_it_resumes(tmp_path, home):
         raise AssertionError("training did not start")
     ranks = {int(c.environ()["RANK"]): c for c in agent.children()}
     assert sorted(ranks) == [0, 1]
+    return run_id, agent, ranks, events
+
+
+@pytest.mark.slow  # about 80 s on 2 cores: a failed run and its resumption
+def test_killing_rank_1_fails_the_run_naming_it_and_it_resumes(tmp_path, home):
+    job = spec(tmp_path, B=4, steps=200, ckpt=10)
+    env = {"OMP_NUM_THREADS": "1", "WORKBENCH_PG_TIMEOUT_S": "30"}
+    run_id, agent, ranks, events = launch_and_wait_for_checkpoint(
+        home, job, env, "train.sample_every=0", "train.eval_every=0"
+    )
     os.kill(ranks[1].pid, signal.SIGKILL)
     killed = time.monotonic()
     run = wait_for_end(home, run_id, timeout=90)
@@ -69,24 +77,9 @@ def test_runs_stop_on_a_sharded_torchrun_job_stops_every_rank_at_one_step(tmp_pa
     checkpoint is a collective: a rank still training would leave the others waiting)."""
     job = spec(tmp_path, B=4, steps=400, ckpt=10)
     env = {"OMP_NUM_THREADS": "1", "WORKBENCH_PG_TIMEOUT_S": "60"}
-    p = workbench(
-        "run", str(job), "--detach", "--set", "launch.nproc_per_node=2",
-        "--set", "train.parallel=fsdp", "--set", "train.sample_every=0",
-        "--set", "train.eval_every=0", home=home, env=env,
-    )  # fmt: skip
-    assert p.returncode == 0, p.stdout + p.stderr
-    run_id = p.stdout.split()[1]
-    agent = psutil.Process(int(p.stdout.split("(pid ")[1].split(")")[0]))
-    events = home / "runs" / run_id / "events.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        lines = events.read_text().splitlines() if events.exists() else []
-        if any('"type": "checkpoint"' in x for x in lines):
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError("training did not start")
-    ranks = {int(c.environ()["RANK"]): c for c in agent.children()}
+    run_id, agent, ranks, events = launch_and_wait_for_checkpoint(
+        home, job, env, "train.parallel=fsdp", "train.sample_every=0", "train.eval_every=0"
+    )
     p = workbench("runs", "stop", run_id, home=home)
     assert p.returncode == 0, p.stdout + p.stderr
     run = wait_for_end(home, run_id, timeout=60)  # well inside the process-group timeout
