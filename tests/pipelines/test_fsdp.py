@@ -39,6 +39,20 @@ def torchrun(home: Path, *args: str, nproc: int = 2) -> subprocess.CompletedProc
     )
 
 
+def run_script(script: Path, text: str, out: Path, port_offset: int) -> None:
+    """Write `text` (formatted with the repository root) to `script` and run it on 2 gloo
+    ranks under torchrun with `out` as its argument; it must exit 0."""
+    script.write_text(text.format(root=str(ROOT)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    port = 29500 + (os.getpid() + port_offset) % 1000
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), str(out),
+    ]  # fmt: skip
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_fsdp_two_ranks_match_one_process_and_save_a_plain_checkpoint(tmp_path, home):
     p = workbench("run", str(spec(tmp_path, "b8.toml", B=8, steps=6, ckpt=3)), home=home)
@@ -187,16 +201,7 @@ def test_checkpoints_resume_across_process_counts(tmp_path):
     one = single(tmp_path / "one")
     list(one.train())
     shutil.copytree(tmp_path / "one" / "step-3", out / "from-one" / "step-3")
-    script = tmp_path / "across.py"
-    script.write_text(ACROSS_SCRIPT.format(root=str(ROOT)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 13) % 1000),
-        str(script), str(out),
-    ]  # fmt: skip
-    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    run_script(tmp_path / "across.py", ACROSS_SCRIPT, out, port_offset=13)
     result = torch.load(out / "result.pt", weights_only=True)
     assert result["from"] == 3
     shutil.copytree(out / "two" / "step-3", tmp_path / "from-two" / "step-3")

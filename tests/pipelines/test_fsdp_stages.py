@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from store import Store
 from tests.conftest import ROOT, workbench
 from tests.pipelines.rl_fixtures import eval_by_step, pairs_file, write_spec
+from tests.pipelines.test_fsdp import run_script
 
 
 def torchrun(home: Path, *args: str, module: str = "workbench") -> subprocess.CompletedProcess:
@@ -348,16 +349,7 @@ def test_fsdp_lora_checkpoints_resume_across_process_counts(tmp_path):
     one = lora_trainer(tmp_path / "one")
     list(one.train())
     shutil.copytree(tmp_path / "one" / "step-3", out / "from-one" / "step-3")
-    script = tmp_path / "across.py"
-    script.write_text(LORA_ACROSS.format(root=str(ROOT)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(29500 + (os.getpid() + 19) % 1000),
-        str(script), str(out),
-    ]  # fmt: skip
-    p = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, timeout=300)
-    ok(p)
+    run_script(tmp_path / "across.py", LORA_ACROSS, out, port_offset=19)
     result = torch.load(out / "result.pt", weights_only=True)
     assert result["from"] == 3
     shutil.copytree(out / "two" / "step-3", tmp_path / "from-two" / "step-3")
