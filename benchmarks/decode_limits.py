@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engines import cpu_kernels
 from benchmarks.decode import PROMPT, hf_generate
 from engines.generate import SamplingParams, chat_prompt, generate
 from engines.model_folders import load_causal_lm
@@ -75,8 +76,16 @@ def ours_step(model, tok, n: int, rows: int = 1):
 
 
 def theirs_step(model, tok, n: int):
-    return (lambda: hf_generate(model, tok, [PROMPT], n, sample=False),
-            lambda: hf_generate(model, tok, [PROMPT], 1, sample=False))  # fmt: skip
+    """transformers' generate on the same model, with torch's own matmuls (no CPU kernel)."""
+
+    def run(k):
+        def go():
+            with cpu_kernels.disabled():
+                return hf_generate(model, tok, [PROMPT], k, sample=False)
+
+        return go
+
+    return run(n), run(1)
 
 
 def per_token(pair, n: int, repeats: int) -> float:

@@ -24,8 +24,10 @@ from typing import Any, Protocol
 
 import torch
 
+from engines import cpu_kernels
 from engines.decoding import IncrementalDecoder, StopMatcher, sample_next
 from engines.errors import UserError
+from engines.llama_decode import LlamaStep
 
 
 class LogitsProcessor(Protocol):
@@ -186,6 +188,11 @@ class _Batch:
         self.gen = _generator(params.seed, self.device)
         self.active = list(range(len(encoded)))  # original row index of each batch row
         self.grad_off = torch.no_grad if _is_sharded(model) else torch.inference_mode
+        self.cpu = self.device.type == "cpu" and not _is_sharded(model)
+        if self.cpu:
+            cpu_kernels.accelerate(model)  # the batch-1..8 matmuls at memory bandwidth
+        self.capacity = self.ids.shape[1] + params.max_new_tokens
+        self.step: LlamaStep | None = None  # the lean decode step, where the model fits it
 
     def _forward(self) -> torch.Tensor:
         kwargs = {self.cache_kw: self.cache, "use_cache": True}
@@ -198,7 +205,12 @@ class _Batch:
 
     def prefill(self) -> torch.Tensor:
         with self.grad_off():
-            return self._forward()
+            logits = self._forward()
+            if self.cpu:
+                self.step = LlamaStep.after_prefill(self.model, self.cache, self.capacity)
+                if self.step is not None:
+                    self.cache = None  # its keys and values now live in the step's buffers
+            return logits
 
     def pick(
         self, logits: torch.Tensor, processor: LogitsProcessor | None, rows: list[_Row]
@@ -229,11 +241,16 @@ class _Batch:
     def _advance(self, keep: list[int]) -> torch.Tensor:
         if len(keep) < len(self.active):
             index = torch.tensor(keep, device=self.device)
-            self.cache.batch_select_indices(index)
+            if self.step is not None:
+                self.step.select(index)
+            else:
+                self.cache.batch_select_indices(index)
             self.ids, self.mask, self.pos = self.ids[index], self.mask[index], self.pos[index]
             self.active = [self.active[i] for i in keep]
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(keep), 1))], dim=1)
         self.pos = self.pos[:, -1:] + 1
+        if self.step is not None:
+            return self.step(self.ids, self.pos, self.mask).float()
         return self._forward()
 
 

@@ -1,16 +1,20 @@
-"""Quantized decode on CPU: int8 dynamic or int4 weight-only linear layers, in place.
+"""Quantized decode on CPU: int8 or int4 weight-only linear layers, in place.
 
     model, tok = load_causal_lm(folder, quantize="int8")   # or quantize_model(model, "int4")
 
-- int8: `torch.ao.quantization.quantize_dynamic` on every nn.Linear (weights int8 per channel,
-  activations quantized per call). About 4x less weight to read than fp32.
+- int8: weight-only, one fp32 scale per output row (w ≈ q * scale, q in [-127, 127]); the
+  activations stay fp32. Decode (1-8 rows) runs engines/csrc/gemv.c's int8 kernel, which reads
+  a quarter of fp32's bytes; wider inputs (a prompt) dequantize the weight for torch's matmul.
+  Without the kernel (no C compiler, no AVX2) every call dequantizes: correct, slower than
+  fp32. (Dynamic int8, `torch.ao.quantization.quantize_dynamic`, quantizes the activations too:
+  on SmolLM2-135M it answered 1 of 12 questions fp32 answers 9 of; docs/performance.md.)
 - int4: weight-only, groups of GROUP input columns with an fp32 scale and zero each, through
   PyTorch's own CPU int4 kernel (`aten._weight_int4pack_mm_for_cpu`, the kernel torchao
   wraps), so no extra package is needed. About 7x less weight to read than fp32.
 
-Both change the numbers: greedy output drifts from fp32 after a while. benchmarks/quantized.py
-reports the speed-up next to the accuracy on a task set, so a user sees what they trade.
-Quantized models are for inference only (no gradients).
+Both change the numbers a little: greedy output can drift from fp32 after a while.
+benchmarks/decode_limits.py reports the speed-up next to the accuracy on a task set, so a user
+sees what they trade. Quantized models are for inference only (no gradients).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from engines import cpu_kernels
 from engines.errors import UserError
 
 KINDS = ("none", "int8", "int4")
@@ -36,18 +42,46 @@ def quantize_model(model: nn.Module, kind: str | None) -> nn.Module:
     if next(model.parameters()).device.type != "cpu":
         raise UserError(f"quantize={kind} runs on the CPU only: load the model with device='cpu'")
     model.eval()
-    if kind == "int8":
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, torch.qint8, inplace=True)
-    _swap_int4(model)
+    _swap(model, Int8Linear if kind == "int8" else Int4Linear)
     return model
 
 
-def _swap_int4(module: nn.Module) -> None:
+def _swap(module: nn.Module, kind: type) -> None:
     for name, child in module.named_children():
-        if isinstance(child, nn.Linear) and Int4Linear.fits(child):
-            setattr(module, name, Int4Linear(child))
+        if isinstance(child, nn.Linear) and kind.fits(child):
+            setattr(module, name, kind(child))
         else:
-            _swap_int4(child)
+            _swap(child, kind)
+
+
+class Int8Linear(nn.Module):
+    """A frozen nn.Linear with int8 weights and one fp32 scale per output row."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        w = linear.weight.detach().float()
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (N,)
+        self.register_buffer("qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale.contiguous())
+        bias = linear.bias
+        self.register_buffer("bias", None if bias is None else bias.detach().float())
+
+    @staticmethod
+    def fits(linear: nn.Linear) -> bool:
+        return linear.weight.dtype == torch.float32
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale[:, None]  # (N, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if cpu_kernels.fast_rows(x, self.in_features):
+            y = cpu_kernels.linear_q8(x, self.qweight, self.scale)
+            return y if self.bias is None else y.add_(self.bias)
+        return F.linear(x, self.dequantized().to(x.dtype), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
 
 
 class Int4Linear(nn.Module):

@@ -1,0 +1,270 @@
+"""A CPU matmul for decode: x @ w.T for 1-8 rows of fp32 x, at memory bandwidth.
+
+    from engines import cpu_kernels
+    cpu_kernels.accelerate(model)   # every plain nn.Linear takes the kernel when it can
+
+Batch-1 decode is a matrix-vector product per layer: every weight is read once per token, so
+its speed is the memory bandwidth. On this project's CPUs torch's fp32 GEMV (MKL) runs on one
+thread at 10-12 GB/s of the ~30 GB/s two cores read. engines/csrc/gemv.c splits the rows of
+the weight across torch's OpenMP threads and reads each once however many rows x has (19-26
+GB/s here; docs/performance.md). It is compiled on first use with the system's C compiler
+into a per-user cache, keyed by the source's hash; where there is no compiler, no AVX2/FMA, or
+`WORKBENCH_CPU_KERNELS=0`, nothing changes and torch does every matmul.
+
+A patched layer takes the kernel only when no gradient can flow (inference mode or no_grad),
+x is fp32 on the CPU with at most MAX_ROWS rows and the weight is a plain contiguous fp32 CPU
+tensor; otherwise it is nn.Linear as before. The kernel sums each output in the same order for
+every row count, so a row decoded in a batch gets the numbers it gets alone (not bit-identical
+to torch's own matmul: the order of a float sum differs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SOURCE = Path(__file__).parent / "csrc" / "gemv.c"
+FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
+MAX_ROWS = 8  # above this torch's GEMM is as good (prefill, training)
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
+_off = False  # disabled(): patched layers fall back to torch
+why_not: str | None = None  # why the kernel is unavailable, for the benchmark and `--help`
+
+
+def cache_dir() -> Path:
+    """$WORKBENCH_KERNEL_CACHE, else $XDG_CACHE_HOME (or ~/.cache)/gpt-workbench/kernels."""
+    if os.environ.get("WORKBENCH_KERNEL_CACHE"):
+        return Path(os.environ["WORKBENCH_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt-workbench" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build(path: Path) -> None:
+    """Compile the source to `path` (atomically: two processes may build at once)."""
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run(
+            [cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel library, building it once; None where it cannot run here."""
+    global _lib, why_not
+    with _lock:
+        if _lib is not False:
+            return _lib
+        _lib, why_not = None, _unsupported()
+        if why_not is not None:
+            return None
+        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+        path = cache_dir() / f"gemv-{key}.so"
+        try:
+            if not path.exists():
+                _build(path)
+            lib = ctypes.CDLL(str(path))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+            why_not = f"the CPU kernel did not build: {err}"
+            return None
+        ptr, size, array = ctypes.c_void_p, ctypes.c_long, ctypes.POINTER(ctypes.c_void_p)
+        lib.gemv_f32.argtypes = [ptr] * 3 + [size] * 3 + [ctypes.c_int]
+        lib.gemv_f32_multi.argtypes = [ptr, size, size, ctypes.c_int, array, array]
+        lib.gemv_f32_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
+        lib.gemv_q8_multi.argtypes = [ptr, size, size, ctypes.c_int, array, array, array]
+        lib.gemv_q8_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
+        lib.gemv_q8_multi.restype = None
+        lib.rms_norm_f32.argtypes = [ptr] * 3 + [size] * 2 + [ctypes.c_float]
+        lib.rope_f32.argtypes = [ptr] * 3 + [size] * 3
+        for fn in (lib.gemv_f32, lib.gemv_f32_multi, lib.rms_norm_f32, lib.rope_f32):
+            fn.restype = None
+        _lib = lib
+        return lib
+
+
+def _unsupported() -> str | None:
+    if os.environ.get("WORKBENCH_CPU_KERNELS", "1") == "0":
+        return "WORKBENCH_CPU_KERNELS=0"
+    if not sys.platform.startswith("linux"):
+        return f"the CPU kernel is built on Linux only (this is {sys.platform})"
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not capability.startswith("AVX2") and not capability.startswith("AVX512"):
+        return f"the CPU kernel needs AVX2 and FMA (torch reports {capability})"
+    return None
+
+
+def available() -> bool:
+    return load() is not None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T through the kernel (x (..., K) fp32 with at most MAX_ROWS rows)."""
+    lib = _lib or load()
+    assert lib is not None, why_not
+    x = x.contiguous()
+    N, K = weight.shape
+    y = torch.empty((*x.shape[:-1], N), dtype=torch.float32)
+    lib.gemv_f32(
+        x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // K, N, K, torch.get_num_threads()
+    )
+    return y
+
+
+def fast_rows(x: torch.Tensor, width: int) -> bool:
+    """Whether x (..., width) can take the kernel now: fp32 on the CPU, at most MAX_ROWS rows,
+    no gradient wanted, the kernel built."""
+    if _lib is False:
+        load()
+    return bool(
+        _lib
+        and not _off
+        and not torch.is_grad_enabled()
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and width % 8 == 0
+        and x.numel() <= MAX_ROWS * width
+    )
+
+
+def linear_q8(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x @ (qweight * scale[:, None]).T with int8 qweight (N, K) and fp32 scale (N,)."""
+    (y,) = Matmuls([(qweight, scale)], rows=x.numel() // qweight.shape[1])(x.contiguous())
+    return y.view(*x.shape[:-1], qweight.shape[0])
+
+
+class Matmuls:
+    """x @ w.T for a fixed list of up to 4 weights of one input width (q, k and v; gate and up),
+    in one pass of the threads, into output buffers reused call after call.
+
+        qkv = Matmuls([wq, wk, wv], rows=1)
+        q, k, v = qkv(x)      # views of the buffers: use them before the next call
+
+    The pointers are prepared once, so a call is one foreign call (a few microseconds)."""
+
+    def __init__(self, weights: list, rows: int) -> None:
+        """weights: fp32 (N, K) tensors, or (int8 (N, K), fp32 scale (N,)) pairs, not mixed."""
+        self.int8 = isinstance(weights[0], tuple)
+        mats = [w[0] if self.int8 else w for w in weights]
+        assert 1 <= len(mats) <= 4 and len({m.shape[1] for m in mats}) == 1
+        assert all(isinstance(w, tuple) == self.int8 for w in weights)
+        assert all(m.is_contiguous() and m.device.type == "cpu" for m in mats)
+        assert all(m.dtype == (torch.int8 if self.int8 else torch.float32) for m in mats)
+        self.weights, self.count, self.width = weights, len(mats), mats[0].shape[1]
+        self.shapes = [m.shape[0] for m in mats]
+        self.ws = (ctypes.c_void_p * self.count)(*[m.data_ptr() for m in mats])
+        if self.int8:
+            assert all(w[1].dtype == torch.float32 and w[1].is_contiguous() for w in weights)
+            self.scales = (ctypes.c_void_p * self.count)(*[w[1].data_ptr() for w in weights])
+        self.ns = (ctypes.c_long * self.count)(*self.shapes)
+        self.resize(rows)
+
+    def resize(self, rows: int) -> None:
+        self.rows = rows
+        self.outs = [torch.empty((rows, 1, n)) for n in self.shapes]
+        self.ys = (ctypes.c_void_p * self.count)(*[y.data_ptr() for y in self.outs])
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x (rows, 1, width) contiguous fp32 → one (rows, 1, N) buffer per weight."""
+        assert x.is_contiguous() and x.numel() == self.rows * self.width, (x.shape, self.rows)
+        lib, threads = _lib or load(), torch.get_num_threads()
+        if self.int8:
+            lib.gemv_q8_multi(
+                x.data_ptr(), self.rows, self.width, self.count, self.ws, self.scales, self.ys,
+                self.ns, threads,
+            )  # fmt: skip
+        else:
+            lib.gemv_f32_multi(
+                x.data_ptr(), self.rows, self.width, self.count, self.ws, self.ys, self.ns, threads
+            )
+        return self.outs
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dimension of a contiguous fp32 x (one thread: rows are short)."""
+    lib = _lib or load()
+    assert lib is not None and x.is_contiguous(), why_not
+    y = torch.empty_like(x)
+    K = x.shape[-1]
+    lib.rms_norm_f32(x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // K, K, eps)
+    return y
+
+
+def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rotary embedding in place on x (B, ..., heads * d) contiguous; cos, sin (B, d)."""
+    lib = _lib or load()
+    assert lib is not None and x.is_contiguous() and cos.is_contiguous() and sin.is_contiguous()
+    B, d = cos.shape
+    assert x.numel() == B * heads * d, (x.shape, cos.shape, heads)
+    lib.rope_f32(x.data_ptr(), cos.data_ptr(), sin.data_ptr(), B, heads, d)
+    return x
+
+
+def _fits(weight: torch.Tensor) -> bool:
+    return (
+        type(weight) is nn.Parameter or type(weight) is torch.Tensor
+    ) and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Patched layers use torch inside this block (a benchmark's reference side)."""
+    global _off
+    _off, before = True, _off
+    try:
+        yield
+    finally:
+        _off = before
+
+
+def _forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    if fast_rows(x, self.in_features) and _fits(self.weight):
+        y = linear(x, self.weight)
+        return y if self.bias is None else y.add_(self.bias)
+    return F.linear(x, self.weight, self.bias)
+
+
+def accelerate(model: nn.Module) -> int:
+    """Route `model`'s plain fp32 CPU nn.Linear layers through the kernel when they can take
+    it (in place; idempotent). Returns how many layers take it now (0 where unavailable)."""
+    if not available():
+        return 0
+    count = 0
+    for module in model.modules():
+        if type(module) is nn.Linear and _fits(module.weight):
+            if "forward" not in module.__dict__:
+                module.forward = types.MethodType(_forward, module)
+            count += 1
+    return count

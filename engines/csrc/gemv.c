@@ -1,0 +1,147 @@
+/* y = x @ w.T for a few rows of x: the batch-1..8 fp32 decode matmul, at memory bandwidth.
+ *
+ * x (M, K), w (N, K) row-major (an nn.Linear weight), y (M, N); K a multiple of 8.
+ * Rows of w are split across threads (OpenMP, the runtime torch already loaded), each row is
+ * read from memory once however many rows x has, and every output element is summed in the
+ * same order whatever M is: a row of a batch gets bit-for-bit the numbers it gets alone.
+ * Built by engines/cpu_kernels.py with -O3 -mavx2 -mfma -fopenmp.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+static inline float hsum(__m256 v) {
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    return _mm_cvtss_f32(lo);
+}
+
+/* one row of w against one row of x: four accumulators over k mod 32, then their sum */
+static inline float dot(const float *x, const float *w, long K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long k = 0;
+    for (; k + 32 <= K; k += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k < K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x + k), a0);
+    return hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+/* one row of w against two rows of x (x and x + K), each summed exactly as dot() sums it */
+static inline void dot2(const float *x, const float *w, long K, float *y0, float *y1) {
+    const float *x1 = x + K;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    long k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+        __m256 w2 = _mm256_loadu_ps(w + k + 16), w3 = _mm256_loadu_ps(w + k + 24);
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k + 8), a1);
+        a2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x + k + 16), a2);
+        a3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x + k + 24), a3);
+        b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x1 + k), b0);
+        b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + k + 8), b1);
+        b2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(x1 + k + 16), b2);
+        b3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(x1 + k + 24), b3);
+    }
+    for (; k < K; k += 8) {
+        __m256 wv = _mm256_loadu_ps(w + k);
+        a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + k), a0);
+        b0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + k), b0);
+    }
+    *y0 = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    *y1 = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+}
+
+/* row n of w against every row of x: the row comes from memory once, then from L1 */
+static inline void row(const float *x, const float *w, float *y, long M, long N, long K) {
+    long m = 0;
+    for (; m + 1 < M; m += 2) dot2(x + m * K, w, K, y + m * N, y + (m + 1) * N);
+    if (m < M) y[m * N] = dot(x + m * K, w, K);
+}
+
+/* y_j = x @ w_j.T for up to 4 weights of the same input width (q, k and v; gate and up): their
+ * rows are one work list, so the threads fork and join once for all of them. Each thread takes
+ * a contiguous run of rows: one sequential stream through memory. */
+void gemv_f32_multi(const float *x, long M, long K, int count, const float **ws, float **ys,
+                    const long *Ns, int threads) {
+    long first[5] = {0};
+    for (int j = 0; j < count; j++) first[j + 1] = first[j] + Ns[j];
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < first[count]; i++) {
+        int j = 0;
+        while (i >= first[j + 1]) j++;
+        long n = i - first[j];
+        row(x, ws[j] + n * K, ys[j] + n, M, Ns[j], K);
+    }
+}
+
+void gemv_f32(const float *x, const float *w, float *y, long M, long N, long K, int threads) {
+    gemv_f32_multi(x, M, K, 1, &w, &y, &N, threads);
+}
+
+/* y = x / sqrt(mean(x^2) + eps) * w, row by row (RMSNorm; M rows of K) */
+void rms_norm_f32(const float *x, const float *w, float *y, long M, long K, float eps) {
+    for (long m = 0; m < M; m++) {
+        const float *xm = x + m * K;
+        double ss = 0;
+        for (long k = 0; k < K; k++) ss += (double)xm[k] * xm[k];
+        float r = 1.0f / sqrtf((float)(ss / K) + eps);
+        for (long k = 0; k < K; k++) y[m * K + k] = xm[k] * r * w[k];
+    }
+}
+
+/* rotary embedding in place on x (B rows of H heads of d), transformers' Llama convention:
+ * x[:h] * cos - x[h:] * sin, x[h:] * cos + x[:h] * sin with h = d / 2; cos, sin (B, d) */
+void rope_f32(float *x, const float *cos, const float *sin, long B, long H, long d) {
+    long h = d / 2;
+    for (long b = 0; b < B; b++)
+        for (long i = 0; i < H; i++) {
+            float *v = x + (b * H + i) * d;
+            const float *c = cos + b * d, *s = sin + b * d;
+            for (long k = 0; k < h; k++) {
+                float a = v[k], z = v[k + h];
+                v[k] = a * c[k] - z * s[k];
+                v[k + h] = z * c[k + h] + a * s[k + h];
+            }
+        }
+}
+
+/* ---- int8 weight-only: w[n, k] = q[n, k] * scale[n], x and y fp32 ---- */
+
+static inline __m256 widen8(const signed char *q) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q)));
+}
+
+/* one int8 row against one row of x, the same four-accumulator order as dot() */
+static inline float dot_q8(const float *x, const signed char *q, long K) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long k = 0;
+    for (; k + 32 <= K; k += 32) {
+        a0 = _mm256_fmadd_ps(widen8(q + k), _mm256_loadu_ps(x + k), a0);
+        a1 = _mm256_fmadd_ps(widen8(q + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+        a2 = _mm256_fmadd_ps(widen8(q + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+        a3 = _mm256_fmadd_ps(widen8(q + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k < K; k += 8) a0 = _mm256_fmadd_ps(widen8(q + k), _mm256_loadu_ps(x + k), a0);
+    return hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+/* y_j = x @ (q_j * scale_j).T for up to 4 int8 weights of one input width */
+void gemv_q8_multi(const float *x, long M, long K, int count, const signed char **qs,
+                   const float **scales, float **ys, const long *Ns, int threads) {
+    long first[5] = {0};
+    for (int j = 0; j < count; j++) first[j + 1] = first[j] + Ns[j];
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < first[count]; i++) {
+        int j = 0;
+        while (i >= first[j + 1]) j++;
+        long n = i - first[j], N = Ns[j];
+        const signed char *q = qs[j] + n * K;
+        float s = scales[j][n];
+        for (long m = 0; m < M; m++) ys[j][m * N + n] = dot_q8(x + m * K, q, K) * s;
+    }
+}
