@@ -55,6 +55,12 @@ def cache_dir() -> Path:
     return Path(base) / "gpt-workbench" / "kernels"
 
 
+def library_path() -> Path:
+    """Where the built kernel lives: named by a hash of its source and flags."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    return cache_dir() / f"gemv-{key}.so"
+
+
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if name and shutil.which(name):
@@ -91,12 +97,15 @@ def load() -> ctypes.CDLL | None:
         _lib, why_not = None, _unsupported()
         if why_not is not None:
             return None
-        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-        path = cache_dir() / f"gemv-{key}.so"
+        path = library_path()
         try:
             if not path.exists():
                 _build(path)
-            lib = ctypes.CDLL(str(path))
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError:  # a damaged file in the cache: build it again, once
+                _build(path)
+                lib = ctypes.CDLL(str(path))
         except (OSError, RuntimeError, subprocess.SubprocessError) as err:
             why_not = f"the CPU kernel did not build: {err}"
             return None

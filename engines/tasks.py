@@ -302,7 +302,7 @@ def _check_split(split: str) -> None:
 # ---------------------------------------------------------------- the tasks
 
 
-def arithmetic_task(digits: int = 3) -> Task:
+def arithmetic_task(digits: int = 3, name: str = "arithmetic") -> Task:
     """Add, subtract or multiply two numbers of up to `digits` digits."""
     if digits < 1:
         raise UserError(f"arithmetic digits {digits} must be at least 1")
@@ -313,7 +313,7 @@ def arithmetic_task(digits: int = 3) -> Task:
         value = {"+": a + b, "-": a - b, "*": a * b}[op]
         return Example(f"What is {a} {op} {b}?", str(value), {"a": a, "b": b, "op": op})
 
-    return Task("arithmetic", f"integer + - * with up to {digits} digits", sample, "number")
+    return Task(name, f"integer + - * with up to {digits} digit(s)", sample, "number")
 
 
 def _reverse(rng: random.Random) -> Example:
@@ -368,6 +368,9 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         arithmetic_task(),
+        # one digit: a 135M model answers some (SmolLM2 37.5% greedy), so GRPO groups of its
+        # samples hold right and wrong answers to learn from; three digits it nearly never does
+        arithmetic_task(1, "arithmetic_1digit"),
         Task("reverse", "reverse the letters of a word", _reverse, "word"),
         Task("count_letters", "count one letter in a word", _count_letters, "number"),
         Task("palindrome", "is a word a palindrome (yes/no)", _palindrome, "yesno"),

@@ -127,6 +127,14 @@ def test_a_failed_build_leaves_every_matmul_to_torch(tok, tmp_path, monkeypatch)
     assert len(out[0].token_ids) == 4
 
 
+def test_a_damaged_library_in_the_cache_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_lib", False)
+    monkeypatch.setenv("WORKBENCH_KERNEL_CACHE", str(tmp_path))
+    cpu_kernels.library_path().write_bytes(b"not a shared object")
+    assert cpu_kernels.available(), cpu_kernels.why_not
+    torch.testing.assert_close(cpu_kernels.linear(torch.ones(1, 8), torch.ones(3, 8)), torch.full((1, 3), 8.0))
+
+
 def test_patched_layers_leave_training_to_torch(tok):
     model = tiny_llama(len(tok), seed=5)
     ref = tiny_llama(len(tok), seed=5)

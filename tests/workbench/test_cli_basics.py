@@ -28,6 +28,8 @@ def test_doctor_reports_versions_device_and_store(wb, home):
     assert p.returncode == 0, p.stderr
     for needle in ("torch", "transformers", "duckdb", "device", str(home / "workbench.duckdb")):
         assert needle in p.stdout
+    kernel = next(line for line in p.stdout.splitlines() if line.startswith("cpu kernel"))
+    assert "memory bandwidth" in kernel or "not in use" in kernel, kernel
 
 
 def test_sql_answers_and_formats(wb):
