@@ -191,7 +191,8 @@ class _Batch:
         self.cpu = self.device.type == "cpu" and not _is_sharded(model)
         if self.cpu:
             cpu_kernels.accelerate(model)  # the batch-1..8 matmuls at memory bandwidth
-        self.capacity = self.ids.shape[1] + params.max_new_tokens
+        # room for the prompt and up to 256 new tokens first; the step doubles it when needed
+        self.capacity = self.ids.shape[1] + min(params.max_new_tokens, 256)
         self.step: LlamaStep | None = None  # the lean decode step, where the model fits it
 
     def _forward(self) -> torch.Tensor:

@@ -182,7 +182,7 @@ class LlamaStep:
         return cpu_kernels.linear(x, self.lm_head.weight)  # (B, V), a fresh tensor
 
     def _grow(self) -> None:
-        """Double the buffers (a caller asked for more tokens than it said)."""
+        """Double the buffers (a long generation outgrew the first allocation)."""
         def grown(t: torch.Tensor) -> torch.Tensor:
             out = t.new_empty((*t.shape[:2], 2 * t.shape[2], t.shape[3]))
             out[:, :, : self.length] = t[:, :, : self.length]
