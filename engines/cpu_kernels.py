@@ -176,7 +176,8 @@ def linear_q8(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> to
 
 class Matmuls:
     """x @ w.T for a fixed list of up to 4 weights of one input width (q, k and v; gate and up),
-    in one pass of the threads, into output buffers reused call after call.
+    in one pass of the threads, into output buffers reused call after call (above MAX_ROWS
+    rows, torch's matmul into new tensors).
 
         qkv = Matmuls([wq, wk, wv], rows=1)
         q, k, v = qkv(x)      # views of the buffers: use them before the next call
@@ -208,6 +209,8 @@ class Matmuls:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x (rows, 1, width) contiguous fp32 → one (rows, 1, N) buffer per weight."""
         assert x.is_contiguous() and x.numel() == self.rows * self.width, (x.shape, self.rows)
+        if self.rows > MAX_ROWS:  # a wide batch: torch's GEMM does as well
+            return [F.linear(x, _dense(w)) for w in self.weights]
         lib, threads = _lib or load(), torch.get_num_threads()
         if self.int8:
             lib.gemv_q8_multi(
@@ -239,6 +242,11 @@ def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> 
     assert x.numel() == B * heads * d, (x.shape, cos.shape, heads)
     lib.rope_f32(x.data_ptr(), cos.data_ptr(), sin.data_ptr(), B, heads, d)
     return x
+
+
+def _dense(weight) -> torch.Tensor:
+    """An fp32 weight as it is, an (int8, scale) pair dequantized."""
+    return weight[0].float() * weight[1][:, None] if isinstance(weight, tuple) else weight
 
 
 def _fits(weight: torch.Tensor) -> bool:

@@ -124,8 +124,6 @@ class LlamaStep:
         if len(layers) != len(model.model.layers) or any(not hasattr(c, "keys") for c in layers):
             return None
         batch, _, length, _ = layers[0].keys.shape
-        if batch > cpu_kernels.MAX_ROWS:
-            return None
         step = cls(model, batch, max(capacity, length + 1))
         for i, layer in enumerate(layers):
             step.keys[i][:, :, :length] = layer.keys
@@ -147,8 +145,6 @@ class LlamaStep:
         if t >= self.keys[0].shape[2]:
             self._grow()
         B, H, Hkv, d = ids.shape[0], self.heads, self.kv_heads, self.head_dim
-        if B > cpu_kernels.MAX_ROWS:
-            raise ValueError(f"LlamaStep decodes up to {cpu_kernels.MAX_ROWS} rows, not {B}")
         x = self.embed(ids)  # (B, 1, C)
         freqs = positions.float() * self.inv_freq  # (B, d/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, d)
@@ -179,6 +175,8 @@ class LlamaStep:
         x = rms_norm(x[:, -1], self.final_norm, eps)
         if isinstance(self.lm_head, Int8Linear):
             return self.lm_head(x)
+        if B > cpu_kernels.MAX_ROWS:
+            return F.linear(x, self.lm_head.weight)
         return cpu_kernels.linear(x, self.lm_head.weight)  # (B, V), a fresh tensor
 
     def _grow(self) -> None:

@@ -98,6 +98,24 @@ def test_step_matches_the_models_forward_on_left_padded_rows_and_after_a_row_lea
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_step_takes_torchs_matmul_for_a_batch_wider_than_the_kernels(tok):
+    model = tiny_llama(len(tok), seed=6, hidden_size=32, intermediate_size=64)
+    prompts = [f"{p} {i}" for i in range(4) for p in PROMPTS]  # 12 rows > MAX_ROWS
+    enc = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        cache = DynamicCache(config=model.config)
+        model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+        step = LlamaStep.after_prefill(model, cache, capacity=ids.shape[1] + 1)
+        nxt = torch.full((len(prompts), 1), 7)
+        ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        got = step(nxt, pos[:, -1:], mask)
+        want = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def _without_kernel(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "_lib", None)
     monkeypatch.setattr(cpu_kernels, "why_not", "switched off by the test")
