@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engines import cpu_kernels
 from benchmarks.decode import PROMPT, hf_generate
+from engines import cpu_kernels
 from engines.generate import SamplingParams, chat_prompt, generate
 from engines.model_folders import load_causal_lm
 from engines.quantize import quantize_model, weight_bytes

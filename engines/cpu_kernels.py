@@ -78,7 +78,11 @@ def _build(path: Path) -> None:
     os.close(fd)
     try:
         done = subprocess.run(
-            [cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=120
+            [cc, *FLAGS, str(SOURCE), "-o", tmp],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-500:]}")
@@ -251,8 +255,11 @@ def _dense(weight) -> torch.Tensor:
 
 def _fits(weight: torch.Tensor) -> bool:
     return (
-        type(weight) is nn.Parameter or type(weight) is torch.Tensor
-    ) and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.is_contiguous()
+        (type(weight) is nn.Parameter or type(weight) is torch.Tensor)
+        and weight.dtype == torch.float32
+        and weight.device.type == "cpu"
+        and weight.is_contiguous()
+    )
 
 
 @contextlib.contextmanager

@@ -51,15 +51,19 @@ def fits(model: Any) -> bool:
     return (
         cpu_kernels.available()
         and all(type(m) in (nn.Linear, Int8Linear) for m in linears)
-        and all(len({type(getattr(part, n)) for n in names}) == 1
-                for layer in inner.layers
-                for part, names in ((layer.self_attn, PROJ_ATTN[:3]), (layer.mlp, PROJ_MLP[:2])))
+        and all(
+            len({type(getattr(part, n)) for n in names}) == 1
+            for layer in inner.layers
+            for part, names in ((layer.self_attn, PROJ_ATTN[:3]), (layer.mlp, PROJ_MLP[:2]))
+        )
         and rope in STATIC_ROPE
         and getattr(cfg, "pretraining_tp", 1) == 1
         and all(m.in_features % 8 == 0 for m in linears)  # the kernel's vector width
         and cfg.hidden_act == "silu"
         and all(
-            p.device.type == "cpu" and p.dtype == torch.float32 and type(p) is nn.Parameter
+            p.device.type == "cpu"
+            and p.dtype == torch.float32
+            and type(p) is nn.Parameter
             and p.is_contiguous()
             for p in model.parameters()
         )
@@ -138,7 +142,9 @@ class LlamaStep:
         for layer in self.layers:
             layer.resize(len(index))
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Logits (B, V) after feeding `ids` (B, 1) at `positions` (B, 1); `mask` (B, length+1)
         marks real (1) and padding (0) positions, this one included."""
         t = self.length
@@ -181,6 +187,7 @@ class LlamaStep:
 
     def _grow(self) -> None:
         """Double the buffers (a long generation outgrew the first allocation)."""
+
         def grown(t: torch.Tensor) -> torch.Tensor:
             out = t.new_empty((*t.shape[:2], 2 * t.shape[2], t.shape[3]))
             out[:, :, : self.length] = t[:, :, : self.length]

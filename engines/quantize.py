@@ -62,7 +62,9 @@ class Int8Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         w = linear.weight.detach().float()
         scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (N,)
-        self.register_buffer("qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer(
+            "qweight", (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+        )
         self.register_buffer("scale", scale.contiguous())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float())

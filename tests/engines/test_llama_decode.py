@@ -22,7 +22,9 @@ def tok():
     return tiny_tokenizer()
 
 
-@pytest.mark.parametrize("M,N,K", [(1, 13, 8), (1, 576, 576), (2, 40, 1536), (3, 100, 40), (8, 37, 64)])
+@pytest.mark.parametrize(
+    "M,N,K", [(1, 13, 8), (1, 576, 576), (2, 40, 1536), (3, 100, 40), (8, 37, 64)]
+)
 def test_linear_matches_torch(M, N, K):
     g = torch.Generator().manual_seed(M * N + K)
     x, w = torch.randn(2, 1, M, K, generator=g)[0], torch.randn(N, K, generator=g)
@@ -130,7 +132,9 @@ def test_generate_gives_the_same_tokens_with_and_without_the_kernel(tok, monkeyp
     slow = generate(model, tok, PROMPTS, params)
     assert [g.token_ids for g in fast] == [g.token_ids for g in slow]
     for a, b in zip(fast, slow):
-        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_a_failed_build_leaves_every_matmul_to_torch(tok, tmp_path, monkeypatch):
@@ -150,7 +154,9 @@ def test_a_damaged_library_in_the_cache_is_built_again(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_KERNEL_CACHE", str(tmp_path))
     cpu_kernels.library_path().write_bytes(b"not a shared object")
     assert cpu_kernels.available(), cpu_kernels.why_not
-    torch.testing.assert_close(cpu_kernels.linear(torch.ones(1, 8), torch.ones(3, 8)), torch.full((1, 3), 8.0))
+    torch.testing.assert_close(
+        cpu_kernels.linear(torch.ones(1, 8), torch.ones(3, 8)), torch.full((1, 3), 8.0)
+    )
 
 
 def test_patched_layers_leave_training_to_torch(tok):
@@ -165,4 +171,6 @@ def test_patched_layers_leave_training_to_torch(tok):
         assert torch.equal(p.grad, q.grad), name
     with torch.no_grad():  # no gradient: the kernel, close to torch
         model.eval(), ref.eval()
-        torch.testing.assert_close(model(ids[:, :1]).logits, ref(ids[:, :1]).logits, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            model(ids[:, :1]).logits, ref(ids[:, :1]).logits, rtol=1e-4, atol=1e-4
+        )

@@ -23,7 +23,7 @@ def report() -> int:
     for lib, version in system.library_versions():
         print(f"{lib:<18}{version or 'MISSING — run `make setup` (or pip install -e .)'}")
     print(f"{'device':<18}{system.device_summary()}")
-    print(f"{'cpu kernel':<18}{_kernel_line()}")
+    print(f"{'cpu kernel':<18}{system.kernel_summary()}")
     store = open_store()
     health = system.store_health(store)
     print(f"{'home':<18}{store.home}  (set WORKBENCH_HOME to move it)")
@@ -59,12 +59,3 @@ def rebuild(yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")]
     if not yes and not typer.confirm(f"move {store.db_path} aside and rebuild it?"):
         raise typer.Exit(1)
     typer.echo(system.rebuild(store))
-
-
-def _kernel_line() -> str:
-    """Whether CPU decode takes engines/csrc/gemv.c (built here on first use), and if not why."""
-    from engines import cpu_kernels
-
-    if cpu_kernels.available():
-        return f"decode matmuls at memory bandwidth (built in {cpu_kernels.cache_dir()})"
-    return f"not in use, torch does every matmul: {cpu_kernels.why_not}"

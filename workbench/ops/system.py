@@ -33,6 +33,15 @@ def device_summary() -> str:
     return f"cpu (no CUDA), torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
+def kernel_summary() -> str:
+    """Whether CPU decode takes engines/csrc/gemv.c (built here on first use), or why not."""
+    from engines import cpu_kernels
+
+    if cpu_kernels.available():
+        return f"decode matmuls at memory bandwidth (built in {cpu_kernels.cache_dir()})"
+    return f"not in use, torch does every matmul: {cpu_kernels.why_not}"
+
+
 def store_health(store: Any) -> dict[str, Any]:
     """The store's health: path, schema version, row counts, `ok`, and what is wrong
     (`error` when the file does not open, `integrity`, `schema_problems`, `missing_runs`).
