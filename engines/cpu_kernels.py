@@ -122,7 +122,14 @@ def load() -> ctypes.CDLL | None:
         lib.gemv_q8_multi.restype = None
         lib.rms_norm_f32.argtypes = [ptr] * 3 + [size] * 2 + [ctypes.c_float]
         lib.rope_f32.argtypes = [ptr] * 3 + [size] * 3
-        for fn in (lib.gemv_f32, lib.gemv_f32_multi, lib.rms_norm_f32, lib.rope_f32):
+        lib.attend_f32.argtypes = [ptr] * 7 + [size] * 6 + [ctypes.c_float, ctypes.c_int]
+        for fn in (
+            lib.gemv_f32,
+            lib.gemv_f32_multi,
+            lib.rms_norm_f32,
+            lib.rope_f32,
+            lib.attend_f32,
+        ):
             fn.restype = None
         _lib = lib
         return lib
@@ -246,6 +253,34 @@ def rope_(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, heads: int) -> 
     assert x.numel() == B * heads * d, (x.shape, cos.shape, heads)
     lib.rope_f32(x.data_ptr(), cos.data_ptr(), sin.data_ptr(), B, heads, d)
     return x
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    keep: torch.Tensor | None,
+    t: int,
+    scale: float,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """Decode attention for one new position: writes k, v (B, 1, Hkv*d) at position t of the
+    caches keys, values (B, Hkv, cap, d), then out (B, 1, H*d) = softmax(scale q.K) V over
+    positions 0..t where keep (B, t+1) uint8 is nonzero (None: all); heads share kv heads in
+    groups (GQA). Every tensor contiguous fp32 (keep uint8)."""
+    lib = _lib or load()
+    B, Hkv, cap, d = keys.shape
+    H = q.numel() // (B * d)
+    assert all(x.is_contiguous() for x in (q, k, v, keys, values, out)) and d % 8 == 0
+    assert keep is None or (keep.dtype == torch.uint8 and keep.is_contiguous())
+    lib.attend_f32(
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), keys.data_ptr(), values.data_ptr(),
+        None if keep is None else keep.data_ptr(), out.data_ptr(),
+        B, H, Hkv, d, t, cap, scale, torch.get_num_threads(),
+    )  # fmt: skip
+    return out
 
 
 def _dense(weight) -> torch.Tensor:

@@ -59,6 +59,7 @@ def fits(model: Any) -> bool:
         and rope in STATIC_ROPE
         and getattr(cfg, "pretraining_tp", 1) == 1
         and all(m.in_features % 8 == 0 for m in linears)  # the kernel's vector width
+        and _head_dim(cfg) % 8 == 0
         and cfg.hidden_act == "silu"
         and all(
             p.device.type == "cpu"
@@ -68,6 +69,10 @@ def fits(model: Any) -> bool:
             for p in model.parameters()
         )
     )
+
+
+def _head_dim(cfg: Any) -> int:
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
 
 class _Layer:
@@ -109,7 +114,8 @@ class LlamaStep:
         self.final_norm = inner.norm.weight
         self.layers = [_Layer(layer, batch) for layer in inner.layers]
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
-        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.head_dim = _head_dim(cfg)
+        self.attn_out = torch.empty((batch, 1, self.heads * self.head_dim))
         self.eps = cfg.rms_norm_eps
         self.inv_freq = inner.rotary_emb.inv_freq.float()  # (d/2,)
         self.rope_scale = float(getattr(inner.rotary_emb, "attention_scaling", 1.0))
@@ -141,6 +147,7 @@ class LlamaStep:
         self.values = [v[index] for v in self.values]
         for layer in self.layers:
             layer.resize(len(index))
+        self.attn_out = torch.empty((len(index), 1, self.heads * self.head_dim))
 
     def __call__(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
@@ -150,29 +157,21 @@ class LlamaStep:
         t = self.length
         if t >= self.keys[0].shape[2]:
             self._grow()
-        B, H, Hkv, d = ids.shape[0], self.heads, self.kv_heads, self.head_dim
+        B, H, Hkv = ids.shape[0], self.heads, self.kv_heads
         x = self.embed(ids)  # (B, 1, C)
         freqs = positions.float() * self.inv_freq  # (B, d/2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (B, d)
         cos, sin = emb.cos().mul_(self.rope_scale), emb.sin().mul_(self.rope_scale)
-        keep = None if bool(mask.all()) else mask[:, None, None, :].bool()  # (B, 1, 1, t+1)
+        keep = None if bool(mask.all()) else mask.to(torch.uint8).contiguous()  # (B, t+1)
         rms_norm, rope_, eps = cpu_kernels.rms_norm, cpu_kernels.rope_, self.eps
         for i, layer in enumerate(self.layers):
             q, k, v = _add_bias(layer.qkv(rms_norm(x, layer.norm1, eps)), layer.qkv_bias)
             rope_(q, cos, sin, H)
             rope_(k, cos, sin, Hkv)
-            keys, values = self.keys[i], self.values[i]
-            keys[:, :, t] = k.view(B, Hkv, d)
-            values[:, :, t] = v.view(B, Hkv, d)
-            a = F.scaled_dot_product_attention(
-                q.view(B, 1, H, d).transpose(1, 2),
-                keys[:, :, : t + 1],
-                values[:, :, : t + 1],
-                attn_mask=keep,
-                scale=layer.scaling,
-                enable_gqa=H != Hkv,
-            )  # (B, H, 1, d)
-            (o,) = layer.o_mm(a.transpose(1, 2).reshape(B, 1, H * d))
+            a = cpu_kernels.attend(
+                q, k, v, self.keys[i], self.values[i], keep, t, layer.scaling, self.attn_out
+            )  # (B, 1, H*d); k and v now at position t of the cache
+            (o,) = layer.o_mm(a)
             x = x + (o if layer.o.bias is None else o + layer.o.bias)
             gate, up = layer.gate_up(rms_norm(x, layer.norm2, eps))
             (down,) = layer.down_mm(F.silu(gate).mul_(up))

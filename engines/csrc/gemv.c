@@ -8,6 +8,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 
 static inline float hsum(__m256 v) {
     __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -143,5 +144,55 @@ void gemv_q8_multi(const float *x, long M, long K, int count, const signed char 
         const signed char *q = qs[j] + n * K;
         float s = scales[j][n];
         for (long m = 0; m < M; m++) ys[j][m * N + n] = dot_q8(x + m * K, q, K) * s;
+    }
+}
+
+/* ---- decode attention: one new position per row, over a preallocated cache ---- */
+
+/* Writes k, v (B, Hkv, d) at position t of the caches kc, vc (B, Hkv, cap, d), then
+ * out[b, h] = softmax(scale * q[b, h] . kc[b, g, :t+1]) @ vc[b, g, :t+1] with g = h / (H / Hkv),
+ * over the positions keep[b, s] != 0 (keep NULL: all). q, out (B, H, d); d a multiple of 8. */
+void attend_f32(const float *q, const float *k, const float *v, float *kc, float *vc,
+                const unsigned char *keep, float *out, long B, long H, long Hkv, long d, long t,
+                long cap, float scale, int threads) {
+    long T = t + 1, group = H / Hkv;
+    for (long b = 0; b < B; b++)
+        for (long g = 0; g < Hkv; g++) {
+            long at = ((b * Hkv + g) * cap + t) * d;
+            for (long i = 0; i < d; i++) {
+                kc[at + i] = k[(b * Hkv + g) * d + i];
+                vc[at + i] = v[(b * Hkv + g) * d + i];
+            }
+        }
+    int nt = B * H * T * d > (1L << 17) ? threads : 1;  /* small: threads cost more than they save */
+#pragma omp parallel num_threads(nt)
+    {
+        float *p = (float *)malloc(sizeof(float) * T);
+#pragma omp for schedule(static)
+        for (long bh = 0; bh < B * H; bh++) {
+            long b = bh / H, g = (bh % H) / group;
+            const float *qh = q + bh * d;
+            const float *kg = kc + (b * Hkv + g) * cap * d, *vg = vc + (b * Hkv + g) * cap * d;
+            const unsigned char *kb = keep ? keep + b * T : 0;
+            float top = -INFINITY;
+            for (long s = 0; s < T; s++) {
+                if (kb && !kb[s]) { p[s] = -INFINITY; continue; }
+                p[s] = dot(qh, kg + s * d, d) * scale;
+                if (p[s] > top) top = p[s];
+            }
+            float sum = 0;
+            for (long s = 0; s < T; s++) {
+                p[s] = p[s] == -INFINITY ? 0.0f : expf(p[s] - top);
+                sum += p[s];
+            }
+            float *o = out + bh * d;
+            for (long i = 0; i < d; i++) o[i] = 0;
+            for (long s = 0; s < T; s++) {
+                float w = p[s] / sum;
+                if (w == 0) continue;
+                for (long i = 0; i < d; i++) o[i] += w * vg[s * d + i];
+            }
+        }
+        free(p);
     }
 }

@@ -74,6 +74,27 @@ def test_rms_norm_and_rotary_match_transformers():
     torch.testing.assert_close(got_k, want_k)
 
 
+def test_attend_writes_the_cache_and_matches_sdpa_with_a_mask_and_shared_kv_heads():
+    g = torch.Generator().manual_seed(7)
+    B, H, Hkv, d, cap, t = 3, 6, 2, 16, 12, 9
+    keys, values = (
+        torch.randn(B, Hkv, cap, d, generator=g),
+        torch.randn(B, Hkv, cap, d, generator=g),
+    )
+    q, k, v = (torch.randn(B, 1, n * d, generator=g) for n in (H, Hkv, Hkv))
+    keep = torch.ones(B, t + 1, dtype=torch.uint8)
+    keep[1, :4] = 0  # row 1 is left-padded
+    out = cpu_kernels.attend(q, k, v, keys, values, keep, t, 0.25, torch.empty(B, 1, H * d))
+    assert torch.equal(keys[:, :, t], k.view(B, Hkv, d)) and torch.equal(
+        values[:, :, t], v.view(B, Hkv, d)
+    )
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.view(B, 1, H, d).transpose(1, 2), keys[:, :, : t + 1], values[:, :, : t + 1],
+        attn_mask=keep.bool()[:, None, None, :], scale=0.25, enable_gqa=True,
+    )  # fmt: skip
+    torch.testing.assert_close(out, want.transpose(1, 2).reshape(B, 1, H * d))
+
+
 def test_step_matches_the_models_forward_on_left_padded_rows_and_after_a_row_leaves(tok):
     model = tiny_llama(len(tok), seed=3, hidden_size=64, intermediate_size=128,
                        num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)  # fmt: skip
