@@ -1,4 +1,5 @@
-"""A CPU matmul for decode: x @ w.T for 1-8 rows of fp32 x, at memory bandwidth.
+"""CPU decode kernels: x @ w.T for 1-8 rows of fp32 x at memory bandwidth, and the small ops
+of a decode step (RMSNorm, rotary, attention over a KV cache) in one call each.
 
     from engines import cpu_kernels
     cpu_kernels.accelerate(model)   # every plain nn.Linear takes the kernel when it can
@@ -6,10 +7,12 @@
 Batch-1 decode is a matrix-vector product per layer: every weight is read once per token, so
 its speed is the memory bandwidth. On this project's CPUs torch's fp32 GEMV (MKL) runs on one
 thread at 10-12 GB/s of the ~30 GB/s two cores read. engines/csrc/gemv.c splits the rows of
-the weight across torch's OpenMP threads and reads each once however many rows x has (19-26
-GB/s here; docs/performance.md). It is compiled on first use with the system's C compiler
-into a per-user cache, keyed by the source's hash; where there is no compiler, no AVX2/FMA, or
-`WORKBENCH_CPU_KERNELS=0`, nothing changes and torch does every matmul.
+the weight across torch's OpenMP threads and reads each once however many rows x has (21-27
+GB/s here; docs/performance.md); it also reads int8 weights with a scale a row (the int8
+option of engines.quantize). It is compiled on first use with the system's C compiler into a
+per-user cache, keyed by the source's hash; where there is no compiler, no AVX2/FMA, or
+`WORKBENCH_CPU_KERNELS=0`, nothing changes and torch does every matmul (`workbench doctor`
+says which). engines/llama_decode.py builds a whole decode step on these calls.
 
 A patched layer takes the kernel only when no gradient can flow (inference mode or no_grad),
 x is fp32 on the CPU with at most MAX_ROWS rows and the weight is a plain contiguous fp32 CPU
@@ -44,7 +47,7 @@ MAX_ROWS = 8  # above this torch's GEMM is as good (prefill, training)
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
 _off = False  # disabled(): patched layers fall back to torch
-why_not: str | None = None  # why the kernel is unavailable, for the benchmark and `--help`
+why_not: str | None = None  # why the kernel is unavailable (workbench doctor prints it)
 
 
 def cache_dir() -> Path:
