@@ -1,10 +1,13 @@
-/* y = x @ w.T for a few rows of x: the batch-1..8 fp32 decode matmul, at memory bandwidth.
+/* CPU decode kernels for engines/cpu_kernels.py (built there with -O3 -mavx2 -mfma -fopenmp).
  *
- * x (M, K), w (N, K) row-major (an nn.Linear weight), y (M, N); K a multiple of 8.
- * Rows of w are split across threads (OpenMP, the runtime torch already loaded), each row is
- * read from memory once however many rows x has, and every output element is summed in the
- * same order whatever M is: a row of a batch gets bit-for-bit the numbers it gets alone.
- * Built by engines/cpu_kernels.py with -O3 -mavx2 -mfma -fopenmp.
+ * gemv_f32 / gemv_f32_multi: y = x @ w.T for a few rows of x, the batch-1..8 fp32 decode
+ * matmul at memory bandwidth. x (M, K), w (N, K) row-major (an nn.Linear weight), y (M, N);
+ * K a multiple of 8. Rows of w are split across threads (OpenMP, the runtime torch already
+ * loaded), each row is read from memory once however many rows x has, and every output
+ * element is summed in the same order whatever M is: a row of a batch gets bit-for-bit the
+ * numbers it gets alone.
+ * gemv_q8_multi: the same over int8 weights with an fp32 scale a row.
+ * rms_norm_f32, rope_f32, attend_f32: the small ops of a Llama decode step, one call each.
  */
 #include <immintrin.h>
 #include <math.h>
