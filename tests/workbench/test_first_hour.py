@@ -120,6 +120,10 @@ def test_model_names_keep_versions_and_runs_rm_reports_them(wb, home, tiny_base,
     assert json.loads(wb("models", "show", "tiny@1").stdout)["path"] == str(tiny_base)
     p = wb("generate", "tiny@1", "The quick", "--max-new-tokens", "3", "--temperature", "0")
     assert p.returncode == 0, p.stderr
+    for kind in ("int8", "int4"):  # quantized weights load and decode the same way
+        q = wb("generate", "tiny@1", "The quick", "--max-new-tokens", "3", "--temperature", "0",
+               "--quantize", kind)  # fmt: skip
+        assert q.returncode == 0 and q.stdout.strip(), (kind, q.stderr)
     rid = echo(wb)
     shutil.copytree(tiny_base, home / "runs" / rid / "model")
     assert (
@@ -166,6 +170,8 @@ def test_bad_input_exits_2_with_one_clear_line(wb, home, tiny_chat):
         (("generate", str(tiny_chat), "hi", "--max-new-tokens", "0"), "--max-new-tokens"),
         (("generate", str(tiny_chat), "hi", "--temperature", "-1"), "--temperature"),
         (("generate", str(tiny_chat), "hi", "--top-p", "2"), "--top-p"),
+        (("generate", str(tiny_chat), "hi", "--quantize", "int3"), "--quantize"),
+        (("chat", str(tiny_chat), "--quantize", "fp8"), "--quantize"),
         (("runs", "ls", "--limit", "-1"), "limit"),
         (("models", "import", str(tiny_chat), "--kind", "wizard"), "wizard"),
         (("data", "inspect", "--preset", "pretrain-tiny", "--set", "train.device=cuda"), "GPU"),

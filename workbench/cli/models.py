@@ -99,6 +99,9 @@ def rm(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> 
     typer.echo(model_ops.remove(store, name))
 
 
+QUANTIZE_HELP = "decode with int8 or int4 weights (CPU; int8 ~2x faster; docs/performance.md)"
+
+
 def _write(pieces) -> None:
     for piece in pieces:
         sys.stdout.write(piece)
@@ -124,6 +127,7 @@ def generate(
     ] = None,
     regex: Annotated[str | None, typer.Option(help="output matches this regex")] = None,
     choice: Annotated[list[str] | None, typer.Option(help="output is one of these")] = None,
+    quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
 ) -> None:
     """Complete a prompt with a model, streaming the text.
 
@@ -132,7 +136,7 @@ def generate(
     """
     sampling = chat_ops.DEFAULTS.with_(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        seed=seed, stop=tuple(stop or ()),
+        seed=seed, stop=tuple(stop or ()), quantize=quantize,
     ).check()  # fmt: skip
     from workbench.ops import prompting  # constrained output (issue 12)
 
@@ -154,6 +158,7 @@ def chat(
     system: Annotated[str | None, typer.Option(help="a system prompt")] = None,
     temperature: float = chat_ops.DEFAULTS.temperature,
     max_new_tokens: int = chat_ops.DEFAULTS.max_new_tokens,
+    quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
 ) -> None:
     """A terminal chat that streams the model's answers. Empty line or Ctrl-D quits.
 
@@ -161,7 +166,9 @@ def chat(
     a plain "User:/Assistant:" document, and the chat says so first.
     """
     store = refreshed_store()
-    sampling = chat_ops.DEFAULTS.with_(temperature=temperature, max_new_tokens=max_new_tokens)
+    sampling = chat_ops.DEFAULTS.with_(
+        temperature=temperature, max_new_tokens=max_new_tokens, quantize=quantize
+    )
     sampling.check()
     if model is None:
         model = chat_ops.default_assistant(store)

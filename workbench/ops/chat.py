@@ -25,6 +25,8 @@ from typing import Any
 from workbench.ops.errors import OpError, user_errors
 from workbench.ops.refs import model_folder
 
+QUANTIZE = ("none", "int8", "int4")  # engines.quantize.KINDS, without importing torch here
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -36,6 +38,7 @@ class Sampling:
     top_p: float = 0.95
     seed: int | None = 0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    quantize: str = "none"  # the weights decode reads: none (fp32), int8 or int4 (CPU only)
 
     def with_(self, **changes: Any) -> Sampling:
         """A copy with the given fields changed (None leaves a field as it is)."""
@@ -48,6 +51,7 @@ class Sampling:
             ("temperature", self.temperature, self.temperature >= 0, "0 (greedy) or more"),
             ("top_k", self.top_k, self.top_k >= 0, "0 (off) or more"),
             ("top_p", self.top_p, 0 < self.top_p <= 1, "more than 0, at most 1"),
+            ("quantize", self.quantize, self.quantize in QUANTIZE, "none, int8 or int4"),
         ) if not ok]  # fmt: skip
         if bad:
             raise OpError("; ".join(bad))
@@ -85,18 +89,20 @@ def parse_sampling(temperature: str, max_new_tokens: str, base: Sampling = DEFAU
     return base.with_(temperature=t, max_new_tokens=n)
 
 
-_loaded: dict[Path, tuple[Any, Any]] = {}
+_loaded: dict[tuple[Path, str], tuple[Any, Any]] = {}
 
 
-def load(folder: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) for a folder, loaded once per process."""
+def load(folder: Path, quantize: str = "none") -> tuple[Any, Any]:
+    """(model, tokenizer) for a folder (its weights quantized as asked), loaded once per
+    process."""
     from engines.model_folders import load_causal_lm
 
-    if folder not in _loaded:
+    key = (folder, quantize)
+    if key not in _loaded:
         with user_errors():
             _loaded.clear()  # one model in memory at a time
-            _loaded[folder] = load_causal_lm(folder)
-    return _loaded[folder]
+            _loaded[key] = load_causal_lm(folder, quantize=quantize)
+    return _loaded[key]
 
 
 def _stream(model: Any, tok: Any, prompt: str, sampling: Sampling) -> Iterator[str]:
@@ -178,7 +184,7 @@ class ChatSession:
         from engines.generate import chat_prompt, plain_transcript
 
         sampling.check()
-        model, tok = load(self.folder)
+        model, tok = load(self.folder, sampling.quantize)
         self.messages.append({"role": "user", "content": text})
         with user_errors():
             if self.chat:
@@ -204,7 +210,7 @@ def complete(
 
     sampling.check()
     info = generative(model_info(store, ref))
-    model, tok = load(info["folder"])
+    model, tok = load(info["folder"], sampling.quantize)
     use_chat = info["chat"] if chat is None else chat
     messages = [{"role": "user", "content": prompt}]
     with user_errors():

@@ -204,7 +204,7 @@ def constrained_complete(
 
     sampling.check()
     info = generative(model_info(store, ref))
-    model, tok = load(info["folder"])
+    model, tok = load(info["folder"], sampling.quantize)
     use_chat = info["chat"] if chat is None else chat
     with user_errors():
         messages = [{"role": "user", "content": prompt}]
