@@ -31,7 +31,7 @@ MAX_COLUMNS = 4
 GENERATING_KINDS = ("base", "assistant", "adapter")  # registry kinds that can answer a prompt
 ACCURACY_NAMES = ("accuracy", "pair_accuracy", "reward_accuracy", "eval_accuracy")
 
-_models: dict[Path, tuple[Any, Any]] = {}
+_models: dict[tuple[Path, str], tuple[Any, Any]] = {}  # (folder, quantize) -> loaded
 _models_lock = threading.Lock()
 
 
@@ -52,18 +52,20 @@ class Column:
         return self.tokens / self.seconds if self.seconds > 0 and self.tokens else None
 
 
-def load_many(folders: list[Path]) -> list[tuple[Any, Any]]:
-    """(model, tokenizer) for each folder, kept loaded together (up to MAX_COLUMNS)."""
+def load_many(folders: list[Path], quantize: str = "none") -> list[tuple[Any, Any]]:
+    """(model, tokenizer) for each folder (weights quantized as asked), kept loaded together
+    (up to MAX_COLUMNS)."""
     from engines.model_folders import load_causal_lm
 
+    keys = [(folder, quantize) for folder in folders]
     with _models_lock:
-        for stale in [f for f in _models if f not in folders]:
+        for stale in [k for k in _models if k not in keys]:
             del _models[stale]
         with user_errors():
-            for folder in folders:
-                if folder not in _models:
-                    _models[folder] = load_causal_lm(folder)
-        return [_models[f] for f in folders]
+            for key in keys:
+                if key not in _models:
+                    _models[key] = load_causal_lm(key[0], quantize=quantize)
+        return [_models[k] for k in keys]
 
 
 def _prompt_for(tok: Any, prompt: str, chat: bool | None) -> str:
@@ -78,7 +80,7 @@ def generate_batch(store: Any, ref: str, prompt: str, n: int, sampling: Any) -> 
     """N completions of one prompt in one batch (the arena's rankings, the Playground's N)."""
     from engines.generate import generate
 
-    (model, tok), = load_many([model_folder(store, ref)])  # fmt: skip
+    (model, tok), = load_many([model_folder(store, ref)], sampling.quantize)  # fmt: skip
     text = _prompt_for(tok, prompt, None)
     with user_errors():
         gens = generate(model, tok, [text] * n, sampling.engine_params())
@@ -97,7 +99,7 @@ def side_by_side(
     if not prompt.strip():
         raise OpError("type a prompt for the models to answer")
     sampling = sampling or DEFAULTS
-    loaded = load_many([model_folder(store, ref) for ref in refs])
+    loaded = load_many([model_folder(store, ref) for ref in refs], sampling.quantize)
     columns = [Column(ref) for ref in refs]
     events: queue.Queue = queue.Queue()
     stop = stop or threading.Event()
