@@ -4,18 +4,20 @@
     logits = step(ids, positions, mask)                      # (B, V) for the next token
 
 At batch 1 on a CPU a decode step of SmolLM2-135M reads 538 MB of weights, and everything
-else it does is small. Through `model(...)` that everything else costs 25-35 ms a token on
+else it does is small. Through `model(...)` that everything else cost a third of a step on
 this project's CPUs: the transformers cache concatenates keys and values every step, the
 attention mask and rotary tables are rebuilt in every call, RMSNorm is six ops. This step keeps
-keys and values in buffers sized once (writes, no concatenation), computes the rotary angles
-once a step for every layer, uses torch's fused RMSNorm and SDPA, and takes the matmuls
-through engines.cpu_kernels. Same numbers as the model's forward up to the order of float
-sums (tests/engines/test_llama_decode.py).
+keys and values in preallocated buffers (written in place, doubled when outgrown), computes
+the rotary angles once a step for every layer, and runs RMSNorm, rotary, attention and the
+matmuls through engines.cpu_kernels (C, one call each; q/k/v and gate/up in one pass). Same
+numbers as the model's forward up to the order of float sums
+(tests/engines/test_llama_decode.py).
 
 The prompt still runs through `model(...)` (one big batched pass, where the framework's cost is
-small); its transformers cache is copied into the buffers once. Only plain transformers
-LlamaForCausalLM models on the CPU in fp32 qualify (SmolLM2 and the models trained here);
-LoRA-wrapped, quantized, sharded or other architectures keep `model(...)`.
+small); its transformers cache is copied into the buffers once. Plain transformers
+LlamaForCausalLM models on the CPU qualify, fp32 or with engines.quantize's int8 layers
+(SmolLM2 and the models trained here); LoRA-wrapped, int4, sharded or other architectures
+keep `model(...)`.
 """
 
 from __future__ import annotations
