@@ -95,48 +95,51 @@ def test_attend_writes_the_cache_and_matches_sdpa_with_a_mask_and_shared_kv_head
     torch.testing.assert_close(out, want.transpose(1, 2).reshape(B, 1, H * d))
 
 
+def _prefilled(model, tok, prompts, extra):
+    """Left-padded prompts run through the model, and a LlamaStep holding their cache with room
+    for `extra` more positions: (step, ids, mask)."""
+    enc = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
+    ids, mask = enc.input_ids, enc.attention_mask
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+    step = LlamaStep.after_prefill(model, cache, capacity=ids.shape[1] + extra)
+    assert step is not None
+    return step, ids, mask
+
+
+def _check_step(model, step, ids, mask, nxt):
+    """Feed `nxt` (B, 1) to the step and to the model's full forward; the logits agree."""
+    ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    got = step(nxt, pos[:, -1:], mask)
+    want = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    return ids, mask
+
+
 def test_step_matches_the_models_forward_on_left_padded_rows_and_after_a_row_leaves(tok):
     model = tiny_llama(len(tok), seed=3, hidden_size=64, intermediate_size=128,
                        num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)  # fmt: skip
     assert fits(model)
-    enc = tok(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
-    ids, mask = enc.input_ids, enc.attention_mask
     g = torch.Generator().manual_seed(4)
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
-        step = LlamaStep.after_prefill(model, cache, capacity=ids.shape[1] + 2)  # grows past it
-        assert step is not None
+        step, ids, mask = _prefilled(model, tok, PROMPTS, extra=2)  # grows past it
         for t in range(6):
             if t == 3:  # row 1 finishes: the other two go on
                 keep = torch.tensor([0, 2])
                 step.select(keep)
                 ids, mask = ids[keep], mask[keep]
             nxt = torch.randint(3, len(tok), (ids.shape[0], 1), generator=g)
-            ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            got = step(nxt, pos[:, -1:], mask)
-            want = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+            ids, mask = _check_step(model, step, ids, mask, nxt)
 
 
 def test_step_takes_torchs_matmul_for_a_batch_wider_than_the_kernels(tok):
     model = tiny_llama(len(tok), seed=6, hidden_size=32, intermediate_size=64)
     prompts = [f"{p} {i}" for i in range(4) for p in PROMPTS]  # 12 rows > MAX_ROWS
-    enc = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
-    ids, mask = enc.input_ids, enc.attention_mask
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        cache = DynamicCache(config=model.config)
-        model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
-        step = LlamaStep.after_prefill(model, cache, capacity=ids.shape[1] + 1)
-        nxt = torch.full((len(prompts), 1), 7)
-        ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        got = step(nxt, pos[:, -1:], mask)
-        want = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1]
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        step, ids, mask = _prefilled(model, tok, prompts, extra=1)
+        _check_step(model, step, ids, mask, torch.full((len(prompts), 1), 7))
 
 
 def _without_kernel(monkeypatch):
