@@ -86,12 +86,13 @@ class _Layer:
         self.norm1, self.norm2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
         self.scaling = attn.scaling
         self.qkv_bias = [attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]
-        self.o, self.down = attn.o_proj, mlp.down_proj
+        self.gate_up_bias = [mlp.gate_proj.bias, mlp.up_proj.bias]
+        self.o_bias, self.down_bias = attn.o_proj.bias, mlp.down_proj.bias
         Matmuls = cpu_kernels.Matmuls
         self.qkv = Matmuls([_weight(attn.q_proj), _weight(attn.k_proj), _weight(attn.v_proj)], rows)
         self.gate_up = Matmuls([_weight(mlp.gate_proj), _weight(mlp.up_proj)], rows)
-        self.o_mm = Matmuls([_weight(self.o)], rows)
-        self.down_mm = Matmuls([_weight(self.down)], rows)
+        self.o_mm = Matmuls([_weight(attn.o_proj)], rows)
+        self.down_mm = Matmuls([_weight(mlp.down_proj)], rows)
 
     def resize(self, rows: int) -> None:
         for plan in (self.qkv, self.gate_up, self.o_mm, self.down_mm):
@@ -173,11 +174,11 @@ class LlamaStep:
             a = cpu_kernels.attend(
                 q, k, v, self.keys[i], self.values[i], keep, t, layer.scaling, self.attn_out
             )  # (B, 1, H*d); k and v now at position t of the cache
-            (o,) = layer.o_mm(a)
-            x = x + (o if layer.o.bias is None else o + layer.o.bias)
-            gate, up = layer.gate_up(rms_norm(x, layer.norm2, eps))
-            (down,) = layer.down_mm(F.silu(gate).mul_(up))
-            x = x + (down if layer.down.bias is None else down + layer.down.bias)
+            (o,) = _add_bias(layer.o_mm(a), [layer.o_bias])
+            x = x + o
+            gate, up = _add_bias(layer.gate_up(rms_norm(x, layer.norm2, eps)), layer.gate_up_bias)
+            (down,) = _add_bias(layer.down_mm(F.silu(gate).mul_(up)), [layer.down_bias])
+            x = x + down
         self.length = t + 1
         x = rms_norm(x[:, -1], self.final_norm, eps)
         if isinstance(self.lm_head, Int8Linear):

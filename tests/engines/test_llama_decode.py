@@ -134,6 +134,18 @@ def test_step_matches_the_models_forward_on_left_padded_rows_and_after_a_row_lea
             ids, mask = _check_step(model, step, ids, mask, nxt)
 
 
+def test_step_adds_every_projections_bias(tok):
+    model = tiny_llama(len(tok), seed=8, attention_bias=True, mlp_bias=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0, 0.5)  # transformers starts them at 0, which would hide a lost bias
+    assert fits(model)
+    with torch.inference_mode():
+        step, ids, mask = _prefilled(model, tok, PROMPTS, extra=1)
+        _check_step(model, step, ids, mask, torch.full((len(PROMPTS), 1), 7))
+
+
 def test_step_takes_torchs_matmul_for_a_batch_wider_than_the_kernels(tok):
     model = tiny_llama(len(tok), seed=6, hidden_size=32, intermediate_size=64)
     prompts = [f"{p} {i}" for i in range(4) for p in PROMPTS]  # 12 rows > MAX_ROWS
