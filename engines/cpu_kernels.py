@@ -122,13 +122,13 @@ def load() -> ctypes.CDLL | None:
         lib.gemv_f32_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
         lib.gemv_q8_multi.argtypes = [ptr, size, size, ctypes.c_int, array, array, array]
         lib.gemv_q8_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
-        lib.gemv_q8_multi.restype = None
         lib.rms_norm_f32.argtypes = [ptr] * 3 + [size] * 2 + [ctypes.c_float]
         lib.rope_f32.argtypes = [ptr] * 3 + [size] * 3
         lib.attend_f32.argtypes = [ptr] * 7 + [size] * 6 + [ctypes.c_float, ctypes.c_int]
         for fn in (
             lib.gemv_f32,
             lib.gemv_f32_multi,
+            lib.gemv_q8_multi,
             lib.rms_norm_f32,
             lib.rope_f32,
             lib.attend_f32,

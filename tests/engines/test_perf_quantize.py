@@ -47,3 +47,10 @@ def test_none_is_a_no_op_and_an_unknown_kind_names_the_choices():
     assert quantize_model(model, "none") is model and quantize_model(model, None) is model
     with pytest.raises(UserError, match="int8, int4"):
         quantize_model(model, "int3")
+
+
+def test_the_front_ends_offer_the_kinds_the_engine_has():
+    from engines.quantize import KINDS
+    from workbench.ops.chat import QUANTIZE  # kept apart so ops need not import torch
+
+    assert QUANTIZE == KINDS
