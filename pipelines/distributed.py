@@ -17,9 +17,10 @@ its recorded spec and rank 0 writes it, as above.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from engines.errors import UserError
 from pipelines.registry import pipeline_module
@@ -130,6 +131,21 @@ def run_prepared(run_id: str, resume: bool = False) -> Outcome:
         cleanup()
 
 
+def exit_rank(code: int) -> NoReturn:
+    """End a torchrun process that has finished its job (`cleanup()` done), skipping the
+    interpreter's teardown.
+
+    Under gloo, a C++ thread that still holds a tensor can need the GIL while the interpreter
+    is being torn down, which ends the process with SIGABRT ("terminate called without an
+    active exception") after all of its work is done: torchrun then reports the job failed
+    and stops the other ranks. Seen once in CI, on rank 1 of a two-rank FSDP GRPO run whose
+    rank 0 had finished. Nothing is left to finalize: the store opens and closes per
+    transaction and the run's files are closed when `execute` returns."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print("usage: python -m pipelines.distributed RUN_ID [--resume]", file=sys.stderr)
@@ -138,4 +154,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_rank(main(sys.argv[1:]))

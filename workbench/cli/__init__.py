@@ -88,7 +88,7 @@ def run(
     if dry_run:
         raise typer.Exit(_dry_run(job, json_, nproc, mfu))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise typer.Exit(run_distributed_job(job, json_, parent or []))
+        run_distributed_job(job, json_, parent or [])
     store = refreshed_store()
     run_id, pid = run_ops.start(store, job, parents=parent or [], detach=detach)
     if detach:

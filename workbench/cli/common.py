@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 
 from workbench.ops.stores import refreshed_store
@@ -22,11 +24,13 @@ def execute_run(store, run_id: str, job, json_: bool, resume: bool = False) -> i
     return outcome.exit_code
 
 
-def run_distributed_job(job, json_: bool, parents: list[str]) -> int:
-    from pipelines.distributed import run_distributed
+def run_distributed_job(job, json_: bool, parents: list[str]) -> NoReturn:
+    """This process is one rank of a torchrun job: run it, then end the process at once
+    (pipelines.distributed.exit_rank says why)."""
+    from pipelines.distributed import exit_rank, run_distributed
     from workbench.cli.progress import make_printer
 
-    return run_distributed(job, parents, make_printer(json_)).exit_code
+    exit_rank(run_distributed(job, parents, make_printer(json_)).exit_code)
 
 
 def offline_templates() -> str:
