@@ -38,6 +38,7 @@ class Ranking:
     prompt: str
     completions: list[str]
     correct: list[bool] | None = None  # per completion, when a checker ranked them
+    own: list[bool] | None = None  # per completion, whether the model sampled it (generator)
 
 
 def readout_id(tok) -> int | None:

@@ -54,9 +54,9 @@ class ComparisonData(Section):
     contrast: bool = Field(
         False,
         description="add a wrong answer made from the reference (a number off a little, yes "
-        "for no, two letters swapped) to every generated training prompt, as the reference "
-        "joins as a right one: a prompt the model always answers right still teaches right "
-        "from wrong (held-out rankings stay the model's own samples)",
+        "for no, two letters swapped) to every generated prompt, as the reference joins as a "
+        "right one: a prompt the model always answers right still teaches right from wrong "
+        "(held-out pair accuracy is also reported over the model's own samples alone)",
     )
     heldout_fraction: float = Field(0.2, ge=0, lt=1, description="share of file/store rankings")
     max_len: int = Field(192, ge=8, description="tokens per prompt + completion (longer cut)")
@@ -218,16 +218,14 @@ def generate_rankings(model, tok, data: ComparisonData, *, split: str, seed: int
         task = get_task(name)
         examples = task.examples(n, seed=seed, split=split)
         for i in range(0, len(examples), 8):
-            out += _rank_chunk(model, tok, task, examples[i : i + 8], data, seed + i,
-                               contrast=data.contrast and split == "train")  # fmt: skip
+            out += _rank_chunk(model, tok, task, examples[i : i + 8], data, seed + i)
             yield t * n + min(i + 8, len(examples)), total
     return out
 
 
-def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int,
-                contrast: bool | None = None) -> list:  # fmt: skip
-    """Rankings of `examples`: `k` samples each, the reference, and (`contrast`, default
-    `data.contrast`) a made wrong answer."""
+def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int) -> list:
+    """Rankings of `examples`: `k` samples each, the reference, and (`data.contrast`) a made
+    wrong answer; each ranking says which of its texts the model sampled."""
     from engines.generate import SamplingParams, generate
     from engines.reward_model import Ranking, prompt_text
 
@@ -239,16 +237,16 @@ def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int,
     out = []
     rng = random.Random(seed)
     for e, ex in enumerate(examples):
-        texts = [g.text.strip() for g in gens[e * data.k : (e + 1) * data.k]] + [ex.answer]
-        if (data.contrast if contrast is None else contrast) and (
-            wrong := task.wrong(ex, rng)
-        ) is not None:
+        sampled = [g.text.strip() for g in gens[e * data.k : (e + 1) * data.k]]
+        texts = sampled + [ex.answer]
+        if data.contrast and (wrong := task.wrong(ex, rng)) is not None:
             texts.append(wrong)
         ranked = rank_by_checker(
             texts, lambda t, ex=ex: task.check(ex, t), lambda t, ex=ex: quality(task, ex, t)
         )
         if len(ranked) >= 2:
-            out.append(Ranking(ex.prompt, ranked, [task.check(ex, t) for t in ranked]))
+            out.append(Ranking(ex.prompt, ranked, [task.check(ex, t) for t in ranked],
+                               [t in sampled for t in ranked]))  # fmt: skip
     return out
 
 

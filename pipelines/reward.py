@@ -193,33 +193,33 @@ def encode(tok, rankings: list, spec: Spec) -> list[list[list[int]]]:
     return out
 
 
-def pair_kinds(rankings: list) -> list[list[str | None]] | None:
-    """Per ranking, each ordered pair's kind in `pair_stats`' order (i < j, row by row):
-    `right_wrong` or `wrong_wrong` where a checker ranked it (right-vs-right: None); None
-    when no ranking carries correctness."""
-    if not any(r.correct for r in rankings):
+def pair_kinds(rankings: list) -> list[list[tuple[str, ...]]] | None:
+    """Per ranking, each ordered pair's kinds in `pair_stats`' order (i < j, row by row):
+    `right_wrong` or `wrong_wrong` where a checker ranked it, and where the generator made the
+    ranking `own` (both texts the model's samples) or `made` (the reference against the wrong
+    answer made from it: `data.contrast`). None when no ranking carries either."""
+    if not any(r.correct or r.own for r in rankings):
         return None
     out = []
     for r in rankings:
-        ok, n = r.correct or [], len(r.completions)
+        ok, own, n = r.correct or [], r.own or [], len(r.completions)
         kinds = []
         for i in range(n):
             for j in range(i + 1, n):
-                if not ok:
-                    kinds.append(None)
-                elif ok[i] and not ok[j]:
-                    kinds.append("right_wrong")
-                elif not ok[i] and not ok[j]:
-                    kinds.append("wrong_wrong")
-                else:
-                    kinds.append(None)
+                k = []
+                if ok and not ok[j]:
+                    k.append("right_wrong" if ok[i] else "wrong_wrong")
+                if own:
+                    k += ["own"] if own[i] and own[j] else []
+                    k += ["made"] if not own[i] and not own[j] else []
+                kinds.append(tuple(k))
         out.append(kinds)
     return out
 
 
 def heldout(model, encoded: list, batch: int = 8, kinds: list | None = None):
     """Pair accuracy and mean margin over every ordered pair of the held-out rankings; with
-    `kinds` (pair_kinds), pair accuracy of right-vs-wrong and wrong-vs-wrong pairs apart."""
+    `kinds` (pair_kinds), pair accuracy of each kind of pair apart."""
     import torch
 
     from engines.reward_model import collate_rankings, pair_stats, rewards_of
@@ -252,12 +252,19 @@ def _count_kinds(rewards, chunk: list, kinds: list, by_kind: dict) -> None:
         n, p = len(ranking), 0
         for i in range(n):
             for j in range(i + 1, n):
-                kind = pair_kinds_[p]
-                p += 1
-                if kind is not None:
+                for kind in pair_kinds_[p]:
                     tally = by_kind.setdefault(kind, [0.0, 0.0])
                     tally[0] += float(rewards[row, i] > rewards[row, j])
                     tally[1] += 1
+                p += 1
+
+
+PAIR_LABELS = {
+    "right_wrong": "right-vs-wrong",
+    "wrong_wrong": "wrong-vs-wrong",
+    "own": "the model's own samples",
+    "made": "reference-vs-made-wrong",
+}
 
 
 def _report(spec: Spec, before, after, n_held: int) -> Iterator[Event]:
@@ -267,9 +274,8 @@ def _report(spec: Spec, before, after, n_held: int) -> Iterator[Event]:
     yield Metrics(step=spec.train.max_steps, values=after, split="eval")
     start = f"{before['pair_accuracy']:.1%} → " if before else ""
     apart = "".join(
-        f"; {kind.replace('_', '-vs-')} {after[f'pair_accuracy_{kind}']:.1%} "
-        f"of {after[f'pairs_{kind}']:.0f}"
-        for kind in ("right_wrong", "wrong_wrong")
+        f"; {label} {after[f'pair_accuracy_{kind}']:.1%} of {after[f'pairs_{kind}']:.0f}"
+        for kind, label in PAIR_LABELS.items()
         if f"pairs_{kind}" in after
     )
     yield Note(

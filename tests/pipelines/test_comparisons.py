@@ -83,22 +83,35 @@ def test_generated_rankings_hold_a_made_wrong_answer_when_every_sample_is_right(
     assert [r.completions for r in on] == [
         [ex.answer, "no" if ex.answer == "yes" else "yes"] for ex in examples]  # fmt: skip
     assert [r.correct for r in on] == [[True, False]] * 4  # the checker's verdicts ride along
+    assert [r.own for r in on] == [[True, False]] * 4  # the model said the right answer
 
 
 def test_held_out_pairs_are_counted_apart_by_kind():
-    """pair_kinds/_count_kinds: right-vs-wrong and wrong-vs-wrong pair accuracy, in
-    pair_stats' pair order; right-vs-right pairs and unchecked rankings count in neither."""
+    """pair_kinds/_count_kinds: right-vs-wrong and wrong-vs-wrong pair accuracy, and (where the
+    generator says which texts the model sampled) own-sample and reference-vs-made pairs, in
+    pair_stats' pair order; right-vs-right pairs and unchecked rankings count in none."""
     import torch
 
     from engines.reward_model import Ranking
     from pipelines.reward import _count_kinds, pair_kinds
 
     held = [Ranking("p", ["a", "b", "c"], [True, False, False]),
-            Ranking("q", ["x", "y"], [True, True]), Ranking("r", ["m", "n"])]  # fmt: skip
+            Ranking("q", ["x", "y"], [True, True]), Ranking("r", ["m", "n"]),
+            # sampled s1, s2; the reference "R" and the made wrong answer "W"
+            Ranking("s", ["R", "s1", "W", "s2"], [True, True, False, False],
+                    [False, True, False, True])]  # fmt: skip
     kinds = pair_kinds(held)
-    assert kinds == [["right_wrong", "right_wrong", "wrong_wrong"], [None], [None]]
-    rewards = torch.tensor([[3.0, 1.0, 2.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    assert kinds == [
+        [("right_wrong",), ("right_wrong",), ("wrong_wrong",)], [()], [()],
+        # R>s1, R>W, R>s2, s1>W, s1>s2, W>s2
+        [(), ("right_wrong", "made"), ("right_wrong",), ("right_wrong",),
+         ("right_wrong", "own"), ("wrong_wrong",)],
+    ]  # fmt: skip
+    rewards = torch.tensor([[3.0, 1.0, 2.0, 0.0], [0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0],
+                            [4.0, 1.0, 3.0, 2.0]])  # fmt: skip
     tally: dict = {}
-    _count_kinds(rewards, [[0, 0, 0], [0, 0], [0, 0]], kinds, tally)
-    assert tally == {"right_wrong": [2.0, 2.0], "wrong_wrong": [0.0, 1.0]}
+    _count_kinds(rewards, [[0, 0, 0], [0, 0], [0, 0], [0] * 4], kinds, tally)
+    # right_wrong: p 2 of 2; s: R>W yes, R>s2 yes, s1>W no, s1>s2 no
+    assert tally == {"right_wrong": [4.0, 6.0], "wrong_wrong": [1.0, 2.0],
+                     "made": [1.0, 1.0], "own": [0.0, 1.0]}  # fmt: skip
     assert pair_kinds([Ranking("r", ["m", "n"])]) is None
