@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import refreshed_store
+from workbench.cli.models import QUANTIZE_HELP
 from workbench.cli.tables import print_rows
 from workbench.ops import evaluate as eval_ops
 
@@ -21,12 +22,13 @@ def diversity(
     max_new_tokens: Annotated[int, typer.Option(min=1)] = 48,
     temperature: Annotated[float, typer.Option(min=0.0)] = 1.0,
     seed: int = 0,
+    quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
     json_: Annotated[bool, typer.Option("--json", help="print JSON rows")] = False,
 ) -> None:
     """distinct-1/2, mean token entropy and distinct answers, one row per model (stored)."""
     rows = eval_ops.diversity(
         refreshed_store(), models, prompt, n=n, max_new_tokens=max_new_tokens,
-        temperature=temperature, seed=seed,
+        temperature=temperature, seed=seed, quantize=quantize,
     )  # fmt: skip
     cols = ["model", *eval_ops.METRICS]
     table = [tuple(r["model"] if c == "model" else round(r[c], 3) for c in cols) for r in rows]

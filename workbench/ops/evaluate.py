@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from workbench.ops.chat import Sampling
 from workbench.ops.errors import user_errors
 from workbench.ops.refs import model_folder
 
@@ -20,32 +21,38 @@ METRICS = ("distinct_1", "distinct_2", "entropy", "distinct_answers", "mean_toke
 
 def diversity(
     store: Any, refs: list[str], prompt: str, *, n: int = 50, max_new_tokens: int = 48,
-    temperature: float = 1.0, seed: int = 0,
+    temperature: float = 1.0, seed: int = 0, quantize: str = "none",
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """One row per model: its name and every METRICS figure."""
+    """One row per model: its name and every METRICS figure (each model's weights quantized
+    as `quantize` says: none, int8 or int4; the row's model then reads e.g. `sft [int8]`)."""
+    Sampling(max_new_tokens=max_new_tokens, temperature=temperature, quantize=quantize).check()
     rows = []
     for ref in refs:
         folder = model_folder(store, ref)
         with user_errors():
             t0 = time.monotonic()
-            figures, texts = _sample(folder, prompt, n, max_new_tokens, temperature, seed)
+            figures, texts = _sample(folder, prompt, n, max_new_tokens, temperature, seed,
+                                     quantize)  # fmt: skip
             elapsed = time.monotonic() - t0
+        stored = figures | ({"quantize": quantize} if quantize != "none" else {})
         store.add_prompt_experiment(
             ref, "diversity", prompt, n, None, tokens=int(figures["mean_tokens"] * n),
-            latency_s=elapsed, transcripts=[{"metrics": figures}] + texts[:10],
+            latency_s=elapsed, transcripts=[{"metrics": stored}] + texts[:10],
         )  # fmt: skip
-        rows.append({"model": ref, **figures})
+        label = ref if quantize == "none" else f"{ref} [{quantize}]"
+        rows.append({"model": label, **figures})
     return rows
 
 
-def _sample(folder, prompt: str, n: int, max_new_tokens: int, temperature: float, seed: int):
+def _sample(folder, prompt: str, n: int, max_new_tokens: int, temperature: float, seed: int,
+            quantize: str = "none"):  # fmt: skip
     import torch
 
     from engines.diversity import diversity as figures_of
     from engines.generate import SamplingParams, chat_prompt, generate
     from engines.model_folders import load_causal_lm
 
-    model, tok = load_causal_lm(folder, device="cpu")
+    model, tok = load_causal_lm(folder, device="cpu", quantize=quantize)
     text = prompt
     if getattr(tok, "chat_template", None):
         text = chat_prompt(tok, [{"role": "user", "content": prompt}])
