@@ -19,6 +19,10 @@ def resolve_model(store, ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.exists():
         return path.resolve()
+    from engines.hub import KNOWN_MODELS
+
+    if ref in KNOWN_MODELS:
+        raise SpecError(f"model {ref!r} is not pulled yet: workbench models pull {ref}")
     raise SpecError(
         f"model {ref!r} is not a registered model, a run with a model, or a folder — "
         "see `workbench models ls`"

@@ -177,6 +177,7 @@ def test_bad_input_exits_2_with_one_clear_line(wb, home, tiny_chat):
         (("data", "inspect", "--preset", "pretrain-tiny", "--set", "train.device=cuda"), "GPU"),
         (("runs", "ls", "--sort", "nope"), "--sort"),
         (("runs", "ls", "--filter", "nonsense"), "--filter"),
+        (("run", "--preset", "reward-smollm2"), "not pulled yet: workbench models pull smollm2"),
     ]
     for args, needle in cases:
         p = wb(*args)
