@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -345,7 +346,18 @@ def barrier() -> None:
         dist.barrier()
 
 
-def cleanup() -> None:
-    """Leave the process group (safe to call when there is none)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def leave(code: int = 0) -> NoReturn:
+    """End this process now with exit status `code`, the process group and the interpreter
+    left as they are: how a torchrun rank ends once its work is written (files closed).
+
+    Destroying a gloo process group joins its worker threads while holding the GIL. A worker
+    that is just then dropping a finished collective whose tensors Python owns needs the GIL
+    to do so, and the two wait on each other for ever: seen in CI, rank 1 of a finished DDP
+    job hung in ~ProcessGroupGloo (std::thread::join) while its gloo thread waited in
+    take_gil. When that drop happens during interpreter teardown instead, the process aborts
+    ("terminate called without an active exception", SIGABRT; also seen in CI, after a run
+    had finished). With every collective returned there is nothing left to tear down: the
+    peers' connections close with the process."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

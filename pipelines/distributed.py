@@ -17,8 +17,8 @@ its recorded spec and rank 0 writes it, as above.
 from __future__ import annotations
 
 import json
-import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -31,19 +31,22 @@ from store import Store
 
 def run_distributed(
     job: JobSpec, parents: list[str], printer: Callable[[dict[str, Any]], None]
-) -> Outcome:
-    import torch.distributed as dist
+) -> NoReturn:
+    """This process is one rank of a torchrun job started by hand: run `job` (rank 0 creates
+    the run and broadcasts its id), then end the process with the run's exit code."""
 
-    from engines.distributed import cleanup, init_distributed
+    def rank_job() -> Outcome:
+        import torch.distributed as dist
 
-    info = init_distributed()
-    store = Store()
-    box = [None]
-    if info.is_main:
-        store.refresh()
-        box[0] = prepare_run(store, job, parents=parents)
-    dist.broadcast_object_list(box, src=0)
-    try:
+        from engines.distributed import init_distributed
+
+        info = init_distributed()
+        store = Store()
+        box = [None]
+        if info.is_main:
+            store.refresh()
+            box[0] = prepare_run(store, job, parents=parents)
+        dist.broadcast_object_list(box, src=0)
         return execute(
             store,
             box[0],
@@ -53,8 +56,25 @@ def run_distributed(
             on_event=printer if info.is_main else (lambda e: None),
             run_fn=naming_lost_ranks,
         )
-    finally:
-        cleanup()
+
+    end_rank(rank_job)
+
+
+def end_rank(rank_job: Callable[[], Outcome]) -> NoReturn:
+    """Run one rank's part of a job and end the process with its exit code, the process
+    group left as it is (engines.distributed.leave says why): 2 for a user's error, whose
+    message goes to stderr as the CLI prints it; 1 with the traceback for anything else."""
+    from engines.distributed import leave
+
+    try:
+        code = rank_job().exit_code
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except BaseException:  # noqa: BLE001 - whatever happened, the rank ends by leave()
+        traceback.print_exc()
+        code = 1
+    leave(code)
 
 
 class RankLost(RuntimeError):
@@ -105,18 +125,20 @@ def torchrun_command(job: JobSpec, run_id: str, resume: bool = False) -> list[st
     return cmd
 
 
-def run_prepared(run_id: str, resume: bool = False) -> Outcome:
-    """Every rank of a torchrun job started by `torchrun_command`: run the prepared run."""
-    from engines.distributed import cleanup, init_distributed
+def run_prepared(run_id: str, resume: bool = False) -> NoReturn:
+    """Every rank of a torchrun job started by `torchrun_command`: run the prepared run, then
+    end the process with its exit code."""
 
-    info = init_distributed()
-    store = Store()
-    job = load_run_spec(store, run_id)
+    def rank_job() -> Outcome:
+        from engines.distributed import init_distributed
 
-    def printer(event: dict[str, Any]) -> None:
-        print(json.dumps(event, default=str), flush=True)
+        info = init_distributed()
+        store = Store()
+        job = load_run_spec(store, run_id)
 
-    try:
+        def printer(event: dict[str, Any]) -> None:
+            print(json.dumps(event, default=str), flush=True)
+
         return execute(
             store,
             run_id,
@@ -127,31 +149,16 @@ def run_prepared(run_id: str, resume: bool = False) -> Outcome:
             on_event=printer if info.is_main else (lambda e: None),
             run_fn=naming_lost_ranks,
         )
-    finally:
-        cleanup()
 
-
-def exit_rank(code: int) -> NoReturn:
-    """End a torchrun process that has finished its job (`cleanup()` done), skipping the
-    interpreter's teardown.
-
-    Under gloo, a C++ thread that still holds a tensor can need the GIL while the interpreter
-    is being torn down, which ends the process with SIGABRT ("terminate called without an
-    active exception") after all of its work is done: torchrun then reports the job failed
-    and stops the other ranks. Seen once in CI, on rank 1 of a two-rank FSDP GRPO run whose
-    rank 0 had finished. Nothing is left to finalize: the store opens and closes per
-    transaction and the run's files are closed when `execute` returns."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    end_rank(rank_job)
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print("usage: python -m pipelines.distributed RUN_ID [--resume]", file=sys.stderr)
         return 2
-    return run_prepared(argv[0], resume="--resume" in argv[1:]).exit_code
+    run_prepared(argv[0], resume="--resume" in argv[1:])
 
 
 if __name__ == "__main__":
-    exit_rank(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

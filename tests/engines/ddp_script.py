@@ -41,9 +41,9 @@ def run(out_dir: Path) -> Trainer:
     (out_dir / f"rank{info.rank}.json").write_text(json.dumps(records))
     if info.is_main:
         torch.save(trainer.model.state_dict(), out_dir / "params.pt")
-    D.cleanup()
     return trainer
 
 
 if __name__ == "__main__":
     run(Path(sys.argv[1]))
+    D.leave()  # not destroy_process_group: engines.distributed.leave says why

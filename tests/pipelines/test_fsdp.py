@@ -116,7 +116,7 @@ list(b.train(resume=True))
 final_b = D.full_state_dict(b.model)
 if info.is_main:
     torch.save({{"a": final_a, "b": final_b, "from": b.resumed["step"]}}, out / "result.pt")
-D.cleanup()
+D.leave()  # not destroy_process_group: engines.distributed.leave says why
 """
 
 
@@ -176,7 +176,7 @@ from_one = D.full_state_dict(b.model)
 if info.is_main:
     torch.save({{"two": final, "from_one": from_one, "from": b.resumed["step"]}},
                out / "result.pt")
-D.cleanup()
+D.leave()  # not destroy_process_group: engines.distributed.leave says why
 """
 
 

@@ -322,7 +322,7 @@ states = [D.full_state_dict(t.model) for t in (a, b)]
 if info.is_main:
     torch.save({{"two": states[0], "from_one": states[1], "from": b.resumed["step"]}},
                out / "result.pt")
-D.cleanup()
+D.leave()  # not destroy_process_group: engines.distributed.leave says why
 """
 
 

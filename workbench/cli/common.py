@@ -26,11 +26,11 @@ def execute_run(store, run_id: str, job, json_: bool, resume: bool = False) -> i
 
 def run_distributed_job(job, json_: bool, parents: list[str]) -> NoReturn:
     """This process is one rank of a torchrun job: run it, then end the process at once
-    (pipelines.distributed.exit_rank says why)."""
-    from pipelines.distributed import exit_rank, run_distributed
+    (engines.distributed.leave says why)."""
+    from pipelines.distributed import run_distributed
     from workbench.cli.progress import make_printer
 
-    exit_rank(run_distributed(job, parents, make_printer(json_)).exit_code)
+    run_distributed(job, parents, make_printer(json_))
 
 
 def offline_templates() -> str:
