@@ -45,7 +45,7 @@ def diversity(
 
 
 def _sample(folder, prompt: str, n: int, max_new_tokens: int, temperature: float, seed: int,
-            quantize: str = "none"):  # fmt: skip
+            quantize: str):  # fmt: skip
     import torch
 
     from engines.diversity import diversity as figures_of
