@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from store import Store
-from tests.pipelines.rl_fixtures import eval_by_step, pairs_file, write_spec
+from tests.pipelines.rl_fixtures import eval_by_step, pairs_file, run_smollm2_preset, write_spec
 
 SPEC = """
 pipeline = "reward"
@@ -127,8 +127,6 @@ def test_generated_rankings_train_a_reward_model(wb, tmp_path, home, base):
 def test_reward_smollm2_preset_reports_pair_kinds(real_home):
     """The shipped preset, shortened: held-out pair accuracy is recorded before and after for
     every kind of pair, the model's own samples and reference-vs-made-wrong among them."""
-    from tests.pipelines.rl_fixtures import run_smollm2_preset
-
     run_smollm2_preset(
         real_home,
         "reward-smollm2",
