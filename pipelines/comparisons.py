@@ -13,7 +13,9 @@ by partial credit — how close the final answer is to the reference (`Task.cred
 orders of magnitude off, a word's similarity, JSON fields right) — and, among correct ones, by
 similarity to the reference answer; texts that tie are merged into one. A stand-in for human
 labellers; the task's reference answer joins the samples as a correct one and, with
-`contrast` (off by default), a wrong answer made from it (`Task.wrong`) as a wrong one.
+`contrast` (off by default), a wrong answer made from it (`Task.wrong`) as a wrong one. The
+generator may decode with quantized weights (`data.quantize = "int8"` or `"int4"`): a copy
+loaded for sampling only, on the CPU; the model trained from is unchanged.
 
 Every ranking is a strict order: equal texts, repeated indices or tie groups are errors.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -51,6 +54,11 @@ class ComparisonData(Section):
     k: int = Field(4, ge=2, le=16, description="completions sampled per generated prompt")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of the generator")
     max_new_tokens: int = Field(24, ge=1, description="tokens per generated completion")
+    quantize: Literal["none", "int8", "int4"] = Field(
+        "none",
+        description="weights the generator samples with: none (the model's own), int8 or int4 "
+        "(quantized copy on the CPU: faster decode, numbers change a little)",
+    )
     contrast: bool = Field(
         False,
         description="add a wrong answer made from the reference (a number off a little, yes "

@@ -155,7 +155,8 @@ def generated(spec: Spec, ctx, base: Path):
     from engines.model_folders import load_causal_lm
     from pipelines.comparisons import generate_rankings
 
-    lm, tok = load_causal_lm(base, device="cpu")
+    quantize = spec.data.quantize
+    lm, tok = load_causal_lm(base, device="cpu", quantize=quantize)
     with torch.no_grad():
         train = yield from _progress(
             ctx,
@@ -168,8 +169,10 @@ def generated(spec: Spec, ctx, base: Path):
             "held-out samples",
         )
     sizes = [len(r.completions) for r in train]
+    weights = "" if quantize == "none" else f" with {quantize} weights"
     yield Note(
-        text=f"generated {len(train)} + {len(held)} held-out rankings on {spec.data.tasks} "
+        text=f"generated {len(train)} + {len(held)} held-out rankings{weights} on "
+        f"{spec.data.tasks} "
         f"(mean {sum(sizes) / max(1, len(sizes)):.1f} distinct completions; checker-ranked: "
         "correct first, then partial credit — a stand-in for human labellers)"
     )

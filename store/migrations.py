@@ -234,8 +234,14 @@ CREATE TABLE IF NOT EXISTS rag_chunks (
 );
 """
 
+# v5: a ranking records the model that sampled its completions, as results label it (`sft`,
+# or `sft [int8]` when it decoded with quantized weights); NULL where unknown (a file, older rows).
+_V5_SQL = """
+ALTER TABLE comparisons ADD COLUMN model VARCHAR;
+"""
+
 Migration = str | Callable[[duckdb.DuckDBPyConnection, Path], None]
-MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2, _V3_SQL, _V4_SQL]
+MIGRATIONS: list[Migration] = [_V1_TABLES + _V1_VIEWS, _v2, _V3_SQL, _V4_SQL, _V5_SQL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

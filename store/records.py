@@ -72,13 +72,16 @@ class RecordsMixin:
         *,
         source: str = "manual",
         run_id: str | None = None,
+        model: str | None = None,
     ) -> str:
-        """Store completions of one prompt ranked best first; return the new id."""
+        """Store completions of one prompt ranked best first (model: the one that sampled
+        them, e.g. `sft [int8]`); return the new id."""
         if len(completions) < 2:
             raise StoreError(f"a comparison needs at least two completions, got {len(completions)}")
         return self._insert(
             "comparisons",
             prompt=prompt, completions=to_json(list(completions)), source=source, run_id=run_id,
+            model=model,
         )  # fmt: skip
 
     def list_comparisons(self, source: str | None = None) -> list[dict[str, Any]]:

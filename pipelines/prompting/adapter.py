@@ -1,6 +1,6 @@
 """The one thing a strategy talks to: a model adapter that turns prompts into completions.
 
-    adapter = load_adapter(Path("~/.workbench/models/smollm2-135m-instruct"))
+    adapter = load_adapter(Path("~/.workbench/models/smollm2-135m-instruct"))   # quantize="int8"
     outs = adapter.generate(["Q: 2+2?\nA:"], Params(max_new_tokens=8, stop=["\n"]))
     outs[0].text, outs[0].tokens_in, outs[0].tokens_out
 
@@ -78,6 +78,7 @@ class HFAdapter:
     tok: Any
     name: str = "model"
     batch_size: int = 16
+    quantize: str = "none"  # the weights it decodes with (engines.quantize): none, int8, int4
     _processors: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,9 +143,14 @@ def build_processor(tok: Any, constraint: Constraint) -> Any:
     return constrained.choice_processor(tok, list(constraint.value))
 
 
-def load_adapter(folder: Path, name: str | None = None, device: str = "auto") -> HFAdapter:
-    """An adapter over the model in a local HF folder (fp32 on CPU, bf16 on CUDA)."""
+def load_adapter(
+    folder: Path, name: str | None = None, device: str = "auto", quantize: str | None = None
+) -> HFAdapter:
+    """An adapter over the model in a local HF folder (fp32 on CPU, bf16 on CUDA); quantize
+    "int8" or "int4" decodes with quantized weights on the CPU (engines.quantize; UserError
+    for another kind)."""
     from engines.model_folders import load_causal_lm
 
-    model, tok = load_causal_lm(folder, device=device)
-    return HFAdapter(model, tok, name or Path(folder).name)
+    kind = quantize or "none"
+    model, tok = load_causal_lm(folder, device="cpu" if kind != "none" else device, quantize=kind)
+    return HFAdapter(model, tok, name or Path(folder).name, quantize=kind)

@@ -2,6 +2,7 @@
 
     exp = run_experiment(adapter, "cot", load_taskset("arithmetic", n=10), Options(seed=0))
     exp.accuracy, exp.tokens_in, exp.tokens_out, exp.latency_s, exp.metrics, exp.transcripts
+    exp.quantize     # the adapter's weights (load_adapter(folder, quantize="int8")), in summary()
 
 Items run in batches; each transcript keeps the question, the reference, the output, whether
 it matched, the steps (thoughts, tool calls, votes, retrieved chunks) and the tokens spent.
@@ -39,9 +40,11 @@ class Experiment:
     latency_s: float
     metrics: dict[str, float] = field(default_factory=dict)
     transcripts: list[dict[str, Any]] = field(default_factory=list)
+    quantize: str = "none"  # the adapter's weights: none, int8 or int4
 
     def summary(self) -> dict[str, Any]:
-        keys = ("model", "strategy", "task", "n", "accuracy", "tokens_in", "tokens_out")
+        keys = ("model", "quantize", "strategy", "task", "n", "accuracy", "tokens_in",
+                "tokens_out")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "latency_s": self.latency_s, **self.metrics}
 
 
@@ -118,4 +121,5 @@ def run_experiment(
         adapter.name, name, tasks.name, len(results), sum(correct) / len(results),
         sum(r.tokens_in for r in results), sum(r.tokens_out for r in results), latency, metrics,
         [transcript(i, r, c) for i, r, c in zip(tasks.items, results, correct, strict=True)],
+        getattr(adapter, "quantize", "none"),
     )  # fmt: skip

@@ -20,8 +20,10 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import refreshed_store
+from workbench.cli.models import QUANTIZE_HELP
 from workbench.cli.tables import print_rows
 from workbench.ops import prompting as lab
+from workbench.ops.chat import quantize_label
 
 Strategy = Annotated[str, typer.Option("--strategy", "-s", help="see `workbench prompt --list`")]
 Seed = Annotated[int, typer.Option(help="sampling and task-set seed")]
@@ -34,6 +36,7 @@ Index = Annotated[str | None, typer.Option(help="a RAG index (rag, react-rag)")]
 Schema = Annotated[Path | None, typer.Option("--json-schema", help="JSON schema file")]
 Regex = Annotated[str | None, typer.Option(help="output must match this regex")]
 Choice = Annotated[list[str] | None, typer.Option(help="output is one of these (repeat)")]
+Quantize = Annotated[str, typer.Option(help=QUANTIZE_HELP)]
 
 
 class _Printer:
@@ -69,13 +72,15 @@ def prompt(
     seed: Seed = 0, samples: Samples = 5, shots: Shots = 3, temperature: Temperature = 0.0,
     max_new_tokens: MaxTokens = None, system: System = None, index: Index = None,
     json_schema: Schema = None, regex: Regex = None, choice: Choice = None,
+    quantize: Quantize = "none",
 ) -> None:  # fmt: skip
     """Run one strategy on one prompt: stream the answer and show every intermediate step."""
     if list_ or text is None:
         _list_strategies()
         return
     req = lab.EvalRequest(model, strategy, "", None, seed, samples, shots, temperature,
-                          max_new_tokens, system, index, json_schema, regex, tuple(choice or ()))  # fmt: skip
+                          max_new_tokens, system, index, json_schema, regex, tuple(choice or ()),
+                          quantize)  # fmt: skip
 
     out = _Printer()
     result = lab.try_prompt(refreshed_store(), model, strategy, text, req, out.step, out.piece)
@@ -100,6 +105,7 @@ def eval_callback(
     seed: Seed = 0, samples: Samples = 5, shots: Shots = 3, temperature: Temperature = 0.0,
     max_new_tokens: MaxTokens = None, system: System = None, index: Index = None,
     json_schema: Schema = None, regex: Regex = None, choice: Choice = None,
+    quantize: Quantize = "none",
     json_: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:  # fmt: skip
     """Run one prompting strategy on one model over a task set and store the experiment."""
@@ -111,7 +117,8 @@ def eval_callback(
         typer.echo(f"error: give {', '.join(missing)} (see `workbench eval --help`)", err=True)
         raise typer.Exit(2)
     req = lab.EvalRequest(model, strategy, tasks, n, seed, samples, shots, temperature,
-                          max_new_tokens, system, index, json_schema, regex, tuple(choice or ()))  # fmt: skip
+                          max_new_tokens, system, index, json_schema, regex, tuple(choice or ()),
+                          quantize)  # fmt: skip
 
     def progress(done: int, total: int) -> None:
         typer.echo(f"  {done}/{total} tasks", err=True)
@@ -126,8 +133,9 @@ def eval_callback(
 
 
 def _print_summary(summary: dict) -> None:
+    model = quantize_label(summary["model"], summary.get("quantize"))
     typer.echo(
-        f"{summary['strategy']} on {summary['model']} over {summary['task']}: "
+        f"{summary['strategy']} on {model} over {summary['task']}: "
         f"accuracy {summary['accuracy']:.3f} ({summary['n']} tasks), "
         f"tokens {summary['tokens_in']} in / {summary['tokens_out']} out, "
         f"{summary['latency_s']:.1f} s"

@@ -2,7 +2,7 @@
 
 workbench rag samples ./docs                    # the bundled fact sheet + town documents
 workbench rag index ./docs --name towns         # embed with minilm-l6 into the store
-workbench rag query towns "Who founded Brindlewick?" [--model smollm2-135m-instruct]
+workbench rag query towns "Who founded Brindlewick?" [--model smollm2-135m-instruct [--quantize int8]]
 workbench rag eval towns --tasks factsheet      # hit rate and MRR at k
 """
 
@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import refreshed_store
+from workbench.cli.models import QUANTIZE_HELP
 from workbench.ops import prompting as prompting_ops
 from workbench.ops import rag as rag_ops
 
@@ -45,8 +46,12 @@ def query(
     k: K = 3,
     model: Annotated[str | None, typer.Option(help="answer with this model")] = None,
     embed_model: EmbedModel = None,
+    quantize: Annotated[str, typer.Option(help="--model: " + QUANTIZE_HELP)] = "none",
 ) -> None:
     """The top-k chunks for QUESTION with their sources; with --model, an answer citing them."""
+    from workbench.ops.chat import check_quantize
+
+    check_quantize(quantize)  # before anything loads
     store = refreshed_store()
     hits = rag_ops.query(store, name, question, k, embed_model)
     for rank, hit in enumerate(hits, 1):
@@ -60,7 +65,8 @@ def query(
         sys.stdout.write(chunk)
         sys.stdout.flush()
 
-    result = prompting_ops.rag_answer(store, name, question, model, k, on_piece=piece)
+    result = prompting_ops.rag_answer(store, name, question, model, k, on_piece=piece,
+                                      quantize=quantize)  # fmt: skip
     typer.echo("")
     typer.echo("sources: " + ", ".join(result.extra.get("retrieved", [])))
 

@@ -7,8 +7,11 @@
     rank_completions(store, "Tell a joke.", texts, order=[2, 0, 3, 1])   # best first
 
 Votes land in `votes` (winner a/b/tie/both_bad, model_a on the left) and rankings in
-`comparisons` (completions best first, source "arena"): the two forms the reward pipeline's
-`data.from_store = true` reads (`pipelines.comparisons.store_rankings`).
+`comparisons` (completions best first, source "arena", `model` the one that sampled them):
+the two forms the reward pipeline's `data.from_store = true` reads
+(`pipelines.comparisons.store_rankings`). A match or ranking decoded with quantized weights
+names its models `sft [int8]` (`ops.chat.quantize_label`): on the leaderboard a quantized
+model is a contestant of its own.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from workbench.ops.chat import check_quantize, quantize_label
 from workbench.ops.errors import OpError, user_errors
 from workbench.ops.stores import reading
 
@@ -47,15 +51,18 @@ def blind_pair(models: list[str], seed: int | None = None) -> tuple[str, str]:
 
 def cast_vote(
     store: Any, prompt: str, left: str, right: str, left_text: str, right_text: str,
-    choice: str, voter: str | None = None,
+    choice: str, voter: str | None = None, quantize: str = "none",
 ) -> str:  # fmt: skip
-    """Store a vote (choice: left, right, tie or both_bad); a line saying who was who."""
+    """Store a vote (choice: left, right, tie or both_bad; quantize: the weights both models
+    answered with, which labels them); a line saying who was who."""
     if choice not in CHOICES:
         raise OpError(f"unknown vote {choice!r}: use one of {', '.join(CHOICES)}")
     if left == right:
         raise OpError("a vote needs two different models")
     if not prompt.strip():
         raise OpError("a vote needs the prompt both models answered")
+    check_quantize(quantize, "quantize")
+    left, right = quantize_label(left, quantize), quantize_label(right, quantize)
     with user_errors():
         store.add_vote(prompt, left, right, left_text, right_text, CHOICES[choice], voter)
     return f"voted {choice.replace('_', ' ')}: left was {left}, right was {right}"
@@ -120,11 +127,14 @@ def sample_completions(
 
 
 def rank_completions(
-    store: Any, prompt: str, completions: list[str], order: list[int], run_id: str | None = None
-) -> str:
-    """Store completions as a comparison, best first by `order` (indices into completions)."""
+    store: Any, prompt: str, completions: list[str], order: list[int], run_id: str | None = None,
+    model: str | None = None, quantize: str = "none",
+) -> str:  # fmt: skip
+    """Store completions as a comparison, best first by `order` (indices into completions),
+    with the model that sampled them (`sft [int8]` when quantized)."""
     from pipelines.comparisons import strict
 
+    check_quantize(quantize, "quantize")
     if sorted(order) != list(range(len(completions))):
         raise OpError(
             f"rank every completion once: got order {order} for {len(completions)} completions"
@@ -132,7 +142,10 @@ def rank_completions(
     ranked = [completions[i].strip() for i in order]
     with user_errors():
         strict(ranked, "ranking")
-        comparison_id = store.add_comparison(prompt, ranked, source=SOURCE, run_id=run_id)
+        comparison_id = store.add_comparison(
+            prompt, ranked, source=SOURCE, run_id=run_id,
+            model=None if model is None else quantize_label(model, quantize),
+        )  # fmt: skip
     return f"stored a ranking of {len(ranked)} completions ({comparison_id[:8]})"
 
 

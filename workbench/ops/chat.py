@@ -8,6 +8,8 @@
 
 `workbench chat`, `workbench generate` and the TUI's chat pane all sample with `DEFAULTS`
 unless the user overrides a field. torch and transformers load on the first turn.
+`Sampling.quantize` (none, int8, int4: `check_quantize`) picks the weights decode reads, for
+every front end that decodes; what it produces is labelled `quantize_label(ref, kind)`.
 
 What a model is decides how it is talked to (`model_info`): an assistant gets its chat
 template; a base model (pretrained, not chat-tuned) gets plain completion from `complete`, and
@@ -26,6 +28,26 @@ from workbench.ops.errors import OpError, user_errors
 from workbench.ops.refs import model_folder
 
 QUANTIZE = ("none", "int8", "int4")  # engines.quantize.KINDS, without importing torch here
+QUANTIZE_RULE = "none, int8 or int4"
+
+
+def check_quantize(value: str, name: str = "--quantize") -> str:
+    """`value` when it is a quantization decode knows (none, int8, int4); else an OpError
+    naming the flag or field `name` and the choices."""
+    if value not in QUANTIZE:
+        raise OpError(f"{name} {value}: {QUANTIZE_RULE}")
+    return value
+
+
+def quantize_label(ref: str, quantize: str | None) -> str:
+    """A model as results name it: `sft` with its own weights, `sft [int8]` quantized (the
+    label of `eval diversity` rows, arena votes and rankings, the prompt lab's tables)."""
+    return ref if quantize in (None, "none") else f"{ref} [{quantize}]"
+
+
+def quantize_device(quantize: str | None) -> str:
+    """Where a model loads for decode: quantized weights are a CPU path (engines.quantize)."""
+    return "auto" if quantize in (None, "none") else "cpu"
 
 
 @dataclass(frozen=True)
@@ -51,7 +73,7 @@ class Sampling:
             ("temperature", self.temperature, self.temperature >= 0, "0 (greedy) or more"),
             ("top_k", self.top_k, self.top_k >= 0, "0 (off) or more"),
             ("top_p", self.top_p, 0 < self.top_p <= 1, "more than 0, at most 1"),
-            ("quantize", self.quantize, self.quantize in QUANTIZE, "none, int8 or int4"),
+            ("quantize", self.quantize, self.quantize in QUANTIZE, QUANTIZE_RULE),
         ) if not ok]  # fmt: skip
         if bad:
             raise OpError("; ".join(bad))
@@ -74,8 +96,11 @@ class Sampling:
 DEFAULTS = Sampling()
 
 
-def parse_sampling(temperature: str, max_new_tokens: str, base: Sampling = DEFAULTS) -> Sampling:
-    """Sampling from two typed fields (empty: the default); OpError names a bad one."""
+def parse_sampling(
+    temperature: str, max_new_tokens: str, base: Sampling = DEFAULTS, quantize: str | None = None
+) -> Sampling:
+    """Sampling from two typed fields (empty: the default) and the quantization picked (None:
+    the base's); OpError names a bad one."""
     try:
         t = float(temperature) if temperature.strip() else base.temperature
     except ValueError:
@@ -86,7 +111,7 @@ def parse_sampling(temperature: str, max_new_tokens: str, base: Sampling = DEFAU
         raise OpError(f"max tokens {max_new_tokens!r} is not a whole number") from None
     if t < 0 or n < 1:
         raise OpError("temperature must be ≥ 0 and max tokens ≥ 1")
-    return base.with_(temperature=t, max_new_tokens=n)
+    return base.with_(temperature=t, max_new_tokens=n, quantize=quantize).check()
 
 
 _loaded: dict[tuple[Path, str], tuple[Any, Any]] = {}
@@ -101,7 +126,9 @@ def load(folder: Path, quantize: str = "none") -> tuple[Any, Any]:
     if key not in _loaded:
         with user_errors():
             _loaded.clear()  # one model in memory at a time
-            _loaded[key] = load_causal_lm(folder, quantize=quantize)
+            _loaded[key] = load_causal_lm(
+                folder, device=quantize_device(quantize), quantize=quantize
+            )
     return _loaded[key]
 
 

@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from workbench.ops.chat import check_quantize, quantize_device, quantize_label
 from workbench.ops.errors import OpError, user_errors
+from workbench.ops.prompting import experiment_quantize
 from workbench.ops.refs import find_run, model_folder
 from workbench.ops.stores import reading
 
@@ -64,7 +66,9 @@ def load_many(folders: list[Path], quantize: str = "none") -> list[tuple[Any, An
         with user_errors():
             for key in keys:
                 if key not in _models:
-                    _models[key] = load_causal_lm(key[0], quantize=quantize)
+                    _models[key] = load_causal_lm(
+                        key[0], device=quantize_device(quantize), quantize=quantize
+                    )
         return [_models[k] for k in keys]
 
 
@@ -80,6 +84,7 @@ def generate_batch(store: Any, ref: str, prompt: str, n: int, sampling: Any) -> 
     """N completions of one prompt in one batch (the arena's rankings, the Playground's N)."""
     from engines.generate import generate
 
+    sampling.check()
     (model, tok), = load_many([model_folder(store, ref)], sampling.quantize)  # fmt: skip
     text = _prompt_for(tok, prompt, None)
     with user_errors():
@@ -91,16 +96,17 @@ def side_by_side(
     store: Any, refs: list[str], prompt: str, sampling: Any = None, chat: bool | None = None,
     stop: threading.Event | None = None,
 ) -> Iterator[list[Column]]:  # fmt: skip
-    """Stream 1–4 models' answers to one prompt at once; yields every column each time."""
+    """Stream 1–4 models' answers to one prompt at once; yields every column each time (a
+    column's model reads `sft [int8]` when the sampling quantizes the weights)."""
     from workbench.ops.chat import DEFAULTS
 
     if not 1 <= len(refs) <= MAX_COLUMNS:
         raise OpError(f"compare 1 to {MAX_COLUMNS} models at a time, not {len(refs)}")
     if not prompt.strip():
         raise OpError("type a prompt for the models to answer")
-    sampling = sampling or DEFAULTS
+    sampling = (sampling or DEFAULTS).check()
     loaded = load_many([model_folder(store, ref) for ref in refs], sampling.quantize)
-    columns = [Column(ref) for ref in refs]
+    columns = [Column(quantize_label(ref, sampling.quantize)) for ref in refs]
     events: queue.Queue = queue.Queue()
     stop = stop or threading.Event()
     threads = [
@@ -253,7 +259,9 @@ def _lineage_row(store: Any, run: dict, models: list[dict], experiments: list[di
     latest = store.latest_metrics(run["run_id"])
     keys = [f"val_{n}" for n in ACCURACY_NAMES] + list(ACCURACY_NAMES)
     accuracy = next((latest[k] for k in keys if k in latest), None)
-    mine = [e for e in experiments if name and e["model"] in (name, made[0].get("ref"))]
+    names = (name, made[0].get("ref")) if made else ()
+    # the model's own weights: an experiment on a quantized copy is not this stage's figure
+    mine = [e for e in experiments if e["model"] in names and experiment_quantize(e) == "none"]
     graded = [e for e in mine if e["strategy"] != "diversity" and e.get("accuracy") is not None]
     if accuracy is None and graded:
         accuracy = graded[-1]["accuracy"]
@@ -303,14 +311,16 @@ EXPERIMENT_COLUMNS = ("task", "strategy", "model", "n", "accuracy", "tokens/q", 
 
 def experiments_view(store: Any) -> list[dict[str, Any]]:
     """Every prompt experiment, newest first: strategy × model × task set with accuracy,
-    tokens and latency per question, and its transcripts (the summary record first)."""
+    tokens and latency per question, and its transcripts (the summary record first); the
+    model of an experiment decoded with quantized weights reads `sft [int8]`."""
     with reading(store):
         rows = store.list_prompt_experiments()
     out = []
     for e in reversed(rows):
         n = e.get("n") or 0
         out.append({
-            "id": e["id"], "task": e["task"], "strategy": e["strategy"], "model": e["model"],
+            "id": e["id"], "task": e["task"], "strategy": e["strategy"],
+            "model": quantize_label(e["model"], experiment_quantize(e)),
             "n": n, "accuracy": e.get("accuracy"),
             "tokens/q": e["tokens"] / n if e.get("tokens") and n else None,
             "s/q": e["latency_s"] / n if e.get("latency_s") and n else None,
@@ -349,7 +359,8 @@ def strategies() -> list[tuple[str, str]]:
 
 @dataclass
 class PlayRequest:
-    """What the Playground asks for (N: self-consistency samples)."""
+    """What the Playground asks for (N: self-consistency samples; quantize: the weights
+    decode reads, none, int8 or int4)."""
 
     model: str
     strategy: str
@@ -360,6 +371,7 @@ class PlayRequest:
     seed: int = 0
     n: int = 5
     constraint: str = ""  # "a|b|c": one of these; anything else: a regex
+    quantize: str = "none"
 
 
 def play(store: Any, req: PlayRequest, on_step: Any, on_piece: Any) -> dict[str, Any]:
@@ -370,12 +382,14 @@ def play(store: Any, req: PlayRequest, on_step: Any, on_piece: Any) -> dict[str,
 
     if not req.prompt.strip():
         raise OpError("type a prompt first")
+    check_quantize(req.quantize, "quantize")
     started = time.monotonic()
     if req.strategy == PLAIN:
         from workbench.ops.chat import complete
 
         sampling = DEFAULTS.with_(temperature=req.temperature, top_p=req.top_p,
-                                  max_new_tokens=req.max_new_tokens, seed=req.seed)  # fmt: skip
+                                  max_new_tokens=req.max_new_tokens, seed=req.seed,
+                                  quantize=req.quantize)  # fmt: skip
         text = ""
         for piece in complete(store, req.model, req.prompt, sampling):
             text += piece
@@ -386,7 +400,7 @@ def play(store: Any, req: PlayRequest, on_step: Any, on_piece: Any) -> dict[str,
         regex = req.constraint if req.constraint and not choice else None
         ereq = EvalRequest(req.model, req.strategy, "", seed=req.seed, samples=req.n,
                            temperature=req.temperature, max_new_tokens=req.max_new_tokens,
-                           regex=regex, choice=choice)  # fmt: skip
+                           regex=regex, choice=choice, quantize=req.quantize)  # fmt: skip
         result = try_prompt(store, req.model, req.strategy, req.prompt, ereq, on_step, on_piece)
         text, steps, tokens = result.output, result.steps, result.tokens_in + result.tokens_out
     return {"prompt": req.prompt, "output": text, "steps": steps, "tokens": tokens,
@@ -394,7 +408,8 @@ def play(store: Any, req: PlayRequest, on_step: Any, on_piece: Any) -> dict[str,
 
 
 def save_play(store: Any, exchange: dict[str, Any]) -> str:
-    """Store a Playground exchange as a prompt experiment (task "playground", n 1)."""
+    """Store a Playground exchange as a prompt experiment (task "playground", n 1); its
+    summary is the request, quantization included."""
     req = exchange["request"]
     with user_errors():
         exp_id = store.add_prompt_experiment(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workbench.ops.chat import Sampling
+from workbench.ops.chat import Sampling, quantize_label
 from workbench.ops.errors import user_errors
 from workbench.ops.refs import model_folder
 
@@ -39,8 +39,7 @@ def diversity(
             ref, "diversity", prompt, n, None, tokens=int(figures["mean_tokens"] * n),
             latency_s=elapsed, transcripts=[{"metrics": stored}] + texts[:10],
         )  # fmt: skip
-        label = ref if quantize == "none" else f"{ref} [{quantize}]"
-        rows.append({"model": label, **figures})
+        rows.append({"model": quantize_label(ref, quantize), **figures})
     return rows
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.ops.chat import check_quantize, quantize_device, quantize_label
 from workbench.ops.errors import OpError, user_errors
 from workbench.ops.refs import model_folder
 
-_adapters: dict[Path, Any] = {}
+_adapters: dict[tuple[Path, str], Any] = {}  # (folder, quantize) -> adapter
 
 
 @dataclass
@@ -42,20 +43,35 @@ class EvalRequest:
     json_schema: Path | None = None
     regex: str | None = None
     choice: tuple[str, ...] = ()
+    quantize: str = "none"  # the weights decode reads: none, int8 or int4 (CPU)
 
 
-def adapter_for(store: Any, ref: str) -> Any:
-    """The model adapter for a reference, loaded once per process (one model at a time)."""
+def adapter_for(store: Any, ref: str, quantize: str = "none") -> Any:
+    """The model adapter for a reference (its weights quantized as asked), loaded once per
+    process (one model at a time)."""
     from pipelines.prompting.adapter import load_adapter
 
-    folder = model_folder(store, ref)
-    if folder not in _adapters:
+    check_quantize(quantize)
+    key = (model_folder(store, ref), quantize)
+    if key not in _adapters:
         with user_errors():
             _adapters.clear()
-            _adapters[folder] = load_adapter(folder, ref)
-    adapter = _adapters[folder]
+            _adapters[key] = load_adapter(
+                key[0], ref, device=quantize_device(quantize), quantize=quantize
+            )
+    adapter = _adapters[key]
     adapter.name = ref
     return adapter
+
+
+def experiment_quantize(experiment: dict[str, Any]) -> str:
+    """The quantization a stored prompt experiment decoded with: its summary record's
+    `quantize` (a diversity experiment: its metrics'), "none" when it has none."""
+    first = (experiment.get("transcripts") or [None])[0]
+    if not isinstance(first, dict):
+        return "none"
+    record = first.get("summary") or first.get("metrics") or {}
+    return str(record.get("quantize") or "none") if isinstance(record, dict) else "none"
 
 
 def read_constraint(json_schema: Path | None, regex: str | None, choice: tuple[str, ...]) -> Any:
@@ -118,15 +134,17 @@ def _strategy_info(name: str) -> Any:
 def run_eval(
     store: Any, req: EvalRequest, on_progress: Callable[[int, int], None] | None = None
 ) -> dict[str, Any]:
-    """Run one experiment and store it; its summary with the stored id."""
+    """Run one experiment and store it; its summary (with `quantize`, the weights it decoded
+    with) and the stored id."""
     from pipelines.prompting.experiment import run_experiment
     from pipelines.prompting.tasksets import load_taskset
 
+    check_quantize(req.quantize)
     info = _strategy_info(req.strategy)
     with user_errors():
         tasks = load_taskset(req.tasks, seed=req.seed, n=req.n)
     opts = _options(store, req, info)
-    adapter = adapter_for(store, req.model)
+    adapter = adapter_for(store, req.model, req.quantize)
     with user_errors():
         exp = run_experiment(adapter, req.strategy, tasks, opts, on_progress)
     summary = {**exp.summary(), "seed": req.seed, "tasks": req.tasks}
@@ -141,15 +159,18 @@ def run_eval(
 def try_prompt(
     store: Any, ref: str, strategy_name: str, text: str, req: EvalRequest | None = None,
     on_step: Callable[[int, dict], None] | None = None,
-    on_piece: Callable[[int, str], None] | None = None,
+    on_piece: Callable[[int, str], None] | None = None, k: int | None = None,
 ) -> Any:  # fmt: skip
-    """Run one strategy on one question, reporting steps and text as they come."""
+    """Run one strategy on one question, reporting steps and text as they come (k: chunks
+    a retrieving strategy reads, default its own)."""
     from pipelines.prompting.tasksets import Item
 
     req = req or EvalRequest(ref, strategy_name, "")
+    check_quantize(req.quantize)
     info = _strategy_info(strategy_name)
-    opts = _options(store, req, info, on_step=on_step, on_piece=on_piece)
-    adapter = adapter_for(store, ref)
+    hooks = {"top_k": k} if k is not None else {}
+    opts = _options(store, req, info, on_step=on_step, on_piece=on_piece, **hooks)
+    adapter = adapter_for(store, ref, req.quantize)
     fn = _load(strategy_name)
     with user_errors():
         return fn(adapter, [Item("prompt", text, "", "contains")], opts)[0]
@@ -166,20 +187,22 @@ EXTRA = ("parse_rate", "valid_rate", "agreement", "hit_rate", "mrr")
 
 
 def compare(store: Any, task: str | None = None, model: str | None = None) -> list[tuple]:
-    """The latest experiment per (task, strategy, model): one row each, sorted."""
+    """The latest experiment per (task, strategy, model): one row each, sorted. A model
+    decoded with quantized weights is a row of its own, `sft [int8]`."""
     latest: dict[tuple, dict] = {}
     for exp in store.list_prompt_experiments(model=model, task=task):
-        latest[(exp["task"], exp["strategy"], exp["model"])] = exp
-    return [_row(latest[key]) for key in sorted(latest)]
+        label = quantize_label(exp["model"], experiment_quantize(exp))
+        latest[(exp["task"], exp["strategy"], label)] = exp
+    return [_row(latest[key], key[2]) for key in sorted(latest)]
 
 
-def _row(exp: dict) -> tuple:
+def _row(exp: dict, label: str) -> tuple:
     n = exp.get("n") or 0
     summary = _summary(exp.get("transcripts"))
     extra = " ".join(f"{k}={summary[k]:.2f}" for k in EXTRA if summary.get(k) is not None)
     per_q = (exp["tokens"] / n) if exp.get("tokens") and n else None
     latency = (exp["latency_s"] / n) if exp.get("latency_s") and n else None
-    return (exp["task"], exp["strategy"], exp["model"], n, exp.get("accuracy"),
+    return (exp["task"], exp["strategy"], label, n, exp.get("accuracy"),
             _round(per_q, 1), _round(latency, 2), extra or "-")  # fmt: skip
 
 
@@ -212,3 +235,14 @@ def constrained_complete(
         processor = build_processor(tok, constraint)
         params = sampling.engine_params()
         yield from stream(model, tok, text, params, logits_processor=processor)
+
+
+def rag_answer(
+    store: Any, name: str, question: str, model: str, k: int = 3,
+    on_piece: Callable[[int, str], None] | None = None, quantize: str = "none",
+) -> Any:  # fmt: skip
+    """A model's answer from the top-k chunks of index `name`, citing them (the `rag`
+    strategy; `workbench rag query --model`). Here rather than in ops.rag, so that rag never
+    imports prompting back."""
+    req = EvalRequest(model, "rag", "", index=name, quantize=quantize)
+    return try_prompt(store, model, "rag", question, req, on_piece=on_piece, k=k)

@@ -6,7 +6,9 @@ and "Model B". Vote with `a` (left better), `b` (right better), `=` (tie) or `x`
 `workbench.ops.arena.cast_vote` stores it and the names are revealed. The leaderboard is the
 store's `leaderboard` view (Elo, counts) with Bradley–Terry scores fitted by ops. Rank: one
 model samples K completions of a prompt; type their numbers best first and they are stored
-as a comparison, the form the reward pipeline reads with `data.from_store = true`.
+as a comparison, the form the reward pipeline reads with `data.from_store = true`. Both tabs
+have a quantize choice (none, int8, int4): the weights the models decode with; the vote or
+ranking then names the models `model [int8]`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from textual.widgets import DataTable, Footer, Input, Label, Select, Static, Tab
 
 from workbench.ops import OpError
 from workbench.ops import arena as arena_ops
-from workbench.ops.chat import DEFAULTS, parse_sampling
+from workbench.ops.chat import DEFAULTS, parse_sampling, quantize_label
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
 from workbench.tui.widgets.layout import table_with_hint
-from workbench.tui.widgets.picker import offer
+from workbench.tui.widgets.picker import offer, quantize_of, quantize_picker
 from workbench.tui.widgets.sidebyside import StreamsAnswers, prompt_row, stream_columns
 from workbench.tui.widgets.table import fill
 
@@ -40,10 +42,12 @@ VOTE_KEYS = "a left better · b right better · = tie · x both bad"
 
 @dataclass
 class CompletionsSampled(Message):
-    """K completions of the Rank tab's prompt arrived."""
+    """K completions of the Rank tab's prompt arrived (from `model` with `quantize` weights)."""
 
     prompt: str
     texts: list[str]
+    model: str = ""
+    quantize: str = "none"
 
 
 def board_cells(row: dict) -> tuple[str, ...]:
@@ -77,15 +81,18 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
         self.streaming = False
         self.voted = False
         self.answers: list[str] = []
+        self.quantize = "none"  # the weights the current match's models answer with
         self.ranking: tuple[str, list[str]] | None = None
+        self.ranked_by: tuple[str, str] = ("", "none")  # (model, quantize) that sampled it
         self._stop = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield from self.compose_modebar()
         with TabbedContent(initial="match"):
             with TabPane("Match", id="match"):
-                placeholder = "prompt (Enter: new match; empty: one from the set)"
-                yield prompt_row("arena-top", "arena-prompt", placeholder, "arena-max")
+                placeholder = "prompt (Enter: match; empty: one from the set)"
+                yield prompt_row("arena-top", "arena-prompt", placeholder, "arena-max",
+                                 "arena-quantize")  # fmt: skip
                 yield AnswerColumns(id="arena-columns")
                 yield Static("type a prompt and press Enter", id="arena-status", classes="hint")
             with TabPane("Leaderboard", id="board"):
@@ -95,6 +102,8 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
                     yield Select([], prompt="model", id="rank-model", compact=True)
                     yield Label(" K ")
                     yield Input("4", id="rank-k", compact=True, classes="num")
+                    yield Label(" quantize ")
+                    yield quantize_picker("rank-quantize")
                 yield Input(placeholder="prompt (Enter samples K completions)", id="rank-prompt",
                             compact=True)  # fmt: skip
                 yield VerticalScroll(Static("", id="rank-list", markup=False), id="rank-box")
@@ -153,8 +162,10 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
             self.notify("the models are still answering", severity="warning")
             return
         prompt_box = self.query_one("#arena-prompt", Input)
+        quantize = quantize_of(self.query_one("#arena-quantize", Select))
         try:
-            sampling = parse_sampling("", self.query_one("#arena-max", Input).value)
+            sampling = parse_sampling("", self.query_one("#arena-max", Input).value,
+                                      quantize=quantize)  # fmt: skip
             pair = arena_ops.blind_pair(self.models)
         except OpError as e:
             self.notify(str(e), severity="error")
@@ -162,6 +173,7 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
         self.prompt = prompt_box.value.strip() or random.choice(arena_ops.PROMPTS)
         prompt_box.value = self.prompt
         self.pair, self.voted, self.streaming, self.answers = pair, False, True, []
+        self.quantize = quantize
         await self.query_one(AnswerColumns).reset(BLIND)
         self.query_one("#arena-status", Static).update("both models are answering…")
         self.set_focus(self.query_one("#arena-columns .answer-scroll"))
@@ -195,7 +207,8 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
         self.voted = True
         left, right = self.pair
         self.app.run_op("vote", arena_ops.cast_vote, self.app.store(), self.prompt, left, right,
-                        *self.answers, choice, node=self)  # fmt: skip
+                        *self.answers, choice, quantize=self.quantize, node=self)  # fmt: skip
+        left, right = (quantize_label(m, self.quantize) for m in self.pair)
         self.query_one(AnswerColumns).set_titles([f"A: {left}", f"B: {right}"])
         self.query_one("#arena-status", Static).update(
             f"voted {choice.replace('_', ' ')} — A was {left}, B was {right} · n: new match"
@@ -215,17 +228,20 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
             self.notify("K is a whole number from 2 to 16", severity="error")
             return
         self.ranking = None
+        quantize = quantize_of(self.query_one("#rank-quantize", Select))
         self.query_one("#rank-list", Static).update(f"sampling {k} completions…")
-        self._sample(str(select.value), prompt, k)
+        self._sample(str(select.value), prompt, k, quantize)
 
     @work(thread=True, exclusive=True, group="rank", exit_on_error=False)
-    def _sample(self, model: str, prompt: str, k: int) -> None:
-        sampling = DEFAULTS.with_(max_new_tokens=min(DEFAULTS.max_new_tokens, 64), seed=None)
+    def _sample(self, model: str, prompt: str, k: int, quantize: str) -> None:
+        sampling = DEFAULTS.with_(max_new_tokens=min(DEFAULTS.max_new_tokens, 64), seed=None,
+                                  quantize=quantize)  # fmt: skip
         texts = arena_ops.sample_completions(self.app.store(), model, prompt, k, sampling)
-        self.post_message(CompletionsSampled(prompt, texts))
+        self.post_message(CompletionsSampled(prompt, texts, model, quantize))
 
     def on_completions_sampled(self, message: CompletionsSampled) -> None:
         self.ranking = (message.prompt, message.texts)
+        self.ranked_by = (message.model, message.quantize)
         lines = [f"{i}. {t or '(empty)'}" for i, t in enumerate(message.texts, 1)]
         self.query_one("#rank-list", Static).update("\n".join(lines))
         self.set_focus(self.query_one("#rank-order"))
@@ -242,5 +258,6 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
             self.notify(str(e), severity="error")
             return
         box.value = ""
+        model, quantize = self.ranked_by
         self.app.run_op("rank", arena_ops.rank_completions, self.app.store(), prompt, texts,
-                        order, node=self)  # fmt: skip
+                        order, model=model or None, quantize=quantize, node=self)  # fmt: skip

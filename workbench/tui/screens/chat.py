@@ -3,7 +3,9 @@
 A turn is `ops.chat.ChatSession.turn` — the one `workbench chat` streams — run in a thread
 worker (torch and transformers import there) with the same sampling defaults. The worker
 posts `AnswerUpdated` messages carrying the whole answer so far; they coalesce
-(`can_replace`), so a fast model cannot flood the UI and nothing is lost when two merge.
+(`can_replace`), so a fast model cannot flood the UI and nothing is lost when two merge. The
+quantize choice (none, int8, int4) is `workbench chat --quantize`: the weights each turn
+decodes with.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from workbench.ops import OpError
 from workbench.ops.chat import DEFAULTS, ChatSession, Sampling, parse_sampling
 from workbench.tui.screens.base import forward_worker_state
-from workbench.tui.widgets.picker import offer
+from workbench.tui.widgets.picker import offer, quantize_of, quantize_picker
 
 
 @dataclass
@@ -79,6 +81,8 @@ class ChatPane(Vertical):
             yield Input(str(DEFAULTS.temperature), id="chat-temp", compact=True, classes="num")
             yield Label(" max ")
             yield Input(str(DEFAULTS.max_new_tokens), id="chat-max", compact=True, classes="num")
+            yield Label(" quantize ")
+            yield quantize_picker("chat-quantize")
         yield VerticalScroll(
             Static("pick a model, type below, enter sends", classes="hint"), id="transcript"
         )
@@ -102,6 +106,8 @@ class ChatPane(Vertical):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
+        if event.select.id != "chat-model":
+            return  # the quantize choice applies from the next turn on
         self.history, self._session = [], None
         self.query_one("#transcript", VerticalScroll).remove_children()
 
@@ -115,7 +121,9 @@ class ChatPane(Vertical):
             return
         try:
             sampling = parse_sampling(
-                self.query_one("#chat-temp", Input).value, self.query_one("#chat-max", Input).value
+                self.query_one("#chat-temp", Input).value,
+                self.query_one("#chat-max", Input).value,
+                quantize=quantize_of(self.query_one("#chat-quantize", Select)),
             )
         except OpError as e:
             self.app.notify(str(e), severity="error")

@@ -1,7 +1,9 @@
 """Compare: models side by side on one prompt, runs' curves overlaid, a spec diff, lineage.
 
 Answers: tick 2–4 models, type a prompt, Enter — `workbench.ops.compare.side_by_side` streams
-every answer at once in one worker, with each column's tokens/s, length and mean log-prob.
+every answer at once in one worker, with each column's tokens/s, length and mean log-prob;
+the quantize choice beside the prompt decodes every model with int8 or int4 weights (columns
+then read `model [int8]`).
 Curves: tick 2–4 runs; their `metric` (train and validation) share one chart. Diff: the
 resolved specs of the two oldest ticked runs, field by field where they differ. Lineage: the
 chain of the oldest ticked run (base → SFT → reward → RLHF) with each stage's final losses,
@@ -29,13 +31,14 @@ from textual.widgets import (
 )
 
 from workbench.ops import OpError
-from workbench.ops.chat import parse_sampling
+from workbench.ops.chat import parse_sampling, quantize_label
 from workbench.ops.compare import LINEAGE_COLUMNS, MAX_COLUMNS, compare_view, short_id
 from workbench.ops.fmt import fmt_num, human_seconds
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.widgets.chart import LineChart
 from workbench.tui.widgets.columns import AnswerColumns, ColumnsUpdated
 from workbench.tui.widgets.layout import table_with_hint
+from workbench.tui.widgets.picker import quantize_of
 from workbench.tui.widgets.sidebyside import StreamsAnswers, prompt_row, stream_columns
 from workbench.tui.widgets.table import fill
 
@@ -79,7 +82,8 @@ class CompareScreen(StreamsAnswers, StoreScreen):
         with TabbedContent(initial="answers"):
             with TabPane("Answers", id="answers"):
                 placeholder = "prompt for the ticked models (Enter: answer)"
-                yield prompt_row("compare-top", "compare-prompt", placeholder, "compare-max")
+                yield prompt_row("compare-top", "compare-prompt", placeholder, "compare-max",
+                                 "compare-quantize")  # fmt: skip
                 yield SelectionList[str](id="compare-models")
                 yield AnswerColumns(id="compare-columns")
                 yield Static("tick 2–4 models, type a prompt, Enter", id="compare-status",
@@ -197,12 +201,14 @@ class CompareScreen(StreamsAnswers, StoreScreen):
                 raise OpError(f"tick 1 to {MAX_COLUMNS} models in the list (space ticks)")
             if not prompt.strip():
                 raise OpError("type a prompt first")
-            sampling = parse_sampling("", self.query_one("#compare-max", Input).value)
+            quantize = quantize_of(self.query_one("#compare-quantize", Select))
+            sampling = parse_sampling("", self.query_one("#compare-max", Input).value,
+                                      quantize=quantize)  # fmt: skip
         except OpError as e:
             self.notify(str(e), severity="warning")
             return
         self.streaming = True
-        await self.query_one(AnswerColumns).reset(refs)
+        await self.query_one(AnswerColumns).reset([quantize_label(r, quantize) for r in refs])
         self.query_one("#compare-status", Static).update(f"{len(refs)} models answering…")
         self._stop = threading.Event()
         self._answer(refs, prompt, sampling, self._stop)

@@ -1,8 +1,9 @@
 """Playground: one model, one prompting strategy, the answer streamed with its steps.
 
-Pick a model and a strategy (`plain`, or any of the prompting lab's registry), set
-temperature, top-p (plain only), max tokens, seed, N (self-consistency samples) and a
-constraint (`a|b|c` for a choice, anything else a regex), type a prompt and press Enter.
+Pick a model, a strategy (`plain`, or any of the prompting lab's registry) and the weights
+to decode with (quantize: none, int8 or int4), set temperature, top-p (plain only), max
+tokens, seed, N (self-consistency samples) and a constraint (`a|b|c` for a choice, anything
+else a regex), type a prompt and press Enter.
 `workbench.ops.compare.play` runs it in a worker: steps (thoughts, tool calls, votes) and text
 arrive as coalescing `PlayUpdated` messages. `s` saves the exchange as a prompt experiment.
 """
@@ -23,7 +24,7 @@ from textual.worker import Worker, WorkerState
 from workbench.ops.compare import PlayRequest, play, save_play
 from workbench.ops.views import models_view
 from workbench.tui.screens.base import StoreScreen
-from workbench.tui.widgets.picker import offer
+from workbench.tui.widgets.picker import offer, quantize_of, quantize_picker
 
 PARAMS = (("temp", "0.7"), ("top-p", "0.95"), ("max", "128"), ("seed", "0"), ("N", "5"))
 PLAIN_ONLY = [("plain", "plain")]
@@ -66,6 +67,8 @@ class PlaygroundScreen(StoreScreen):
             yield Select([], prompt="model", id="play-model", compact=True)
             yield Select(PLAIN_ONLY, value="plain", id="play-strategy", allow_blank=False,
                          compact=True)  # fmt: skip
+            yield Label(" quantize ")
+            yield quantize_picker("play-quantize")
         with Horizontal(id="play-params"):
             for name, value in PARAMS:
                 yield Label(f" {name} ")
@@ -117,6 +120,7 @@ class PlaygroundScreen(StoreScreen):
                 temperature=float(values["temp"]), top_p=float(values["top-p"]),
                 max_new_tokens=int(values["max"]), seed=int(values["seed"]), n=int(values["N"]),
                 constraint=self.query_one("#play-constraint", Input).value.strip(),
+                quantize=quantize_of(self.query_one("#play-quantize", Select)),
             )  # fmt: skip
         except ValueError as e:
             self.notify(f"a parameter is not a number: {e}", severity="error")

@@ -1,7 +1,8 @@
 """What the Compare and Arena screens share around `AnswerColumns`: the prompt row and the
 worker that streams every model's answer at once.
 
-`prompt_row` is a prompt box, " max " and a max-tokens box (the chat defaults). A screen's
+`prompt_row` is a prompt box, " max " and a max-tokens box (the chat defaults), and the
+quantize choice (none, int8, int4: the weights every model answers with). A screen's
 thread worker calls `stream_columns`, which runs `workbench.ops.compare.side_by_side` and posts
 `ColumnsUpdated` to the screen (coalescing; `done` on the last), stopping when the worker is
 cancelled or `stop` is set. `StreamsAnswers` is what such a screen does when it is left (the
@@ -20,14 +21,20 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from workbench.ops.chat import DEFAULTS
 from workbench.tui.widgets.columns import ColumnsUpdated
+from workbench.tui.widgets.picker import quantize_picker
 
 
-def prompt_row(row_id: str, prompt_id: str, placeholder: str, max_id: str) -> Horizontal:
-    """[prompt……] max [128]: the one-line prompt and the tokens each answer may have."""
+def prompt_row(
+    row_id: str, prompt_id: str, placeholder: str, max_id: str, quantize_id: str
+) -> Horizontal:
+    """[prompt……] max [128] quantize [none]: the one-line prompt, the tokens each answer may
+    have and the weights the models answer with."""
     return Horizontal(
         Input(placeholder=placeholder, id=prompt_id, compact=True),
         Label(" max "),
         Input(str(DEFAULTS.max_new_tokens), id=max_id, compact=True, classes="num"),
+        Label(" quantize "),
+        quantize_picker(quantize_id),
         id=row_id,
     )
 
