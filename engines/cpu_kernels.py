@@ -8,8 +8,9 @@ Batch-1 decode is a matrix-vector product per layer: every weight is read once p
 its speed is the memory bandwidth. On this project's CPUs torch's fp32 GEMV (MKL) runs on one
 thread at 10-12 GB/s of the ~30 GB/s two cores read. engines/csrc/gemv.c splits the rows of
 the weight across torch's OpenMP threads and reads each once however many rows x has (21-27
-GB/s here; docs/performance.md); it also reads int8 weights with a scale a row (the int8
-option of engines.quantize). It is compiled on first use with the system's C compiler into a
+GB/s here; docs/performance.md); it also reads int8 weights with a scale a row and int4
+weights with a scale and zero a group of Q4_GROUP columns (the int8 and int4 options of
+engines.quantize). It is compiled on first use with the system's C compiler into a
 per-user cache, keyed by the source's hash; where there is no compiler, no AVX2/FMA, or
 `WORKBENCH_CPU_KERNELS=0`, nothing changes and torch does every matmul (`workbench doctor`
 says which). engines/llama_decode.py builds a whole decode step on these calls.
@@ -43,6 +44,7 @@ from torch import nn
 SOURCE = Path(__file__).parent / "csrc" / "gemv.c"
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 MAX_ROWS = 8  # above this torch's GEMM is as good (prefill, training)
+Q4_GROUP = 32  # int4: input columns sharing one scale and zero (fixed in gemv.c)
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
@@ -122,6 +124,8 @@ def load() -> ctypes.CDLL | None:
         lib.gemv_f32_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
         lib.gemv_q8_multi.argtypes = [ptr, size, size, ctypes.c_int, array, array, array]
         lib.gemv_q8_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
+        lib.gemv_q4_multi.argtypes = [ptr, size, size, ctypes.c_int, array, array, array, array]
+        lib.gemv_q4_multi.argtypes += [ctypes.POINTER(size), ctypes.c_int]
         lib.rms_norm_f32.argtypes = [ptr] * 3 + [size] * 2 + [ctypes.c_float]
         lib.rope_f32.argtypes = [ptr] * 3 + [size] * 3
         lib.attend_f32.argtypes = [ptr] * 7 + [size] * 6 + [ctypes.c_float, ctypes.c_int]
@@ -129,6 +133,7 @@ def load() -> ctypes.CDLL | None:
             lib.gemv_f32,
             lib.gemv_f32_multi,
             lib.gemv_q8_multi,
+            lib.gemv_q4_multi,
             lib.rms_norm_f32,
             lib.rope_f32,
             lib.attend_f32,
@@ -188,6 +193,33 @@ def linear_q8(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor) -> to
     return y.view(*x.shape[:-1], qweight.shape[0])
 
 
+def linear_q4(
+    x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor
+) -> torch.Tensor:
+    """x @ dequantize_q4(qweight, scale, zero).T (see pack_q4 for the layout)."""
+    K = x.shape[-1]
+    (y,) = Matmuls([(qweight, scale, zero)], rows=x.numel() // K)(x.contiguous())
+    return y.view(*x.shape[:-1], qweight.shape[0])
+
+
+def pack_q4(q: torch.Tensor) -> torch.Tensor:
+    """int4 values q (N, K) in 0..15 → (N, K/2) uint8 as gemv.c reads them: in each group of
+    Q4_GROUP columns, byte i holds column i in its low nibble and column 16 + i in its high."""
+    N, K = q.shape
+    assert K % Q4_GROUP == 0 and 0 <= int(q.min()) and int(q.max()) <= 15, (q.shape,)
+    g = q.to(torch.uint8).reshape(N, K // Q4_GROUP, Q4_GROUP)
+    half = Q4_GROUP // 2
+    return (g[..., :half] | (g[..., half:] << 4)).reshape(N, K // 2).contiguous()
+
+
+def dequantize_q4(qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """The fp32 weight (N, K) = q * scale + zero, group by group, of pack_q4's bytes."""
+    N, G = scale.shape
+    b = qweight.reshape(N, G, Q4_GROUP // 2)
+    q = torch.cat([b & 15, b >> 4], dim=-1).float()  # (N, G, Q4_GROUP), columns in order
+    return (q * scale[..., None] + zero[..., None]).reshape(N, G * Q4_GROUP)
+
+
 class Matmuls:
     """x @ w.T for a fixed list of up to 4 weights of one input width (q, k and v; gate and up),
     in one pass of the threads, into output buffers reused call after call (above MAX_ROWS
@@ -199,19 +231,31 @@ class Matmuls:
     The pointers are prepared once, so a call is one foreign call (a few microseconds)."""
 
     def __init__(self, weights: list, rows: int) -> None:
-        """weights: fp32 (N, K) tensors, or (int8 (N, K), fp32 scale (N,)) pairs, not mixed."""
-        self.int8 = isinstance(weights[0], tuple)
-        mats = [w[0] if self.int8 else w for w in weights]
-        assert 1 <= len(mats) <= 4 and len({m.shape[1] for m in mats}) == 1
-        assert all(isinstance(w, tuple) == self.int8 for w in weights)
+        """weights, all of one kind: fp32 (N, K) tensors; (int8 (N, K), fp32 scale (N,)) pairs;
+        or (uint8 (N, K/2) from pack_q4, fp32 scale (N, K/Q4_GROUP), fp32 zero (same)) triples."""
+        kinds = {len(w) if isinstance(w, tuple) else 1 for w in weights}
+        assert len(kinds) == 1 and 1 <= len(weights) <= 4, "one kind, 1 to 4 weights"
+        self.kind = {1: "f32", 2: "q8", 3: "q4"}[kinds.pop()]
+        mats = [w if self.kind == "f32" else w[0] for w in weights]
+        dtype = {"f32": torch.float32, "q8": torch.int8, "q4": torch.uint8}[self.kind]
+        assert all(m.dtype == dtype and m.dim() == 2 for m in mats)
         assert all(m.is_contiguous() and m.device.type == "cpu" for m in mats)
-        assert all(m.dtype == (torch.int8 if self.int8 else torch.float32) for m in mats)
-        self.weights, self.count, self.width = weights, len(mats), mats[0].shape[1]
+        widths = {m.shape[1] * (2 if self.kind == "q4" else 1) for m in mats}
+        assert len(widths) == 1, "one input width"
+        self.weights, self.count, self.width = weights, len(mats), widths.pop()
         self.shapes = [m.shape[0] for m in mats]
         self.ws = (ctypes.c_void_p * self.count)(*[m.data_ptr() for m in mats])
-        if self.int8:
-            assert all(w[1].dtype == torch.float32 and w[1].is_contiguous() for w in weights)
+        if self.kind == "q4":  # gemv.c reads whole groups
+            assert self.width % Q4_GROUP == 0, f"int4 input width {self.width} % {Q4_GROUP}"
+        if self.kind != "f32":  # the scales (q8: (N,); q4: (N, K/Q4_GROUP)), q4's zeros
+            per_row = self.width // Q4_GROUP if self.kind == "q4" else 1
+            for w in weights:
+                for t in w[1:]:
+                    assert t.dtype == torch.float32 and t.is_contiguous(), t.dtype
+                    assert t.numel() == w[0].shape[0] * per_row, (t.shape, w[0].shape)
             self.scales = (ctypes.c_void_p * self.count)(*[w[1].data_ptr() for w in weights])
+        if self.kind == "q4":
+            self.zeros = (ctypes.c_void_p * self.count)(*[w[2].data_ptr() for w in weights])
         self.ns = (ctypes.c_long * self.count)(*self.shapes)
         self.resize(rows)
 
@@ -226,10 +270,15 @@ class Matmuls:
         if self.rows > MAX_ROWS:  # a wide batch: torch's GEMM does as well
             return [F.linear(x, _dense(w)) for w in self.weights]
         lib, threads = _lib or load(), torch.get_num_threads()
-        if self.int8:
+        if self.kind == "q8":
             lib.gemv_q8_multi(
                 x.data_ptr(), self.rows, self.width, self.count, self.ws, self.scales, self.ys,
                 self.ns, threads,
+            )  # fmt: skip
+        elif self.kind == "q4":
+            lib.gemv_q4_multi(
+                x.data_ptr(), self.rows, self.width, self.count, self.ws, self.scales,
+                self.zeros, self.ys, self.ns, threads,
             )  # fmt: skip
         else:
             lib.gemv_f32_multi(
@@ -287,8 +336,10 @@ def attend(
 
 
 def _dense(weight) -> torch.Tensor:
-    """An fp32 weight as it is, an (int8, scale) pair dequantized."""
-    return weight[0].float() * weight[1][:, None] if isinstance(weight, tuple) else weight
+    """An fp32 weight as it is, an (int8, scale) pair or an int4 triple dequantized."""
+    if not isinstance(weight, tuple):
+        return weight
+    return weight[0].float() * weight[1][:, None] if len(weight) == 2 else dequantize_q4(*weight)
 
 
 def _fits(weight: torch.Tensor) -> bool:

@@ -15,9 +15,9 @@ numbers as the model's forward up to the order of float sums
 
 The prompt still runs through `model(...)` (one big batched pass, where the framework's cost is
 small); its transformers cache is copied into the buffers once. Plain transformers
-LlamaForCausalLM models on the CPU qualify, fp32 or with engines.quantize's int8 layers
-(SmolLM2 and the models trained here); LoRA-wrapped, int4, sharded or other architectures
-keep `model(...)`.
+LlamaForCausalLM models on the CPU qualify, fp32 or with engines.quantize's int8 or int4 layers
+(SmolLM2 and the models trained here); LoRA-wrapped, sharded or other architectures, and int4
+layers packed for PyTorch's kernel (no C kernel when quantized), keep `model(...)`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines import cpu_kernels
-from engines.quantize import Int8Linear
+from engines.quantize import Int4Linear, Int8Linear
 
 STATIC_ROPE = ("default", "linear", "llama3")  # inv_freq fixed at load (no dynamic rescaling)
 PROJ_ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -52,7 +52,8 @@ def fits(model: Any) -> bool:
     ]
     return (
         cpu_kernels.available()
-        and all(type(m) in (nn.Linear, Int8Linear) for m in linears)
+        and all(type(m) in (nn.Linear, Int8Linear, Int4Linear) for m in linears)
+        and all(m.uses_kernel for m in linears if type(m) is Int4Linear)
         and all(
             len({type(getattr(part, n)) for n in names}) == 1
             for layer in inner.layers
@@ -99,9 +100,14 @@ class _Layer:
             plan.resize(rows)
 
 
-def _weight(layer: nn.Module) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """What the kernel reads: an fp32 weight, or an int8 one with its row scales."""
-    return (layer.qweight, layer.scale) if isinstance(layer, Int8Linear) else layer.weight
+def _weight(layer: nn.Module) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """What the kernel reads: an fp32 weight, an int8 one with its row scales, or an int4 one
+    with its group scales and zeros."""
+    if isinstance(layer, Int8Linear):
+        return layer.qweight, layer.scale
+    if isinstance(layer, Int4Linear):
+        return layer.qweight, layer.scale, layer.zero
+    return layer.weight
 
 
 def _add_bias(ys: list[torch.Tensor], biases: list[torch.Tensor | None]) -> list[torch.Tensor]:
@@ -181,7 +187,7 @@ class LlamaStep:
             x = x + down
         self.length = t + 1
         x = rms_norm(x[:, -1], self.final_norm, eps)
-        if isinstance(self.lm_head, Int8Linear):
+        if isinstance(self.lm_head, (Int8Linear, Int4Linear)):
             return self.lm_head(x)
         if B > cpu_kernels.MAX_ROWS:
             return F.linear(x, self.lm_head.weight)

@@ -7,6 +7,8 @@
  * element is summed in the same order whatever M is: a row of a batch gets bit-for-bit the
  * numbers it gets alone.
  * gemv_q8_multi: the same over int8 weights with an fp32 scale a row.
+ * gemv_q4_multi: the same over int4 weights, two a byte, with an fp32 scale and zero for each
+ * group of 32 input columns.
  * rms_norm_f32, rope_f32, attend_f32: the small ops of a Llama decode step, one call each.
  */
 #include <immintrin.h>
@@ -148,6 +150,103 @@ void gemv_q8_multi(const float *x, long M, long K, int count, const signed char 
         float s = scales[j][n];
         for (long m = 0; m < M; m++) ys[j][m * N + n] = dot_q8(x + m * K, q, K) * s;
     }
+}
+
+/* ---- int4 weight-only: w[n, k] = q[n, k] * scale[n, g] + zero[n, g], g = k / 32 ----
+ * q in 0..15, two a byte, 16 bytes a group: byte i of group g holds column 32g + i in its low
+ * nibble and column 32g + 16 + i in its high nibble, so a mask and a shift give the group's
+ * columns in order. scale and zero are (N, K / 32) fp32, row-major. The sum is split as
+ *     y = sum_g scale_g * (sum_{k in g} q_k x_k) + sum_g zero_g * (sum_{k in g} x_k)
+ * so the loop over k multiplies small integers (exact in fp32) by x, one scale a group, and
+ * the group sums of x are computed once a call for all rows of w. */
+
+/* the 32 q of one group as four vectors of fp32: columns 0-7, 8-15, 16-23, 24-31 */
+static inline void unpack_q4(const unsigned char *q, __m256 *w) {
+    __m128i b = _mm_loadu_si128((const __m128i *)q), mask = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(b, mask), hi = _mm_and_si128(_mm_srli_epi16(b, 4), mask);
+    w[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    w[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    w[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    w[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+/* sum of q_k x_k over one group, as a vector of 8 partial sums (two short chains, then one add) */
+static inline __m256 group_dot(const __m256 *w, const float *x) {
+    __m256 a = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(x + 8), _mm256_mul_ps(w[0], _mm256_loadu_ps(x)));
+    __m256 b = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(x + 24),
+                               _mm256_mul_ps(w[2], _mm256_loadu_ps(x + 16)));
+    return _mm256_add_ps(a, b);
+}
+
+/* a . b over n floats (the zero term: n = K / 32 groups) */
+static inline float dot_short(const float *a, const float *b, long n) {
+    __m256 acc = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float r = hsum(acc);
+    for (; i < n; i++) r += a[i] * b[i];
+    return r;
+}
+
+/* one int4 row against one row of x (two = 0) or two rows x0, x1 (two = 1), each summed in the
+ * same order either way; the group is unpacked once for both rows. Even and odd groups go to
+ * separate accumulators so that consecutive groups do not wait on each other. */
+static inline __attribute__((always_inline)) void dot_q4(
+    const float *x0, const float *x1, const float *xs0, const float *xs1, const unsigned char *q,
+    const float *s, const float *z, long G, int two, float *y0, float *y1) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    __m256 w[4], v[4];
+    long g = 0;
+    for (; g + 2 <= G; g += 2) {
+        __m256 s0 = _mm256_broadcast_ss(s + g), s1 = _mm256_broadcast_ss(s + g + 1);
+        unpack_q4(q + 16 * g, w);
+        unpack_q4(q + 16 * g + 16, v);
+        a0 = _mm256_fmadd_ps(group_dot(w, x0 + 32 * g), s0, a0);
+        a1 = _mm256_fmadd_ps(group_dot(v, x0 + 32 * g + 32), s1, a1);
+        if (two) {
+            b0 = _mm256_fmadd_ps(group_dot(w, x1 + 32 * g), s0, b0);
+            b1 = _mm256_fmadd_ps(group_dot(v, x1 + 32 * g + 32), s1, b1);
+        }
+    }
+    if (g < G) {  /* an odd number of groups: the last one */
+        __m256 s0 = _mm256_broadcast_ss(s + g);
+        unpack_q4(q + 16 * g, w);
+        a0 = _mm256_fmadd_ps(group_dot(w, x0 + 32 * g), s0, a0);
+        if (two) b0 = _mm256_fmadd_ps(group_dot(w, x1 + 32 * g), s0, b0);
+    }
+    *y0 = hsum(_mm256_add_ps(a0, a1)) + dot_short(z, xs0, G);
+    if (two) *y1 = hsum(_mm256_add_ps(b0, b1)) + dot_short(z, xs1, G);
+}
+
+/* y_j = x @ w_j.T for up to 4 int4 weights of one input width (K a multiple of 32); qs[j] is
+ * (N_j, K / 2) bytes, scales[j] and zeros[j] (N_j, K / 32). Rows of x go two at a time against
+ * a row of w, which is read from memory once and from L1 after that. */
+void gemv_q4_multi(const float *x, long M, long K, int count, const unsigned char **qs,
+                   const float **scales, const float **zeros, float **ys, const long *Ns,
+                   int threads) {
+    long G = K / 32, first[5] = {0};
+    for (int j = 0; j < count; j++) first[j + 1] = first[j] + Ns[j];
+    float *xsum = (float *)malloc(sizeof(float) * M * G);  /* xsum[m * G + g]: a group's x */
+    for (long i = 0; i < M * G; i++) {
+        const float *xg = x + 32 * i;  /* row m = i / G, group g = i % G: 32 i floats in */
+        xsum[i] = hsum(_mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
+                                     _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24))));
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < first[count]; i++) {
+        int j = 0;
+        while (i >= first[j + 1]) j++;
+        long n = i - first[j], N = Ns[j];
+        const unsigned char *q = qs[j] + n * K / 2;
+        const float *s = scales[j] + n * G, *z = zeros[j] + n * G;
+        float *y = ys[j] + n;
+        long m = 0;
+        for (; m + 1 < M; m += 2)
+            dot_q4(x + m * K, x + (m + 1) * K, xsum + m * G, xsum + (m + 1) * G, q, s, z, G, 1,
+                   y + m * N, y + (m + 1) * N);
+        if (m < M) dot_q4(x + m * K, 0, xsum + m * G, 0, q, s, z, G, 0, y + m * N, 0);
+    }
+    free(xsum);
 }
 
 /* ---- decode attention: one new position per row, over a preallocated cache ---- */
