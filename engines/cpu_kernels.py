@@ -204,19 +204,19 @@ def linear_q4(
 
 def pack_q4(q: torch.Tensor) -> torch.Tensor:
     """int4 values q (N, K) in 0..15 → (N, K/2) uint8 as gemv.c reads them: in each group of
-    Q4_GROUP columns, byte i holds column i in its low nibble and column 16 + i in its high."""
+    Q4_GROUP columns, byte i holds column c = 16 (i // 8) + i % 8 in its low nibble and column
+    c + 8 in its high nibble."""
     N, K = q.shape
     assert K % Q4_GROUP == 0 and 0 <= int(q.min()) and int(q.max()) <= 15, (q.shape,)
-    g = q.to(torch.uint8).reshape(N, K // Q4_GROUP, Q4_GROUP)
-    half = Q4_GROUP // 2
-    return (g[..., :half] | (g[..., half:] << 4)).reshape(N, K // 2).contiguous()
+    g = q.to(torch.uint8).reshape(N, K // 16, 2, 8)  # (.., 16 columns, low/high, 8)
+    return (g[:, :, 0] | (g[:, :, 1] << 4)).reshape(N, K // 2).contiguous()
 
 
 def dequantize_q4(qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """The fp32 weight (N, K) = q * scale + zero, group by group, of pack_q4's bytes."""
     N, G = scale.shape
-    b = qweight.reshape(N, G, Q4_GROUP // 2)
-    q = torch.cat([b & 15, b >> 4], dim=-1).float()  # (N, G, Q4_GROUP), columns in order
+    b = qweight.reshape(N, G * 2, 1, 8)
+    q = torch.cat([b & 15, b >> 4], dim=2).reshape(N, G, Q4_GROUP).float()  # columns in order
     return (q * scale[..., None] + zero[..., None]).reshape(N, G * Q4_GROUP)
 
 
