@@ -153,11 +153,13 @@ class WorkbenchApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker outcomes reach the user (screens forward theirs here)."""
         worker = event.worker
+        # plain text, never markup: a model label such as `sft [int8]` shows as it is
         if event.state == WorkerState.ERROR:
-            self.notify(error_text(worker.error), title=worker.name, severity="error", timeout=6)
+            self.notify(error_text(worker.error), title=worker.name, severity="error", timeout=6,
+                        markup=False)  # fmt: skip
         elif event.state == WorkerState.SUCCESS and worker.group == "ops":
             if isinstance(worker.result, str):
-                self.notify(worker.result, title=worker.name)
+                self.notify(worker.result, title=worker.name, markup=False)
             self.post_message(StoreChanged())
 
     def start_job(self, spec: Any, node: Any = None) -> Worker:

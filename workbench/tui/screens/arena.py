@@ -94,7 +94,8 @@ class ArenaScreen(StreamsAnswers, StoreScreen):
                 yield prompt_row("arena-top", "arena-prompt", placeholder, "arena-max",
                                  "arena-quantize")  # fmt: skip
                 yield AnswerColumns(id="arena-columns")
-                yield Static("type a prompt and press Enter", id="arena-status", classes="hint")
+                yield Static("type a prompt and press Enter", id="arena-status", classes="hint",
+                             markup=False)  # fmt: skip
             with TabPane("Leaderboard", id="board"):
                 yield from table_with_hint("arena-board", BOARD_COLUMNS, "board-info")
             with TabPane("Rank", id="rank"):
