@@ -79,6 +79,7 @@ class PPOConfig:
     lam: float
     epochs: int
     minibatch: int
+    whiten_scores: bool = True
 
 
 def last_token_rewards(score: Tensor, mask: Tensor) -> Tensor:
@@ -137,7 +138,10 @@ class PPORollouts:
         values = values[:, :-1] * mask  # (N, T-1)
         kl = (old_logp - self.reference.logps(ro.input_ids, ro.attention_mask)) * mask
         score = rm_scores(self.rm, self.readout, ro)  # (N,)
-        rewards = -self.cfg.kl_coef * kl + last_token_rewards(score, mask)
+        # A reward model's scores have an arbitrary offset and scale (its loss sees differences
+        # only): whitened over the rollout, the KL leash and the value head see units of spread.
+        z = (score - score.mean()) / (score.std(correction=0) + 1e-6) if self.cfg.whiten_scores else score
+        rewards = -self.cfg.kl_coef * kl + last_token_rewards(z, mask)
         adv, returns = gae(rewards, values, mask, self.cfg.gamma, self.cfg.lam)
         return {"input_ids": ro.input_ids, "attention_mask": ro.attention_mask, "mask": mask,
                 "old_logp": old_logp * mask, "old_values": values, "returns": returns,

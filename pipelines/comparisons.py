@@ -226,14 +226,17 @@ def generate_rankings(model, tok, data: ComparisonData, *, split: str, seed: int
         task = get_task(name)
         examples = task.examples(n, seed=seed, split=split)
         for i in range(0, len(examples), 8):
-            out += _rank_chunk(model, tok, task, examples[i : i + 8], data, seed + i)
+            chunk = examples[i : i + 8]
+            out += _rank_chunk(model, tok, task, chunk, data, seed + i, empty=split == "train")
             yield t * n + min(i + 8, len(examples)), total
     return out
 
 
-def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int) -> list:
+def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int, *,
+                empty: bool = False) -> list:  # fmt: skip
     """Rankings of `examples`: `k` samples each, the reference, and (`data.contrast`) a made
-    wrong answer; each ranking says which of its texts the model sampled."""
+    wrong answer and, with `empty`, no answer at all (ranked last: a policy must not win by
+    saying nothing); each ranking says which of its texts the model sampled."""
     from engines.generate import SamplingParams, generate
     from engines.reward_model import Ranking, prompt_text
 
@@ -249,6 +252,8 @@ def _rank_chunk(model, tok, task, examples, data: ComparisonData, seed: int) -> 
         texts = sampled + [ex.answer]
         if data.contrast and (wrong := task.wrong(ex, rng)) is not None:
             texts.append(wrong)
+        if data.contrast and empty:
+            texts.append("")
         ranked = rank_by_checker(
             texts, lambda t, ex=ex: task.check(ex, t), lambda t, ex=ex: quality(task, ex, t)
         )
@@ -276,8 +281,10 @@ def rank_by_checker(texts: list[str], is_correct, credit=None, places: int = 2) 
     order is strict. Without `credit`, shorter counts as better."""
     keyed = {}
     for t in texts:
-        if t:
-            score = credit(t) if credit else -len(t)
-            score = score if isinstance(score, tuple) else (score,)
-            keyed.setdefault((not is_correct(t), *(-round(x, places) for x in score)), t)
+        if not t.strip():  # no answer at all: below every answer, right or wrong
+            keyed.setdefault((True, True), t)
+            continue
+        score = credit(t) if credit else -len(t)
+        score = score if isinstance(score, tuple) else (score,)
+        keyed.setdefault((not is_correct(t), False, *(-round(x, places) for x in score)), t)
     return [keyed[k] for k in sorted(keyed)]

@@ -61,6 +61,11 @@ class PPOSection(Section):
     minibatch: int = Field(8, ge=1, description="rows per optimizer step")
     temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
     max_new_tokens: int = Field(16, ge=1, description="tokens per rollout answer")
+    whiten_scores: bool = Field(
+        True,
+        description="whiten the reward model's scores over each rollout batch (mean 0, std 1) "
+        "before the KL penalty is added: its offset and scale are arbitrary",
+    )
 
 
 class PPOTrain(RLTrain):
