@@ -40,11 +40,25 @@ _migrated: set[str] = set()
 _migrated_lock = threading.Lock()
 _local = threading.local()
 _opened = [0]
+_holds = {"last": 0.0, "longest": 0.0}  # seconds this process held the file lock
 
 
 def connections_opened() -> int:
     """How many DuckDB connections this process has opened (tests count them)."""
     return _opened[0]
+
+
+def last_hold_s() -> float:
+    """How long this process's last `transaction` held the file lock (open to close)."""
+    return _holds["last"]
+
+
+def longest_hold_s(reset: bool = False) -> float:
+    """The longest lock hold of this process so far (benchmarks and tests report it)."""
+    longest = _holds["longest"]
+    if reset:
+        _holds["longest"] = 0.0
+    return longest
 
 
 def current(path: Path) -> duckdb.DuckDBPyConnection | None:
@@ -84,6 +98,7 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
             f"waited {LOCK_TIMEOUT_S:.0f} s for {lock.lock_file}: another workbench process "
             "holds the store; try again when it is done"
         ) from None
+    held = time.monotonic()
     try:
         conn = _connect(path)
         try:
@@ -103,6 +118,8 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
             conn.close()
     finally:
         lock.release()
+        held = _holds["last"] = time.monotonic() - held
+        _holds["longest"] = max(_holds["longest"], held)
 
 
 @contextmanager

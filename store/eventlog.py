@@ -18,7 +18,7 @@ from store.checks import json_finite
 from store.events import Event
 
 _TAIL_CHUNK = 64 * 1024
-CHUNK_BYTES = 4 * 1024 * 1024  # one ingest transaction reads at most about this much
+CHUNK_BYTES = 4 * 1024 * 1024  # ingest reads and checks a log at most about this much at once
 
 
 class EventLog:
@@ -86,6 +86,12 @@ def read_lines(
     Memory stays bounded by max_bytes (or by one line, when a line is longer); a last line
     without its newline is left for the next call.
     """
+    data, end = read_block(path, offset, max_bytes)
+    return split_lines(data, offset), end
+
+
+def read_block(path: Path | str, offset: int, max_bytes: int | None = None) -> tuple[bytes, int]:
+    """The bytes of `read_lines` in one piece, unsplit: (complete lines, end)."""
     max_bytes = max_bytes or CHUNK_BYTES
     try:
         with open(path, "rb") as f:
@@ -97,13 +103,18 @@ def read_lines(
                     break
                 data += more
     except FileNotFoundError:
-        return [], offset
+        return b"", offset
     cut = data.rfind(b"\n") + 1
+    return (data if cut == len(data) else data[:cut]), offset + cut
+
+
+def split_lines(data: bytes, offset: int) -> list[tuple[bytes, int]]:
+    """[(line, start)] of a block of complete lines that begins at byte `offset`."""
     lines, pos = [], offset
-    for line in data[:cut].splitlines(keepends=True):
+    for line in data.splitlines(keepends=True):
         lines.append((line, pos))
         pos += len(line)
-    return lines, offset + cut
+    return lines
 
 
 def last_seq(path: Path | str) -> int:

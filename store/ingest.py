@@ -1,13 +1,23 @@
 """Copy new lines of each run's events.jsonl into the store, idempotently, in bounded chunks.
 
 Every run keeps a byte offset (and line number, attempt and last seq) in `ingest_offsets`.
-A chunk is at most about `eventlog.CHUNK_BYTES` of complete lines: it is read and checked
-outside the lock, then inserted with the run's offset moved in one short transaction, so the
-lock is held briefly, memory stays flat in the file's size, and a crash part-way leaves each
-chunk either fully stored or not at all. A chunk whose offset another process already moved
-is read again from the new offset. A line the store cannot hold becomes an `error` note
-naming the file and line; a chunk that fails as a whole is split in halves until the bad line
-is found, so one bad line never blocks the rest.
+A chunk is at most about `eventlog.CHUNK_BYTES` of complete lines, read and checked outside
+the lock. Chunks are stored under short lock holds: a hold opens the store, stores chunk
+after chunk with the run's offset moved, in one transaction, and commits and closes once.
+It takes as many chunks as fit in HOLD_S (0.2 s) at the rate the last holds took, and
+starts no further chunk once HOLD_S has passed: the longest wait it imposes on any other
+process is about HOLD_S plus one chunk's insert and the commit. Between two holds the next
+chunks are read and checked, the lock free, and any process waiting for it (FileLock polls
+every 50 ms) gets it then. A crash part-way rolls back the hold it was in: each chunk is
+stored with its offset or not at all, so nothing is stored twice or lost. Memory stays
+flat in the file's size: at most AHEAD_BYTES of log is read ahead. Inside `Store.read()`
+an ingest stores at most one chunk per run, in that block's one transaction.
+
+A chunk whose offset another process already moved is read again from the new offset. A
+line the store cannot hold becomes an `error` note naming the file and line; a chunk the
+database refuses rolls back its hold, whose chunks are then stored one transaction each, a
+refused chunk split in halves until the bad line is found, so one bad line never blocks
+the rest.
 
 The metrics lines of a chunk (most of any training log) are parsed and checked as columns
 (store/ingest_fast.py) and inserted as one Arrow table; the other lines one by one. A chunk
@@ -19,22 +29,23 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from store import attempts
+from store import attempts, db, eventlog
 from store import models as registry
 from store.checks import EventError
 from store.errors import StoreError
-from store.eventlog import read_lines
+from store.eventlog import read_block, split_lines
 from store.events import Artifact, Event, RunStarted, event_from_dict
 from store.ingest_discover import EVENTS_FILE, discover_runs
-from store.ingest_fast import MetricRows, metric_lines, parse_metrics
+from store.ingest_fast import MetricRows, marks, metric_lines, parse_metrics, unmarked_lines
 from store.ingest_rows import EventRows, insert_rows, micros
 from store.ingest_runs import model_fields, run_changes
 
@@ -44,6 +55,10 @@ DATA_ERRORS = (
     duckdb.OutOfRangeException, duckdb.TypeMismatchException, ValueError, TypeError,
     OverflowError,
 )  # fmt: skip
+HOLD_S = 0.2  # a lock hold takes more chunks while under this; see the module's docstring
+AHEAD_BYTES = 32 * 1024 * 1024  # at most this much of a log read and checked ahead of a hold
+COLUMNS = True  # False: every line parsed on its own (benchmarks and tests compare the two)
+_hold_rate = [25e-9]  # seconds of lock hold per byte of log, as the last full hold measured
 
 
 class Moved(Exception):
@@ -110,33 +125,127 @@ def ingest_pending(
     max_chunks: int | None = None,
     split_on_error: bool = True,
 ) -> int:
-    """Ingest the runs `pending()` found, each in chunks; return the number of lines stored."""
+    """Ingest the runs `pending()` found, each in chunks; return the number of lines stored.
+    With `max_chunks` (inside a shared transaction), one transaction per chunk; otherwise
+    as many chunks per lock hold as fit in HOLD_S."""
     total = 0
     for cursor in cursors:
-        total += _ingest_run(connect, runs_dir, cursor, max_chunks, split_on_error)
+        if max_chunks is None and split_on_error:
+            total += _ingest_held(connect, runs_dir, cursor)
+        else:
+            total += _ingest_chunks(connect, runs_dir, cursor, max_chunks, split_on_error)
     return total
 
 
-def _ingest_run(
+@dataclass
+class Chunk:
+    """Complete lines of a log, read and checked outside the lock, ready to store: the
+    metrics lines as columns (when the columns vouch for them) and the others one by one."""
+
+    lines: list[Line]
+    end: int
+    last_number: int
+    size: int
+    metric_rows: MetricRows | None = None
+
+    @property
+    def count(self) -> int:
+        """The lines it stores (blank lines and unknown kinds are read but not counted)."""
+        stored = sum(1 for line in self.lines if line.event is not None or line.error is not None)
+        return stored + (self.metric_rows.lines if self.metric_rows is not None else 0)
+
+
+def _ingest_held(connect: Connect, runs_dir: Path, cur: Cursor) -> int:
+    """Read and check chunks outside the lock (as many as a hold should take), then store
+    them in one transaction under one lock hold; repeat to the end of the log. Chunks the
+    hold had no time for wait for the next one. A chunk the database refuses sends the
+    chunks of that hold, rolled back, through `_ingest_chunks`: one transaction each, a
+    refused chunk split until the bad line is found."""
+    count, ahead, pos = 0, [], replace(cur)
+    while True:
+        ahead += _read_ahead(pos, sum(chunk.size for chunk in ahead))
+        if not ahead:
+            return count
+        start = replace(cur)
+        try:
+            stored = _store_held(connect, runs_dir, cur, ahead)
+        except Moved:
+            with connect() as conn:
+                fresh = _cursor(conn, runs_dir, cur.run_id)
+            if fresh is None:
+                return count
+            cur, ahead, pos = fresh, [], replace(fresh)
+            continue
+        except Gone:
+            return count
+        except DATA_ERRORS:
+            cur = start
+            count += _ingest_chunks(connect, runs_dir, cur, len(ahead), True)
+            ahead, pos = [], replace(cur)
+            continue
+        except BaseException:
+            _advance_to(cur, start)  # nothing of this hold was stored
+            raise
+        count += sum(chunk.count for chunk in ahead[:stored])
+        del ahead[:stored]
+
+
+def _read_ahead(pos: Cursor, have: int) -> list[Chunk]:
+    """Chunks from `pos` (moving it) until the next hold is full: about HOLD_S of storing at
+    the rate the last holds took, and at most AHEAD_BYTES in memory."""
+    chunks: list[Chunk] = []
+    while have < AHEAD_BYTES and (have == 0 or have * _hold_rate[0] < HOLD_S):
+        chunk = _read_chunk(pos)
+        if chunk is None:
+            break
+        chunks.append(chunk)
+        have += chunk.size
+    return chunks
+
+
+def _store_held(connect: Connect, runs_dir: Path, cur: Cursor, chunks: list[Chunk]) -> int:
+    """Store chunks in order in one transaction, the first always and the next ones while
+    the hold is under HOLD_S; return how many. `cur` moves past them."""
+    stored = size = 0
+    with connect() as conn:
+        began = time.monotonic()
+        # One thread, as in MetricRows.insert, for the commit too. A commit past the threshold
+        # checkpoints at once and skips the WAL: rows are written once, not to the WAL at
+        # commit and again by the checkpoint at close (3 chunks: 9.8 MB of WAL, 400 ms in all
+        # against 240). Both settings last as long as this connection.
+        conn.execute("SET threads = 1")
+        conn.execute("SET checkpoint_threshold = '1MB'")
+        for chunk in chunks:
+            if stored and time.monotonic() - began > HOLD_S:
+                break
+            with _gc_paused():
+                state = _store_chunk(conn, runs_dir, cur, chunk)
+            _advance(cur, state)
+            stored, size = stored + 1, size + chunk.size
+    held = db.last_hold_s()
+    if size >= eventlog.CHUNK_BYTES // 2 and held > 0:  # a tail's hold is mostly fixed costs
+        _hold_rate[0] = held / size
+    return stored
+
+
+def _ingest_chunks(
     connect: Connect, runs_dir: Path, cur: Cursor, max_chunks: int | None, split: bool
 ) -> int:
+    """Store chunks one transaction each (inside a shared transaction, or after a refusal)."""
     count = chunks = 0
     while max_chunks is None or chunks < max_chunks:
-        lines, end = read_lines(cur.path, cur.read_from)
-        if end == cur.read_from and not cur.shrank:
+        chunk = _read_chunk(replace(cur))
+        if chunk is None:
             break
         try:
             with _gc_paused():  # a chunk is many small acyclic objects: collections only cost
-                stored = _commit_columns(connect, runs_dir, cur, lines, end, split)
-                if stored is None:  # a line the columns could not vouch for: line by line
-                    stored = _commit(connect, runs_dir, cur, _parse(cur, lines), end, split)
-                count += stored
+                count += _commit_chunk(connect, runs_dir, cur, chunk, split)
         except Moved:
             with connect() as conn:
                 fresh = _cursor(conn, runs_dir, cur.run_id)
             if fresh is None:
                 break
-            cur = fresh
+            _advance_to(cur, fresh)
             continue
         except Gone:
             break
@@ -155,47 +264,88 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _commit_columns(
-    connect: Connect,
-    runs_dir: Path,
-    cur: Cursor,
-    lines: list[tuple[bytes, int]],
-    end: int,
-    split: bool = True,
-) -> int | None:
-    """Store a chunk with its metrics lines as columns; None when it must go line by line
-    (nothing stored then). Without `split` (inside a shared transaction, which an error
-    aborts) a data error is raised, as the per-line path raises it."""
-    if cur.shrank:
+def _read_chunk(pos: Cursor) -> Chunk | None:
+    """The next chunk of complete lines from `pos`, checked (moving `pos` past it); None at
+    the end of the log."""
+    data, end = read_block(pos.path, pos.read_from)
+    if end == pos.read_from and not pos.shrank:
         return None
-    picked = metric_lines(lines)
-    if len(picked) < 2:
-        return None
-    first = cur.line_no + 1
-    if len(picked) == len(lines):  # a tail of metrics alone: no second pass
-        raws, rest = [raw for raw, _ in lines], []
-    else:
-        chosen = set(picked)
-        raws = [lines[i][0] for i in picked]
-        rest = [(first + i, line) for i, line in enumerate(lines) if i not in chosen]
+    with _gc_paused():
+        chunk, lines = None, None
+        if COLUMNS and not pos.shrank:
+            chunk, lines = _columns_chunk(pos, data, end)
+        if chunk is None:
+            lines = split_lines(data, pos.read_from) if lines is None else lines
+            chunk = Chunk(_parse(pos, lines), end, pos.line_no + len(lines), len(data))
+    pos.read_from, pos.line_no, pos.shrank = end, chunk.last_number, False
+    return chunk
+
+
+def _columns_chunk(
+    pos: Cursor, data: bytes, end: int
+) -> tuple[Chunk | None, list[tuple[bytes, int]] | None]:
+    """The chunk with its metrics lines as columns, or None when it must go line by line
+    (with the lines, when split already)."""
     import numpy as np
 
-    rows = parse_metrics(raws, np.asarray(picked, dtype=np.int64) + first)
+    first = pos.line_no + 1
+    n, n_marks = data.count(b"\n"), marks(data)
+    whole = n_marks == n  # a tail of metrics alone, by count: parsed without a split
+    if whole and n >= 2:
+        rows = parse_metrics(data, np.arange(first, first + n, dtype=np.int64))
+        if rows is not None:
+            return Chunk([], end, pos.line_no + n, len(data), rows), None
+    unmarked = None if whole or b"\r" in data else unmarked_lines(data, n, n_marks)
+    lines: list[tuple[bytes, int]] | None = None
+    if unmarked is not None:  # a few other lines among metrics: cut them out
+        every = np.arange(first, first + n, dtype=np.int64)
+        numbers = np.delete(every, [i for i, _, _ in unmarked])
+        rest = [(first + i, (data[a:b], pos.read_from + a)) for i, a, b in unmarked]
+        cuts = [0, *(x for _, a, b in unmarked for x in (a, b)), len(data)]
+        raws = b"".join(data[cuts[k] : cuts[k + 1]] for k in range(0, len(cuts), 2))
+    else:
+        lines = split_lines(data, pos.read_from)
+        picked = metric_lines(lines)
+        if whole and len(picked) == len(lines):  # (that one failed above)
+            return None, lines
+        chosen = set(picked)
+        numbers = np.asarray(picked, dtype=np.int64) + first
+        raws = b"".join(lines[i][0] for i in picked)
+        rest = [(first + i, line) for i, line in enumerate(lines) if i not in chosen]
+    if len(numbers) < 2:
+        return None, lines
+    rows = parse_metrics(raws, numbers)
     if rows is None:
-        return None
-    parsed = _parse_numbered(rest, cur.shrank, cur.last_seq)
-    last = cur.line_no + len(lines)
-    try:
-        with connect() as conn:
-            state = _store(conn, runs_dir, cur, parsed, end, metric_rows=rows, last_number=last)
-    except DATA_ERRORS:
-        if not split:
-            raise
-        return None
-    _advance(cur, state)
-    return rows.lines + sum(
-        1 for line in parsed if line.event is not None or line.error is not None
-    )
+        return None, lines
+    parsed = _parse_numbered(rest, False, pos.last_seq)
+    last = pos.line_no + (n if lines is None else len(lines))
+    return Chunk(parsed, end, last, len(data), rows), None
+
+
+def _commit_chunk(connect: Connect, runs_dir: Path, cur: Cursor, chunk: Chunk, split: bool) -> int:
+    """Store one chunk in its own transaction. Metric rows the database refuses send the
+    chunk line by line; without `split` (inside a shared transaction, which an error
+    aborts) a data error is raised, as the per-line path raises it."""
+    if chunk.metric_rows is not None:
+        try:
+            with connect() as conn:
+                state = _store_chunk(conn, runs_dir, cur, chunk)
+        except DATA_ERRORS:
+            if not split:
+                raise
+            data, end = read_block(cur.path, cur.read_from, chunk.end - cur.read_from)
+            return _commit(connect, runs_dir, cur, _parse(cur, split_lines(data, cur.read_from)),
+                           end, split)  # fmt: skip
+        _advance(cur, state)
+        return chunk.count
+    return _commit(connect, runs_dir, cur, chunk.lines, chunk.end, split)
+
+
+def _store_chunk(
+    conn: duckdb.DuckDBPyConnection, runs_dir: Path, cur: Cursor, chunk: Chunk
+) -> dict[str, Any]:
+    return _store(conn, runs_dir, cur, chunk.lines, chunk.end, metric_rows=chunk.metric_rows,
+                  last_number=chunk.last_number)  # fmt: skip
 
 
 def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:
@@ -286,6 +436,12 @@ def _advance(cur: Cursor, state: dict[str, Any]) -> None:
     cur.offset = cur.read_from = state["byte_offset"]
     cur.last_seq, cur.attempt, cur.line_no = state["last_seq"], state["attempt"], state["line_no"]
     cur.shrank = False
+
+
+def _advance_to(cur: Cursor, other: Cursor) -> None:
+    """Make `cur` what `other` says (a cursor read again, or one from before a rollback)."""
+    for field in fields(Cursor):
+        setattr(cur, field.name, getattr(other, field.name))
 
 
 def _store(

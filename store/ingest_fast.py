@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from store.checks import MAX_UNIX_S, clean_text
+from store.ingest_rows import insert_arrow, sql_text
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 MARKS = (b'"kind": "metrics"', b'"kind":"metrics"')  # how writers put it; checked again below
 BLOCK_BYTES = 1 << 20  # Arrow parses blocks of this size on its threads
+MAX_UNMARKED = 64  # a block with more lines that are not metrics is split into lines
 _CONTROL = bytes(b for b in range(32) if b != ord("\n"))
 
 
@@ -36,6 +38,39 @@ def metric_lines(lines: list[tuple[bytes, int]]) -> list[int]:
     """Indexes of the lines that look like metrics events (the columns decide if they are)."""
     a, b = MARKS
     return [i for i, (raw, _) in enumerate(lines) if a in raw or b in raw]
+
+
+def marks(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """How many metrics marks the bytes hold (one a metrics line, as writers put it)."""
+    a, b = MARKS
+    end = len(data) if end is None else end
+    return data.count(a, start, end) + data.count(b, start, end)
+
+
+def unmarked_lines(data: bytes, n_lines: int, n_marks: int) -> list[tuple[int, int, int]] | None:
+    """(index, start, end) of the lines of a block without a metrics mark, when the marks
+    fall short of the lines by at most MAX_UNMARKED (a run_started among metrics, say):
+    ranges with fewer marks than lines are halved until those lines are found, a few byte
+    counts instead of a split of every line. None when more lines are unmarked (or none)."""
+    if not 0 < n_lines - n_marks <= MAX_UNMARKED:
+        return None
+    found: list[tuple[int, int, int]] = []
+    ranges = [(0, len(data), 0, n_lines, n_marks)]  # start, end, first line, lines, marks
+    while ranges:
+        start, end, first, lines, marked = ranges.pop()
+        if marked >= lines:
+            continue  # one mark a line, by count (the columns check every line's kind)
+        if lines == 1:
+            found.append((first, start, end))
+            if len(found) > MAX_UNMARKED:
+                return None
+            continue
+        half = (start + end) // 2
+        cut = data.rfind(b"\n", start, half) + 1 or data.find(b"\n", half, end - 1) + 1
+        left, left_marks = data.count(b"\n", start, cut), marks(data, start, cut)
+        ranges.append((cut, end, first + left, lines - left, marked - left_marks))
+        ranges.append((start, cut, first, left, left_marks))
+    return sorted(found)
 
 
 @dataclass
@@ -67,33 +102,32 @@ class MetricRows:
         # machine waking it cost 3x the insert (55 ms against 160 ms for 41k rows).
         (threads,) = conn.execute("SELECT current_setting('threads')").fetchone()
         conn.execute("SET threads = 1")
-        conn.register("_metric_rows", table)
         try:
-            conn.execute(
+            insert_arrow(
+                conn, table,
                 "INSERT INTO metrics (run_id, step, name, value, nonfinite, split, t, seq, "
-                "attempt, superseded) SELECT ?, step, name, value, nonfinite, split, t, seq, "
-                "attempt, false FROM _metric_rows",
-                [run_id],
-            )
+                f"attempt, superseded) SELECT {sql_text(run_id)}, step, name, value, nonfinite, "
+                "split, t, seq, attempt, false FROM _metric_rows",
+                "_metric_rows",
+            )  # fmt: skip
         finally:
-            conn.unregister("_metric_rows")
             conn.execute(f"SET threads = {int(threads)}")
 
 
-def parse_metrics(raws: list[bytes], line_numbers: np.ndarray) -> MetricRows | None:
-    """The rows of these metrics lines, checked; None when any line needs the per-line path."""
+def parse_metrics(data: bytes, line_numbers: np.ndarray) -> MetricRows | None:
+    """The rows of these metrics lines (`data`, one line each of `line_numbers`), checked;
+    None when any line needs the per-line path."""
     import pyarrow as pa
     import pyarrow.json as pj
 
-    data = b"".join(raws)
-    if _unusual_bytes(data, len(raws)):
+    if _unusual_bytes(data, len(line_numbers)):
         return None
     options = pj.ReadOptions(use_threads=True, block_size=BLOCK_BYTES)
     try:
         table = pj.read_json(io.BytesIO(data), read_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
-    if table.num_rows != len(raws):  # a line holding two objects, say
+    if table.num_rows != len(line_numbers):  # a line holding two objects, say
         return None
     table = table.combine_chunks()
     line = _line_columns(table)

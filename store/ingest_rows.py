@@ -116,9 +116,19 @@ def insert_rows(
     ]
     names = [name for name, _ in spec]
     batch = pa.table(arrays, names=names)
-    conn.register("_batch", batch)
-    try:
-        cols = ", ".join(names)
-        conn.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _batch")
-    finally:
-        conn.unregister("_batch")
+    cols = ", ".join(names)
+    insert_arrow(conn, batch, f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _batch", "_batch")
+
+
+def insert_arrow(conn: duckdb.DuckDBPyConnection, table: Any, query: str, name: str) -> None:
+    """Run `query` (an insert) with the Arrow table as `name`, a temporary view of this
+    connection that the next insert replaces.
+
+    Through the Arrow C stream rather than `conn.register`: registering a pyarrow object
+    makes DuckDB import pyarrow.dataset and its kin, 60 ms of a short ingest."""
+    conn.from_arrow(table.__arrow_c_stream__()).query(name, query)
+
+
+def sql_text(value: str) -> str:
+    """A string as an SQL literal (for a query that takes no parameters)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from store import Store, eventlog, ingest_fast
+from store import Store, db, eventlog, ingest_fast
 from store import ingest as ingest_mod
 from store.db import forget_migrated
 
@@ -101,7 +101,7 @@ def ingest(home: Path, log: Path, columns: bool, monkeypatch: pytest.MonkeyPatch
     with monkeypatch.context() as m:
         m.setattr(ingest_mod, "parse_metrics", spy)
         if not columns:
-            m.setattr(ingest_mod, "metric_lines", lambda lines: [])
+            m.setattr(ingest_mod, "COLUMNS", False)
         stored = store.ingest()
 
     def rows(sql: str) -> list:
@@ -153,3 +153,26 @@ def test_a_tail_of_metrics_goes_through_columns(tmp_path, monkeypatch):
     slow = ingest(tmp_path / "lines", log, False, monkeypatch)
     assert fast["columns_used"] == 1 and fast["stored"] == 3001
     assert fast["metrics"] == slow["metrics"] and fast["offsets"] == slow["offsets"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_holds_store_what_a_transaction_per_chunk_stores(tmp_path, monkeypatch, seed):
+    """Many chunks stored under one lock hold, in one transaction, store what one
+    transaction per chunk stores (the path inside `Store.read()` and after a refusal)."""
+    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 8 * 1024)
+    monkeypatch.setattr(ingest_mod, "_hold_rate", [25e-9])  # not what earlier tests taught
+    log = tmp_path / "events.jsonl"
+    write_log(log, random.Random(seed), 1000)
+    before = db.connections_opened()
+    held = ingest(tmp_path / "held", log, True, monkeypatch)
+    held_opens = db.connections_opened() - before
+
+    def one_a_transaction(connect, runs_dir, cur):
+        return ingest_mod._ingest_chunks(connect, runs_dir, cur, None, True)
+
+    monkeypatch.setattr(ingest_mod, "_ingest_held", one_a_transaction)
+    before = db.connections_opened()
+    chunked = ingest(tmp_path / "chunks", log, True, monkeypatch)
+    assert db.connections_opened() - before > held_opens + 5  # the holds took many chunks
+    for key in ("stored", "metrics", "notes", "samples", "artifacts", "run", "offsets"):
+        assert held[key] == chunked[key], key

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from store import Store
+from store import Store, eventlog
 from store import events as events_mod
 from store.events import EventError, Metrics, Note, event_from_dict
 
@@ -67,11 +67,16 @@ def test_lone_surrogates_are_replaced_not_fatal(store: Store) -> None:
     assert sample["meta"] == {"k\ufffd": "v"}
 
 
+@pytest.mark.parametrize("chunk_bytes", [None, 512])
 def test_a_batch_the_database_rejects_falls_back_to_single_events(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int | None
 ) -> None:
     """A value that slips past the checks fails the whole insert: the chunk is split until
-    the one bad line is found, and every other line is stored."""
+    the one bad line is found, and every other line is stored. With small chunks the bad
+    one is in the middle of a lock hold's chunks: the hold is rolled back and its chunks
+    stored one transaction each."""
+    if chunk_bytes:
+        monkeypatch.setattr(eventlog, "CHUNK_BYTES", chunk_bytes)
     monkeypatch.setitem(events_mod.Sample.CHECKS, "step", lambda name, v: v)
     events_mod._field_checks.cache_clear()
     monkeypatch.setattr(events_mod, "_field_checks", events_mod._field_checks.__wrapped__)

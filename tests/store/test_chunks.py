@@ -56,34 +56,86 @@ def _new_tail(store: Store, n: int) -> Path:
     return path
 
 
-def test_each_chunk_is_its_own_transaction_and_moves_the_offset(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _new_tail(store, 3000)
-    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 32 * 1024)
+def _crash_on_save(monkeypatch: pytest.MonkeyPatch, n: int) -> list[int]:
+    """Make the n-th offset save of this test raise (a process killed mid-ingest); the
+    saves after it go through."""
     saves: list[int] = []
     real = ingest_mod._save_offset
 
-    def crash_on_third(conn, run_id, state) -> None:
+    def crash(conn, run_id, state) -> None:
         saves.append(state["byte_offset"])
-        if len(saves) == 3:
+        if len(saves) == n:
             raise RuntimeError("killed mid-ingest")
         real(conn, run_id, state)
 
-    monkeypatch.setattr(ingest_mod, "_save_offset", crash_on_third)
+    monkeypatch.setattr(ingest_mod, "_save_offset", crash)
+    return saves
+
+
+def test_with_short_holds_each_chunk_is_its_own_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hold too short for a second chunk stores one: a crash at the third chunk keeps
+    the first two, rows and offset together, and the next ingest stores the rest once."""
+    path = _new_tail(store, 3000)
+    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 32 * 1024)
+    monkeypatch.setattr(ingest_mod, "HOLD_S", 0.0)
+    saves = _crash_on_save(monkeypatch, 3)
     with pytest.raises(RuntimeError):
         store.ingest()
     stored = store.sql("SELECT byte_offset, line_no FROM ingest_offsets")[1]
     assert stored == [(saves[1], stored[0][1])] and 0 < saves[1] <= 64 * 1024
     (count,) = store.sql("SELECT count(*) FROM metrics")[1][0]
     assert count == stored[0][1] - 1  # every line up to the offset, minus run_started
-    monkeypatch.setattr(ingest_mod, "_save_offset", real)
     before = db.connections_opened()
     assert store.ingest() == 3001 - stored[0][1]
     assert db.connections_opened() - before > 5  # many short transactions
     steps = store.sql("SELECT count(*), count(DISTINCT step) FROM metrics")[1][0]
     assert steps == (3000, 3000)
     assert store.sql("SELECT byte_offset FROM ingest_offsets")[1] == [(path.stat().st_size,)]
+
+
+def test_a_hold_stores_many_chunks_in_one_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks read ahead are stored under one lock hold, in one transaction: a crash at
+    its third chunk stores none of them, and the next ingest stores every line once."""
+    path = _new_tail(store, 3000)
+    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 32 * 1024)
+    monkeypatch.setattr(ingest_mod, "_hold_rate", [25e-9])  # not what earlier tests taught
+    saves = _crash_on_save(monkeypatch, 3)
+    with pytest.raises(RuntimeError):
+        store.ingest()
+    assert len(saves) == 3
+    assert store.sql("SELECT count(*) FROM ingest_offsets")[1] == [(0,)]
+    assert store.sql("SELECT count(*) FROM metrics")[1] == [(0,)]
+    before = db.connections_opened()
+    assert store.ingest() == 3001
+    assert db.connections_opened() - before <= 3  # look, one hold (or two), look again
+    steps = store.sql("SELECT count(*), count(DISTINCT step) FROM metrics")[1][0]
+    assert steps == (3000, 3000)
+    assert store.sql("SELECT byte_offset FROM ingest_offsets")[1] == [(path.stat().st_size,)]
+
+
+def test_chunks_a_hold_has_no_time_for_wait_for_the_next(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk read ahead but the first waits when the hold is over its time: each is
+    stored by a later hold, once, in order."""
+    _new_tail(store, 3000)
+    monkeypatch.setattr(eventlog, "CHUNK_BYTES", 32 * 1024)
+    monkeypatch.setattr(ingest_mod, "_hold_rate", [0.0])  # read ahead as far as memory allows
+    monkeypatch.setattr(ingest_mod, "HOLD_S", 1e-9)
+    reads = []
+    real = ingest_mod._read_ahead
+    monkeypatch.setattr(ingest_mod, "_read_ahead", lambda *a: reads.append(real(*a)) or reads[-1])
+    before = db.connections_opened()
+    assert store.ingest() == 3001
+    chunks = len(reads[0])
+    assert chunks > 5 and all(r == [] for r in reads[1:])  # read once, stored hold by hold
+    assert db.connections_opened() - before == chunks + 1
+    rows = store.sql("SELECT count(*), count(DISTINCT step), max(step) FROM metrics")[1][0]
+    assert rows == (3000, 3000, 3000)
 
 
 def test_a_line_longer_than_a_chunk_is_read_whole(
