@@ -5,27 +5,35 @@
     python benchmarks/ingest.py --tracemalloc    # also Python's own peak (slower runs)
 
 Each measurement is a fresh process that reports its own time and peak resident memory
-(ru_maxrss). Five ways to put the same metric rows into a DuckDB file:
+(ru_maxrss). The clock starts once the process has imported the libraries that way uses
+(numpy and pyarrow for ingest, duckdb for read_json): a first import is paid once per
+process whatever the rows, and is reported apart (`ingest ... with its first imports`).
+Six ways to put the same metric rows into a DuckDB file:
 
-- `Store.ingest`: the workbench path (parse, check every field, chunked transactions; the
-  metrics lines of a chunk parsed and checked as Arrow columns, store/ingest_fast.py);
+- `Store.ingest`: the workbench path (parse, check every field, chunks stored under short
+  lock holds, each one transaction; the metrics lines of a chunk parsed and checked as
+  Arrow columns, store/ingest_fast.py);
 - `ingest, lines`: the same with the column path off: every line parsed and checked on its
   own, as before the column path existed;
 - `read_json`: DuckDB parsing the same file itself in one INSERT … SELECT (no checks);
 - `arrow insert`: the rows already in Python lists, copied as one Arrow table (no parsing);
 - `arrow chunks`: the rows already built as Arrow tables, one per ingest chunk, each in its
-  own store transaction (lock, open, insert, commit, close) as ingest does: the floor of the
-  store's one-transaction-per-4-MB policy, whatever the parsing costs.
+  own store transaction (lock, open, insert, commit, close): the floor of the policy before
+  lock holds took several chunks, whatever the parsing costs;
+- `arrow holds`: the same tables stored in the transactions the ingest run took (as many
+  chunks a hold as it stored, with a hold's settings): the floor of ingest as it stores,
+  whatever the parsing costs.
 
 The figures that matter are ratios: ingest rows/s against each reference, and the growth of
 peak memory from a 250k-line tail to a 1M-line one (flat when ingest streams). Resident
 memory includes DuckDB's buffers; `--tracemalloc` adds the peak of Python's own allocations,
-which the chunk size bounds.
+which the chunk size bounds. The longest lock hold of the ingest run is printed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
@@ -47,13 +55,15 @@ def write_tail(path: Path, n: int) -> None:
         f.writelines(tpl % (i + 1, t + i * 1e-4, i, 1.0 / i) for i in range(1, n + 1))
 
 
-def child(kind: str, home: str, n: int) -> None:
+def child(kind: str, home: str, n: int, holds: list[int]) -> None:
     """Run one measurement in this process and print a JSON line with seconds and memory."""
     import resource
 
+    imports = _import_for(kind)
     start = time.perf_counter()
+    out: dict = {}
     if kind.startswith("ingest"):
-        from store import Store
+        from store import Store, db
         from store import ingest as ingest_mod
 
         store = Store(home)
@@ -64,23 +74,51 @@ def child(kind: str, home: str, n: int) -> None:
             tracemalloc.start()
         if kind == "ingest-lines":  # no line goes the column path
             ingest_mod.COLUMNS = False
+        out["holds"] = _count_holds(ingest_mod)
+        db.longest_hold_s(reset=True)
         start = time.perf_counter()
         store.ingest()
+        out["longest_hold_s"] = db.longest_hold_s()
     elif kind == "read_json":
         _read_json(Path(home))
     elif kind == "arrow":
         _arrow_insert(Path(home), n)
-    elif kind == "arrow-chunks":
+    elif kind in ("arrow-chunks", "arrow-holds"):
         tables = _chunk_tables(Path(home))
+        groups = [1] * len(tables) if kind == "arrow-chunks" else holds
         start = time.perf_counter()
-        _insert_chunks(Path(home), tables)
+        _insert_chunks(Path(home), tables, groups, hold=kind == "arrow-holds")
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if kind == "ingest-traced":
         import tracemalloc
 
         peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
-    print(json.dumps({"kind": kind, "seconds": seconds, "peak_mb": peak_mb}))
+    print(json.dumps({"kind": kind, "seconds": seconds, "peak_mb": peak_mb,
+                      "imports_s": imports, **out}))  # fmt: skip
+
+
+def _import_for(kind: str) -> float:
+    """Import what this way uses (before the clock); return how long that took."""
+    start = time.perf_counter()
+    names = ["duckdb"] if kind == "read_json" else ["duckdb", "numpy", "pyarrow.json",
+                                                    "pyarrow.compute"]  # fmt: skip
+    for name in names:
+        importlib.import_module(name)
+    return time.perf_counter() - start
+
+
+def _count_holds(ingest_mod) -> list[int]:
+    """The chunks each lock hold of this process stores, as it stores them."""
+    holds: list[int] = []
+    store_held = ingest_mod._store_held
+
+    def counted(*args):
+        holds.append(store_held(*args))
+        return holds[-1]
+
+    ingest_mod._store_held = counted
+    return holds
 
 
 def _read_json(home: Path) -> None:
@@ -136,40 +174,49 @@ def _chunk_tables(home: Path) -> list:
         offset = end
 
 
-def _insert_chunks(home: Path, tables: list) -> None:
+def _insert_chunks(home: Path, tables: list, groups: list[int], hold: bool) -> None:
+    """Store the tables in transactions of `groups` tables each (with a lock hold's
+    settings when `hold`), the way ingest inserts its Arrow tables."""
     from store import Store
+    from store.ingest import prepare_hold
+    from store.ingest_rows import insert_arrow
 
     store = Store(home)
     store.list_runs()
-    for table in tables:
+    done = 0
+    for group in groups:
         with store.connect() as conn:
-            conn.register("_chunk", table)
-            conn.execute(
-                "INSERT INTO metrics (run_id, step, name, value, nonfinite, split, t, seq) "
-                "SELECT run_id, step, name, value, false, 'train', t, seq FROM _chunk"
-            )
-            conn.unregister("_chunk")
+            if hold:
+                prepare_hold(conn)
+            for table in tables[done : done + group]:
+                insert_arrow(
+                    conn, table,
+                    "INSERT INTO metrics (run_id, step, name, value, nonfinite, split, t, seq) "
+                    "SELECT run_id, step, name, value, false, 'train', t, seq FROM _chunk",
+                    "_chunk",
+                )  # fmt: skip
+        done += group
 
 
-def measure(kind: str, n: int) -> dict:
+def measure(kind: str, n: int, holds: list[int] | None = None) -> dict:
     """A fresh home with an n-line tail, then one child process doing `kind`."""
     with tempfile.TemporaryDirectory() as home:
         folder = Path(home) / "runs" / RUN
         folder.mkdir(parents=True)
         write_tail(folder / "events.jsonl", n)
-        if kind.startswith("ingest") or kind == "arrow-chunks":
+        if kind.startswith(("ingest", "arrow-")):
             _create_run(home)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "WORKBENCH_HOME": home}
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, home, str(n)],
-            capture_output=True, text=True, check=True, env=env,
+            [sys.executable, __file__, "--child", kind, home, str(n), json.dumps(holds or [])],
+            capture_output=True, text=True, check=True, env=env, cwd=ROOT,
         ).stdout  # fmt: skip
     return json.loads(out.strip().splitlines()[-1])
 
 
 def _create_run(home: str) -> None:
     code = f"from store import Store; Store({home!r}).create_run({RUN!r}, 'pretrain', {{}})"
-    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ,
                    "PYTHONPATH": str(ROOT)})  # fmt: skip
 
 
@@ -178,14 +225,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--tracemalloc", action="store_true", help="also Python's own peak")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--child", nargs=3, metavar=("KIND", "HOME", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("KIND", "HOME", "N", "HOLDS"),
+                        help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], int(args.child[2]))
+        child(args.child[0], args.child[1], int(args.child[2]), json.loads(args.child[3]))
         return
     n, small = args.rows, max(args.rows // 4, 1)
-    kinds = ("ingest", "ingest-lines", "read_json", "arrow", "arrow-chunks")
-    results = {kind: measure(kind, n) for kind in kinds}
+    results = {kind: measure(kind, n) for kind in ("ingest", "ingest-lines", "read_json")}
+    results["arrow"] = measure("arrow", n)
+    results["arrow-chunks"] = measure("arrow-chunks", n)
+    results["arrow-holds"] = measure("arrow-holds", n, results["ingest"]["holds"])
     quarter = measure("ingest", small)
     print(f"{'how':<14} {'rows':>9} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
     for kind, r in [*results.items(), ("ingest (1/4)", quarter)]:
@@ -193,20 +243,30 @@ def main() -> None:
         print(f"{kind:<14} {rows:>9} {r['seconds']:>8.2f} {rows / r['seconds']:>10.0f} "
               f"{r['peak_mb']:>8.0f}")  # fmt: skip
     rate = {kind: n / r["seconds"] for kind, r in results.items()}
-    ingest = rate["ingest"]
+    ingest, first = rate["ingest"], results["ingest"]
+    with_imports = n / (first["seconds"] + first["imports_s"])
     print(f"ingest rows/s vs ingest, lines: {ingest / rate['ingest-lines']:.3f}")
     print(f"ingest rows/s vs read_json:     {ingest / rate['read_json']:.3f}")
     print(f"ingest rows/s vs arrow insert:  {ingest / rate['arrow']:.3f}")
     print(f"ingest rows/s vs arrow chunks:  {ingest / rate['arrow-chunks']:.3f}")
+    print(f"ingest rows/s vs arrow holds:   {ingest / rate['arrow-holds']:.3f}")
+    print(f"ingest with its first imports (numpy, pyarrow: {first['imports_s']:.2f} s): "
+          f"{with_imports:.0f} rows/s")  # fmt: skip
+    print(f"ingest lock holds: {len(first['holds'])} ({first['holds']} chunks), the longest "
+          f"{first['longest_hold_s'] * 1000:.0f} ms")  # fmt: skip
     growth = results["ingest"]["peak_mb"] / quarter["peak_mb"]
     print(f"ingest peak resident memory, {n} lines vs {small}: {growth:.2f}x (1.00 = flat)")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         figures = {"ingest_rows_s": ingest, "ingest_memory_growth": growth,
+                   "ingest_rows_s_with_imports": with_imports,
                    "ingest_vs_lines": ingest / rate["ingest-lines"],
                    "ingest_vs_read_json": ingest / rate["read_json"],
                    "ingest_vs_arrow_chunks": ingest / rate["arrow-chunks"],
-                   "arrow_chunks_rows_s": rate["arrow-chunks"]}  # fmt: skip
+                   "ingest_vs_arrow_holds": ingest / rate["arrow-holds"],
+                   "arrow_chunks_rows_s": rate["arrow-chunks"],
+                   "arrow_holds_rows_s": rate["arrow-holds"],
+                   "ingest_longest_hold_ms": first["longest_hold_s"] * 1000}  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=1))
     if args.tracemalloc:
         big, little = measure("ingest-traced", n), measure("ingest-traced", small)

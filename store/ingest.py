@@ -58,7 +58,10 @@ DATA_ERRORS = (
 HOLD_S = 0.2  # a lock hold takes more chunks while under this; see the module's docstring
 AHEAD_BYTES = 32 * 1024 * 1024  # at most this much of a log read and checked ahead of a hold
 COLUMNS = True  # False: every line parsed on its own (benchmarks and tests compare the two)
-_hold_rate = [25e-9]  # seconds of lock hold per byte of log, as the last full hold measured
+# A lock hold's open (s), inserts (s per byte of log) and commit (times the inserts), as
+# the last full hold of this process took them; to start with, about what a quiet 2-core
+# machine takes.
+_rates = {"open": 0.015, "insert": 4e-9, "commit_ratio": 1.5}
 
 
 class Moved(Exception):
@@ -194,7 +197,8 @@ def _read_ahead(pos: Cursor, have: int) -> list[Chunk]:
     """Chunks from `pos` (moving it) until the next hold is full: about HOLD_S of storing at
     the rate the last holds took, and at most AHEAD_BYTES in memory."""
     chunks: list[Chunk] = []
-    while have < AHEAD_BYTES and (have == 0 or have * _hold_rate[0] < HOLD_S):
+    budget = min(_hold_bytes(), AHEAD_BYTES)
+    while have == 0 or have < budget:
         chunk = _read_chunk(pos)
         if chunk is None:
             break
@@ -204,28 +208,55 @@ def _read_ahead(pos: Cursor, have: int) -> list[Chunk]:
 
 
 def _store_held(connect: Connect, runs_dir: Path, cur: Cursor, chunks: list[Chunk]) -> int:
-    """Store chunks in order in one transaction, the first always and the next ones while
-    the hold is under HOLD_S; return how many. `cur` moves past them."""
+    """Store chunks in order in one transaction: the first always, each next one only if
+    the hold, with it and the commit, is expected to end within HOLD_S. Return how many;
+    `cur` moves past them.
+
+    The expectation is measured in the hold itself: the next chunk's insert at the rate of
+    the inserts so far, and the commit (which checkpoints what the hold stored) as many
+    times the inserts as it took in the last hold. A slow machine slows both alike."""
     stored = size = 0
+    storing = 0.0  # seconds spent storing the chunks so far
+    ratio = _rates["commit_ratio"]
     with connect() as conn:
         began = time.monotonic()
-        # One thread, as in MetricRows.insert, for the commit too. A commit past the threshold
-        # checkpoints at once and skips the WAL: rows are written once, not to the WAL at
-        # commit and again by the checkpoint at close (3 chunks: 9.8 MB of WAL, 400 ms in all
-        # against 240). Both settings last as long as this connection.
-        conn.execute("SET threads = 1")
-        conn.execute("SET checkpoint_threshold = '1MB'")
+        prepare_hold(conn)
+        state: dict[str, Any] = {"status": None}
         for chunk in chunks:
-            if stored and time.monotonic() - began > HOLD_S:
-                break
+            if stored:
+                insert = storing / size * chunk.size
+                commit = ratio * (storing + insert)
+                if _rates["open"] + time.monotonic() - began + insert + commit > HOLD_S:
+                    break
+            start = time.monotonic()
             with _gc_paused():
-                state = _store_chunk(conn, runs_dir, cur, chunk)
+                state = _store_chunk(conn, runs_dir, cur, chunk, state["status"], held=True)
+            storing += time.monotonic() - start
             _advance(cur, state)
             stored, size = stored + 1, size + chunk.size
-    held = db.last_hold_s()
-    if size >= eventlog.CHUNK_BYTES // 2 and held > 0:  # a tail's hold is mostly fixed costs
-        _hold_rate[0] = held / size
+        _save_offset(conn, cur.run_id, state)
+        body = time.monotonic()
+    done = time.monotonic()
+    if size >= eventlog.CHUNK_BYTES // 2 and storing > 0:  # a tail's hold: mostly fixed costs
+        _rates.update(open=max(db.last_hold_s() - (done - began), 0.0), insert=storing / size,
+                      commit_ratio=(done - body) / storing)  # fmt: skip
     return stored
+
+
+def prepare_hold(conn: duckdb.DuckDBPyConnection) -> None:
+    """Settings of a lock hold's connection (benchmarks/ingest.py uses them too). One
+    thread, as in MetricRows.insert, for the commit too. A commit past the threshold
+    checkpoints at once and skips the WAL: rows are written once, not to the WAL at commit
+    and again by the checkpoint at close (3 chunks: 9.8 MB of WAL, 400 ms in all against
+    240). Both last as long as the connection."""
+    conn.execute("SET threads = 1")
+    conn.execute("SET checkpoint_threshold = '1MB'")
+
+
+def _hold_bytes() -> float:
+    """How much log a hold should take: about HOLD_S at the rates the last hold took."""
+    per_byte = _rates["insert"] * (1 + _rates["commit_ratio"])
+    return max(HOLD_S - _rates["open"], 0.0) / per_byte if per_byte > 0 else AHEAD_BYTES
 
 
 def _ingest_chunks(
@@ -289,7 +320,8 @@ def _columns_chunk(
     import numpy as np
 
     first = pos.line_no + 1
-    n, n_marks = data.count(b"\n"), marks(data)
+    n = data.count(b"\n")
+    n_marks = marks(data, lines=n)
     whole = n_marks == n  # a tail of metrics alone, by count: parsed without a split
     if whole and n >= 2:
         rows = parse_metrics(data, np.arange(first, first + n, dtype=np.int64))
@@ -342,10 +374,15 @@ def _commit_chunk(connect: Connect, runs_dir: Path, cur: Cursor, chunk: Chunk, s
 
 
 def _store_chunk(
-    conn: duckdb.DuckDBPyConnection, runs_dir: Path, cur: Cursor, chunk: Chunk
+    conn: duckdb.DuckDBPyConnection,
+    runs_dir: Path,
+    cur: Cursor,
+    chunk: Chunk,
+    status: str | None = None,
+    held: bool = False,
 ) -> dict[str, Any]:
     return _store(conn, runs_dir, cur, chunk.lines, chunk.end, metric_rows=chunk.metric_rows,
-                  last_number=chunk.last_number)  # fmt: skip
+                  last_number=chunk.last_number, status=status, held=held)  # fmt: skip
 
 
 def _parse(cur: Cursor, lines: list[tuple[bytes, int]]) -> list[Line]:
@@ -453,9 +490,16 @@ def _store(
     raw_errors: bool = False,
     metric_rows: MetricRows | None = None,
     last_number: int | None = None,
+    status: str | None = None,
+    held: bool = False,
 ) -> dict[str, Any]:
-    """Store checked lines (and a chunk's metrics lines as columns) up to byte `end`."""
-    status = _check_position(conn, cur)
+    """Store checked lines (and a chunk's metrics lines as columns) up to byte `end`; the
+    state returned is what `_save_offset` saves, with the run's status after. With `status`
+    (the run's, as the chunk before in this transaction left it) the offset is not checked
+    again. `held`: in a lock hold, whose connection is on one thread already and which
+    saves the offset once, after its last chunk."""
+    if status is None:
+        status = _check_position(conn, cur)
     rows = EventRows(cur.run_id)
     if cur.shrank:
         rows.note("warning", f"{cur.path} shrank below the {cur.offset} bytes already read; "
@@ -477,18 +521,20 @@ def _store(
     seen = {row[8] for row in rows.rows["metrics"]}
     if metric_rows is not None:
         row_attempts = metric_rows.attempts(starts, cur.attempt)
-        metric_rows.insert(conn, cur.run_id, row_attempts)
-        seen |= {int(a) for a in set(row_attempts.tolist())}
+        metric_rows.insert(conn, cur.run_id, row_attempts, one_thread=held)
+        seen |= set(metric_rows.unique(row_attempts))
         last_seq = max(last_seq, metric_rows.max_seq)
     has_seq = metric_rows is not None and metric_rows.lines > 0
-    _update_run(conn, cur.run_id, run_changes(status, events, seen_seq=has_seq))
+    changes = run_changes(status, events, seen_seq=has_seq)
+    _update_run(conn, cur.run_id, changes)
     _supersede(conn, cur.run_id, seen, cur.attempt, attempt)
     _register_models(conn, runs_dir, cur.run_id, events)
     if last_number is None:
         last_number = lines[-1].number if lines else cur.line_no
     state = {"byte_offset": end, "last_seq": last_seq, "attempt": attempt,
-             "line_no": last_number}  # fmt: skip
-    _save_offset(conn, cur.run_id, state)
+             "line_no": last_number, "status": changes.get("status", status)}  # fmt: skip
+    if not held:
+        _save_offset(conn, cur.run_id, state)
     return state
 
 

@@ -16,7 +16,6 @@ numpy and pyarrow are imported when a chunk is parsed, not with `store`.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +39,13 @@ def metric_lines(lines: list[tuple[bytes, int]]) -> list[int]:
     return [i for i, (raw, _) in enumerate(lines) if a in raw or b in raw]
 
 
-def marks(data: bytes, start: int = 0, end: int | None = None) -> int:
-    """How many metrics marks the bytes hold (one a metrics line, as writers put it)."""
+def marks(data: bytes, start: int = 0, end: int | None = None, lines: int = -1) -> int:
+    """How many metrics marks the bytes hold (one a metrics line, as writers put it); the
+    second spelling is not counted when the first makes `lines`."""
     a, b = MARKS
     end = len(data) if end is None else end
-    return data.count(a, start, end) + data.count(b, start, end)
+    found = data.count(a, start, end)
+    return found if found == lines else found + data.count(b, start, end)
 
 
 def unmarked_lines(data: bytes, n_lines: int, n_marks: int) -> list[tuple[int, int, int]] | None:
@@ -94,14 +95,29 @@ class MetricRows:
         per_line = before + np.searchsorted(starts, self.line_numbers, side="left")
         return np.maximum(per_line[self.row_lines], 1).astype(np.int32)
 
-    def insert(self, conn: duckdb.DuckDBPyConnection, run_id: str, attempts: np.ndarray) -> None:
+    @staticmethod
+    def unique(attempts: np.ndarray) -> list[int]:
+        import numpy as np
+
+        return np.unique(attempts).tolist()
+
+    def insert(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        run_id: str,
+        attempts: np.ndarray,
+        one_thread: bool = False,
+    ) -> None:
+        """Insert the rows (`one_thread`: the connection is on one thread already)."""
         import pyarrow as pa
 
         table = pa.table({**self.columns, "attempt": pa.array(attempts, pa.int32())})
         # One thread: an append of one chunk gains nothing from DuckDB's pool, and on a busy
         # machine waking it cost 3x the insert (55 ms against 160 ms for 41k rows).
-        (threads,) = conn.execute("SELECT current_setting('threads')").fetchone()
-        conn.execute("SET threads = 1")
+        threads = 1
+        if not one_thread:
+            (threads,) = conn.execute("SELECT current_setting('threads')").fetchone()
+            conn.execute("SET threads = 1")
         try:
             insert_arrow(
                 conn, table,
@@ -111,7 +127,8 @@ class MetricRows:
                 "_metric_rows",
             )  # fmt: skip
         finally:
-            conn.execute(f"SET threads = {int(threads)}")
+            if not one_thread:
+                conn.execute(f"SET threads = {int(threads)}")
 
 
 def parse_metrics(data: bytes, line_numbers: np.ndarray) -> MetricRows | None:
@@ -124,7 +141,7 @@ def parse_metrics(data: bytes, line_numbers: np.ndarray) -> MetricRows | None:
         return None
     options = pj.ReadOptions(use_threads=True, block_size=BLOCK_BYTES)
     try:
-        table = pj.read_json(io.BytesIO(data), read_options=options)
+        table = pj.read_json(pa.BufferReader(data), read_options=options)  # no copy
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     if table.num_rows != len(line_numbers):  # a line holding two objects, say
