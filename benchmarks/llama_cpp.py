@@ -13,6 +13,15 @@ Batch 1, greedy, --threads threads, a short prompt, after a warm-up: each of --r
 decodes --tokens tokens and its ms per token is the time from the first new token to the last
 over the tokens between (the prompt's prefill is left out, as in decode_limits.py); the best
 run is kept. Nothing is downloaded: the GGUF is read from disk.
+
+Two settings keep llama.cpp at its best on a shared machine (both favour llama.cpp, not us):
+- OMP_WAIT_POLICY=PASSIVE unless the environment sets it. ggml's threads meet at a barrier
+  after each of the ~1000 operations of a token; spinning there while other work holds the
+  cores took 2 threads to 124-586 ms a token, against 42-48 ms waiting passively (SmolLM2
+  Q4_1, load average 5.5 on 2 cores).
+- Weights stay in llama.cpp's plain CPU buffers (`use_extra_bufts` off, like llama-cli's
+  --no-repack) unless --repack: a native build on an AMX CPU repacks them into its AMX
+  buffer, and that path crashed in the first decode here (segfault; llama-cpp-python 0.3.36).
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp's OpenMP starts
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,16 +63,36 @@ def ms_per_token(llm, tokens: list[int], n: int) -> float:
     return 1e3 * (stamps[-1] - stamps[0]) / (n - 1)
 
 
-def measure(gguf: Path, n: int, threads: int, repeats: int) -> dict:
+def load(gguf: Path, threads: int, repack: bool):
+    """llama_cpp.Llama on the GGUF; `repack` False keeps the weights out of the extra buffer
+    types (AMX, CPU repack), which Llama() has no argument for."""
+    import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
 
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                verbose=False)  # fmt: skip
+    defaults = lib.llama_model_default_params
+
+    def params():
+        p = defaults()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = repack
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        return Llama(model_path=str(gguf), n_ctx=512, n_threads=threads,
+                     n_threads_batch=threads, verbose=False)  # fmt: skip
+    finally:
+        lib.llama_model_default_params = defaults
+
+
+def measure(gguf: Path, n: int, threads: int, repeats: int, repack: bool = False) -> dict:
+    llm = load(gguf, threads, repack)
     tokens = llm.tokenize(PROMPT.encode())
     ms_per_token(llm, tokens, n)  # warm-up
     best = min(ms_per_token(llm, tokens, n) for _ in range(repeats))
-    return {"ms_per_token": best, "tokens_s": 1e3 / best, "threads": threads,
-            "tokens": n, "prompt_tokens": len(tokens)}  # fmt: skip
+    return {"ms_per_token": best, "tokens_s": 1e3 / best, "threads": threads, "tokens": n,
+            "prompt_tokens": len(tokens), "repack": float(repack),
+            "omp_passive": float(os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE")}  # fmt: skip
 
 
 def main() -> dict:
@@ -75,6 +106,8 @@ def main() -> dict:
     ap.add_argument("--tokens", type=int, default=32, help="new tokens per run (at least 2)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repack", action="store_true",
+                    help="let llama.cpp repack weights (AMX, CPU repack buffers)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     res = {"skipped": why_skipped()}
@@ -88,7 +121,7 @@ def main() -> dict:
     if res["skipped"] is not None:
         print(f"llama.cpp benchmark skipped: {res['skipped']}", flush=True)
     else:
-        res = measure(gguf, max(2, args.tokens), args.threads, args.repeats)
+        res = measure(gguf, max(2, args.tokens), args.threads, args.repeats, args.repack)
         print(f"llama.cpp {gguf.name}: {res['ms_per_token']:.2f} ms per token "
               f"({res['tokens_s']:.1f} tokens/s, {args.threads} threads)", flush=True)  # fmt: skip
     if args.json:
