@@ -14,14 +14,14 @@ decodes --tokens tokens and its ms per token is the time from the first new toke
 over the tokens between (the prompt's prefill is left out, as in decode_limits.py); the best
 run is kept. Nothing is downloaded: the GGUF is read from disk.
 
-Two settings keep llama.cpp at its best on a shared machine (both favour llama.cpp, not us):
-- OMP_WAIT_POLICY=PASSIVE unless the environment sets it. ggml's threads meet at a barrier
-  after each of the ~1000 operations of a token; spinning there while other work holds the
-  cores took 2 threads to 124-586 ms a token, against 42-48 ms waiting passively (SmolLM2
-  Q4_1, load average 5.5 on 2 cores).
-- Weights stay in llama.cpp's plain CPU buffers (`use_extra_bufts` off, like llama-cli's
-  --no-repack) unless --repack: a native build on an AMX CPU repacks them into its AMX
-  buffer, and that path crashed in the first decode here (segfault; llama-cpp-python 0.3.36).
+Weights stay in llama.cpp's plain CPU buffers (`use_extra_bufts` off, like llama-cli's
+--no-repack) unless --repack: a native build on an AMX CPU repacks them into its AMX buffer,
+and that path crashed in the first decode here (segfault; llama-cpp-python 0.3.36).
+
+Both sides run in the environment they are given. Under load, OpenMP's spinning waits hurt
+both: ggml's threads meet at a barrier after each of the ~1000 operations of a token, and at
+load average 5.5 on 2 cores 2 threads took 124-586 ms a token spinning against 42-48 ms with
+OMP_WAIT_POLICY=PASSIVE; set it for the whole `make bench`, not for one side.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama.cpp's OpenMP starts
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -92,7 +90,7 @@ def measure(gguf: Path, n: int, threads: int, repeats: int, repack: bool = False
     best = min(ms_per_token(llm, tokens, n) for _ in range(repeats))
     return {"ms_per_token": best, "tokens_s": 1e3 / best, "threads": threads, "tokens": n,
             "prompt_tokens": len(tokens), "repack": float(repack),
-            "omp_passive": float(os.environ["OMP_WAIT_POLICY"].upper() == "PASSIVE")}  # fmt: skip
+            "omp_passive": float(os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE")}  # fmt: skip
 
 
 def main() -> dict:
