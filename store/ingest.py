@@ -3,15 +3,17 @@
 Every run keeps a byte offset (and line number, attempt and last seq) in `ingest_offsets`.
 A chunk is at most about `eventlog.CHUNK_BYTES` of complete lines, read and checked outside
 the lock. Chunks are stored under short lock holds: a hold opens the store, stores chunk
-after chunk with the run's offset moved, in one transaction, and commits and closes once.
-It takes as many chunks as fit in HOLD_S (0.2 s) at the rate the last holds took, and
-starts no further chunk once HOLD_S has passed: the longest wait it imposes on any other
-process is about HOLD_S plus one chunk's insert and the commit. Between two holds the next
-chunks are read and checked, the lock free, and any process waiting for it (FileLock polls
-every 50 ms) gets it then. A crash part-way rolls back the hold it was in: each chunk is
-stored with its offset or not at all, so nothing is stored twice or lost. Memory stays
-flat in the file's size: at most AHEAD_BYTES of log is read ahead. Inside `Store.read()`
-an ingest stores at most one chunk per run, in that block's one transaction.
+after chunk in one transaction, moves the run's offset past the last, and commits and
+closes once. Its first chunk always; a next one only while the hold, with that chunk's
+insert and the commit, is expected to end within HOLD_S (0.2 s), the expectation measured
+in the hold itself. So the longest wait a hold imposes on another process is about HOLD_S,
+or one chunk's open, insert and commit where that alone takes longer (a busy machine: then
+every hold is one chunk, as when each chunk was its own transaction). Between two holds
+the next chunks are read and checked, the lock free, and a process waiting for it
+(FileLock polls every 50 ms) gets it then. A crash part-way rolls back the hold it was in:
+each chunk is stored with its offset or not at all, so nothing is stored twice or lost.
+Memory stays flat in the file's size: about AHEAD_MEMORY at most is read ahead. Inside
+`Store.read()` an ingest stores at most one chunk per run, in that block's one transaction.
 
 A chunk whose offset another process already moved is read again from the new offset. A
 line the store cannot hold becomes an `error` note naming the file and line; a chunk the
@@ -56,7 +58,12 @@ DATA_ERRORS = (
     OverflowError,
 )  # fmt: skip
 HOLD_S = 0.2  # a lock hold takes more chunks while under this; see the module's docstring
-AHEAD_BYTES = 32 * 1024 * 1024  # at most this much of a log read and checked ahead of a hold
+# At most about this much memory of chunks read and checked ahead of a hold: a chunk counts
+# its bytes, and 5 more for each byte of lines checked one by one (their events are Python
+# objects: a 4 MB chunk of them keeps 23 MB), so ahead of a hold are at most six chunks of
+# metrics, and one chunk of other events.
+AHEAD_MEMORY = 24 * 1024 * 1024
+LINE_WEIGHT = 5
 COLUMNS = True  # False: every line parsed on its own (benchmarks and tests compare the two)
 # A lock hold's open (s), inserts (s per byte of log) and commit (times the inserts), as
 # the last full hold of this process took them; to start with, about what a quiet 2-core
@@ -150,6 +157,12 @@ class Chunk:
     last_number: int
     size: int
     metric_rows: MetricRows | None = None
+    line_bytes: int = 0  # of lines checked one by one
+
+    @property
+    def weight(self) -> int:
+        """About the memory it keeps, as AHEAD_MEMORY counts it."""
+        return self.size + LINE_WEIGHT * self.line_bytes
 
     @property
     def count(self) -> int:
@@ -166,7 +179,7 @@ def _ingest_held(connect: Connect, runs_dir: Path, cur: Cursor) -> int:
     refused chunk split until the bad line is found."""
     count, ahead, pos = 0, [], replace(cur)
     while True:
-        ahead += _read_ahead(pos, sum(chunk.size for chunk in ahead))
+        ahead += _read_ahead(pos, ahead)
         if not ahead:
             return count
         start = replace(cur)
@@ -193,17 +206,17 @@ def _ingest_held(connect: Connect, runs_dir: Path, cur: Cursor) -> int:
         del ahead[:stored]
 
 
-def _read_ahead(pos: Cursor, have: int) -> list[Chunk]:
-    """Chunks from `pos` (moving it) until the next hold is full: about HOLD_S of storing at
-    the rate the last holds took, and at most AHEAD_BYTES in memory."""
+def _read_ahead(pos: Cursor, ahead: list[Chunk]) -> list[Chunk]:
+    """Chunks from `pos` (moving it) to add to those `ahead` until the next hold is full:
+    about HOLD_S of storing at the rate the last holds took, and about AHEAD_MEMORY."""
     chunks: list[Chunk] = []
-    budget = min(_hold_bytes(), AHEAD_BYTES)
-    while have == 0 or have < budget:
+    size, weight, budget = sum(c.size for c in ahead), sum(c.weight for c in ahead), _hold_bytes()
+    while not (ahead or chunks) or (size < budget and weight < AHEAD_MEMORY):
         chunk = _read_chunk(pos)
         if chunk is None:
             break
         chunks.append(chunk)
-        have += chunk.size
+        size, weight = size + chunk.size, weight + chunk.weight
     return chunks
 
 
@@ -256,7 +269,7 @@ def prepare_hold(conn: duckdb.DuckDBPyConnection) -> None:
 def _hold_bytes() -> float:
     """How much log a hold should take: about HOLD_S at the rates the last hold took."""
     per_byte = _rates["insert"] * (1 + _rates["commit_ratio"])
-    return max(HOLD_S - _rates["open"], 0.0) / per_byte if per_byte > 0 else AHEAD_BYTES
+    return max(HOLD_S - _rates["open"], 0.0) / per_byte if per_byte > 0 else float("inf")
 
 
 def _ingest_chunks(
@@ -307,7 +320,8 @@ def _read_chunk(pos: Cursor) -> Chunk | None:
             chunk, lines = _columns_chunk(pos, data, end)
         if chunk is None:
             lines = split_lines(data, pos.read_from) if lines is None else lines
-            chunk = Chunk(_parse(pos, lines), end, pos.line_no + len(lines), len(data))
+            last = pos.line_no + len(lines)
+            chunk = Chunk(_parse(pos, lines), end, last, len(data), line_bytes=len(data))
     pos.read_from, pos.line_no, pos.shrank = end, chunk.last_number, False
     return chunk
 
@@ -351,7 +365,8 @@ def _columns_chunk(
         return None, lines
     parsed = _parse_numbered(rest, False, pos.last_seq)
     last = pos.line_no + (n if lines is None else len(lines))
-    return Chunk(parsed, end, last, len(data), rows), None
+    line_bytes = sum(len(raw) for _, (raw, _) in rest)
+    return Chunk(parsed, end, last, len(data), rows, line_bytes), None
 
 
 def _commit_chunk(connect: Connect, runs_dir: Path, cur: Cursor, chunk: Chunk, split: bool) -> int:
