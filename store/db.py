@@ -40,7 +40,7 @@ _migrated: set[str] = set()
 _migrated_lock = threading.Lock()
 _local = threading.local()
 _opened = [0]
-_holds = {"last": 0.0, "longest": 0.0}  # seconds this process held the file lock
+_holds = {"last": 0.0, "longest": 0.0, "released": 0.0}  # seconds; when (time.monotonic)
 
 
 def connections_opened() -> int:
@@ -51,6 +51,11 @@ def connections_opened() -> int:
 def last_hold_s() -> float:
     """How long this process's last `transaction` held the file lock (open to close)."""
     return _holds["last"]
+
+
+def released_at() -> float:
+    """When (time.monotonic) this process's last `transaction` let go of the file lock."""
+    return _holds["released"]
 
 
 def longest_hold_s(reset: bool = False) -> float:
@@ -118,7 +123,8 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
             conn.close()
     finally:
         lock.release()
-        held = _holds["last"] = time.monotonic() - held
+        _holds["released"] = time.monotonic()
+        held = _holds["last"] = _holds["released"] - held
         _holds["longest"] = max(_holds["longest"], held)
 
 
