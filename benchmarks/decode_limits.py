@@ -9,7 +9,9 @@ In one run, alternating the sides and keeping the best of --repeats (a shared ma
 - ours: engines.generate greedy, batch 1, ms per new token (prefill taken out);
 - transformers: `model.generate(do_sample=False)`, same prompt and length;
 - batch 8: tokens/s of one 8-row greedy call over batch 1's;
-- int8 / int4: the same decode after engines.quantize, and the speed-up over fp32;
+- int8 / int4: the same decode after engines.quantize, the speed-up over fp32, and the floor
+  ratio for the bytes that decode reads (the quantized layers, lm_head included; not the fp32
+  embedding, of which a step reads one row);
 - accuracy: 12 short questions (one-digit arithmetic, capitals), greedy, 24 tokens, checked by
   engines.tasks' checkers, for fp32, int8 and int4: the share right, its change from fp32, and
   the share of answers identical to fp32's (`--accuracy-tokens 0` leaves it out);
@@ -173,6 +175,9 @@ def main() -> dict:
         t = alternate({"q": pair, "fp32": ours_step(model, tok, n)}, n, reps, rounds=1)
         res[f"{kind}_ms"], res[f"{kind}_speedup"] = 1e3 * t["q"], t["fp32"] / t["q"]
         res[f"{kind}_weight_mb"] = weight_bytes(qmodel) / 1e6
+        read = weight_bytes(qmodel) - qmodel.get_input_embeddings().weight.nbytes
+        res[f"{kind}_read_mb"] = read / 1e6
+        res[f"{kind}_floor_ratio"] = read / bw / t["q"]
         if checking:
             texts = answers(qmodel, tok, args.accuracy_tokens)
             res[f"{kind}_accuracy"] = accuracy(texts)
