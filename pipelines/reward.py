@@ -1,7 +1,7 @@
 """Reward modelling: an SFT model's transformer + a scalar head, trained on ranked completions.
 
     workbench run --preset reward-tiny        # sft-tiny's samples ranked by the task checkers
-    workbench reward score reward-tiny --prompt "What is 2 + 2?" --completion "4"
+    workbench reward score reward-tiny --prompt "Is 'level' a palindrome? Answer yes or no." --completion "yes"
 
 Loss −log σ(r_better − r_worse) over every ordered pair of each ranking (InstructGPT), the
 score read at the `<|reward|>` token appended to the completion (engines.reward_model).
@@ -11,6 +11,7 @@ the end, and go to the store as `eval` metrics; the model registers as kind `rew
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -300,5 +301,12 @@ def _save(spec: Spec, ctx, model, tok, base: Path, after) -> Iterator[Event]:
     card = {"heldout_pair_accuracy": after["pair_accuracy"] if after else None,
             "readout_token": REWARD}  # fmt: skip
     yield from publish_model(ctx, model, tok, spec=spec, kind="reward", card=card, meta=meta)
-    try_it = 'workbench reward score {name} --prompt "What is 2 + 2?" --completion "4"'
+    prompt, answer = "What is 2 + 2?", "4"
+    if spec.data.tasks:  # a question of the kind the model was trained to judge
+        from engines.tasks import get_task
+
+        ex = get_task(spec.data.tasks[0]).examples(1, seed=0, split="test")[0]
+        prompt, answer = ex.prompt, ex.answer
+    args = f"--prompt {json.dumps(prompt)} --completion {json.dumps(answer)}"
+    try_it = "workbench reward score {name} " + args.replace("{", "{{").replace("}", "}}")
     yield made_note(spec, ctx, "reward", try_it)

@@ -56,6 +56,7 @@ def test_reward_model_learns_pairs_registers_and_loads_without_project(wb, tmp_p
     good = wb("reward", "score", "tiny-rm", "--prompt", "What is 12 + 30?", "--completion", "42")
     bad = wb("reward", "score", "tiny-rm", "--prompt", "What is 12 + 30?", "--completion", "apple")
     assert good.returncode == 0 and bad.returncode == 0, good.stderr + bad.stderr
+    assert "Loading weights" not in good.stderr, good.stderr  # transformers' bar stays quiet
     assert float(good.stdout) > float(bad.stdout)
     assert_rm_loads_without_project(Path(model["path"]), tmp_path, float(good.stdout))
 

@@ -215,6 +215,8 @@ def main() -> None:
     """The console script: every verb's user-fixable error becomes `error: …` and exit 2."""
     from workbench.ops.errors import as_op_error
 
+    # transformers' own "Loading weights" bars: every verb and the TUI show their own progress
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except Exception as e:
