@@ -69,7 +69,7 @@ COLUMNS = True  # False: every line parsed on its own (benchmarks and tests comp
 # A lock hold's open (s), inserts (s per byte of log) and commit (times the inserts), as
 # the last full hold of this process took them; to start with, about what a quiet 2-core
 # machine takes.
-_rates = {"open": 0.015, "insert": 4e-9, "commit_ratio": 1.5}
+_rates = {"open": 0.015, "insert": 4e-9, "commit_ratio": 2.0}
 
 
 class Moved(Exception):
