@@ -45,6 +45,9 @@ SOURCE = Path(__file__).parent / "csrc" / "gemv.c"
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 MAX_ROWS = 8  # above this torch's GEMM is as good (prefill, training)
 Q4_GROUP = 32  # int4: input columns sharing one scale and zero (fixed in gemv.c)
+# int4 takes the kernel up to this many rows: torch's GEMM needs the weight dequantized first
+# (3-5 ms for a 1536x576 weight here), where the kernel reads it once for all the rows
+Q4_MAX_ROWS = 64
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
@@ -171,8 +174,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def fast_rows(x: torch.Tensor, width: int) -> bool:
-    """Whether x (..., width) can take the kernel now: fp32 on the CPU, at most MAX_ROWS rows,
+def fast_rows(x: torch.Tensor, width: int, max_rows: int = MAX_ROWS) -> bool:
+    """Whether x (..., width) can take the kernel now: fp32 on the CPU, at most max_rows rows,
     no gradient wanted, the kernel built."""
     if _lib is False:
         load()
@@ -183,7 +186,7 @@ def fast_rows(x: torch.Tensor, width: int) -> bool:
         and x.dtype == torch.float32
         and x.device.type == "cpu"
         and width % 8 == 0
-        and x.numel() <= MAX_ROWS * width
+        and x.numel() <= max_rows * width
     )
 
 
@@ -215,15 +218,18 @@ def pack_q4(q: torch.Tensor) -> torch.Tensor:
 def dequantize_q4(qweight: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """The fp32 weight (N, K) = q * scale + zero, group by group, of pack_q4's bytes."""
     N, G = scale.shape
-    b = qweight.reshape(N, G * 2, 1, 8)
-    q = torch.cat([b & 15, b >> 4], dim=2).reshape(N, G, Q4_GROUP).float()  # columns in order
-    return (q * scale[..., None] + zero[..., None]).reshape(N, G * Q4_GROUP)
+    b = qweight.reshape(N, G * 2, 1, 8)  # 16 columns a row of bytes: low nibbles, then high
+    q = torch.empty(N, G * 2, 2, 8, dtype=torch.uint8)
+    torch.bitwise_and(b, 15, out=q[:, :, :1])
+    torch.bitwise_right_shift(b, 4, out=q[:, :, 1:])
+    w = q.reshape(N, G, Q4_GROUP).float()  # columns in order; in place from here (prefill speed)
+    return w.mul_(scale[..., None]).add_(zero[..., None]).reshape(N, G * Q4_GROUP)
 
 
 class Matmuls:
     """x @ w.T for a fixed list of up to 4 weights of one input width (q, k and v; gate and up),
     in one pass of the threads, into output buffers reused call after call (above MAX_ROWS
-    rows, torch's matmul into new tensors).
+    rows, Q4_MAX_ROWS for int4, torch's matmul into new tensors).
 
         qkv = Matmuls([wq, wk, wv], rows=1)
         q, k, v = qkv(x)      # views of the buffers: use them before the next call
@@ -267,7 +273,7 @@ class Matmuls:
     def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x (rows, 1, width) contiguous fp32 → one (rows, 1, N) buffer per weight."""
         assert x.is_contiguous() and x.numel() == self.rows * self.width, (x.shape, self.rows)
-        if self.rows > MAX_ROWS:  # a wide batch: torch's GEMM does as well
+        if self.rows > (Q4_MAX_ROWS if self.kind == "q4" else MAX_ROWS):  # torch does as well
             return [F.linear(x, _dense(w)) for w in self.weights]
         lib, threads = _lib or load(), torch.get_num_threads()
         if self.kind == "q8":

@@ -10,8 +10,8 @@
   on SmolLM2-135M it answered 1 of 12 questions fp32 answers 9 of; docs/performance.md.)
 - int4: weight-only, groups of GROUP input columns with an fp32 scale and zero each
   (w ≈ q * scale + zero, q in [0, 15], two a byte): 6 bits a weight, about 5x less to read
-  than fp32. Decode (1-8 rows) runs engines/csrc/gemv.c's int4 kernel; wider inputs dequantize
-  the weight for torch's matmul, as int8 does. Without the kernel (no C compiler, no AVX2) the
+  than fp32. Decode (up to 64 rows) runs engines/csrc/gemv.c's int4 kernel; wider inputs (a
+  prompt) dequantize the weight for torch's matmul. Without the kernel (no C compiler, no AVX2) the
   layer is packed for PyTorch's own CPU int4 kernel instead
   (`aten._weight_int4pack_mm_for_cpu`, the kernel torchao wraps): the same weights, slower
   than fp32 decode on AVX2 CPUs.
@@ -131,7 +131,7 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.uses_kernel:
             return self._aten(x, bias=True)
-        if cpu_kernels.fast_rows(x, self.in_features):
+        if cpu_kernels.fast_rows(x, self.in_features, max_rows=cpu_kernels.Q4_MAX_ROWS):
             y = cpu_kernels.linear_q4(x, self.qweight, self.scale, self.zero)
             return y if self.bias is None else y.add_(self.bias)
         # a prompt, a gradient wanted, another dtype: dequantize for torch's matmul
