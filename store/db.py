@@ -26,6 +26,7 @@ from store.errors import StoreError
 from store.migrations import migrate
 
 LOCK_TIMEOUT_S = 30.0
+LOCK_POLL_S = 0.01  # how often a waiting process tries the lock (store/ingest.py GAP_S)
 CONNECT_ATTEMPTS = 12  # backoff 0.05 s doubling, capped at 2 s: about 13 s in all
 CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
@@ -97,7 +98,7 @@ def transaction(path: Path, lock: FileLock) -> Iterator[duckdb.DuckDBPyConnectio
         yield joined
         return
     try:
-        lock.acquire(timeout=LOCK_TIMEOUT_S)
+        lock.acquire(timeout=LOCK_TIMEOUT_S, poll_interval=LOCK_POLL_S)
     except Timeout:
         raise StoreError(
             f"waited {LOCK_TIMEOUT_S:.0f} s for {lock.lock_file}: another workbench process "

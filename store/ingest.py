@@ -9,8 +9,8 @@ insert and the commit, is expected to end within HOLD_S (0.2 s), the expectation
 in the hold itself. So the longest wait a hold imposes on another process is about HOLD_S,
 or one chunk's open, insert and commit where that alone takes longer (a busy machine: then
 every hold is one chunk, as when each chunk was its own transaction). Between two holds
-the next chunks are read and checked, the lock free for GAP_S (0.1 s) at least, and a
-process waiting for it (FileLock polls every 50 ms) gets it then. A crash part-way rolls back the hold it was in:
+the next chunks are read and checked, the lock free for GAP_S (50 ms) at least, and a
+process waiting for it (it tries every 10 ms) gets it then. A crash part-way rolls back the hold it was in:
 each chunk is stored with its offset or not at all, so nothing is stored twice or lost.
 Memory stays flat in the file's size: about AHEAD_MEMORY at most is read ahead. Inside
 `Store.read()` an ingest stores at most one chunk per run, in that block's one transaction.
@@ -64,12 +64,13 @@ HOLD_S = 0.2  # a lock hold takes more chunks while under this; see the module's
 # metrics, and one chunk of other events.
 AHEAD_MEMORY = 24 * 1024 * 1024
 LINE_WEIGHT = 5
-GAP_S = 0.1  # the lock free at least this long before a hold: FileLock polls every 50 ms
+GAP_S = 0.05  # the lock free at least this long before a hold: a waiting process tries it
+# every db.LOCK_POLL_S (10 ms), five times in a gap
 COLUMNS = True  # False: every line parsed on its own (benchmarks and tests compare the two)
 # A lock hold's open (s), inserts (s per byte of log) and commit (times the inserts), as
 # the last full hold of this process took them; to start with, about what a quiet 2-core
 # machine takes.
-_rates = {"open": 0.015, "insert": 4e-9, "commit_ratio": 2.0}
+_rates = {"open": 0.015, "insert": 4e-9, "commit_ratio": 1.0}
 
 
 class Moved(Exception):
