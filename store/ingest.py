@@ -57,15 +57,15 @@ DATA_ERRORS = (
     duckdb.OutOfRangeException, duckdb.TypeMismatchException, ValueError, TypeError,
     OverflowError,
 )  # fmt: skip
-HOLD_S = 0.2  # a lock hold takes more chunks while under this; see the module's docstring
+HOLD_S = 0.2  # a hold takes a next chunk only if expected to end within this (docstring)
 # At most about this much memory of chunks read and checked ahead of a hold: a chunk counts
 # its bytes, and 5 more for each byte of lines checked one by one (their events are Python
 # objects: a 4 MB chunk of them keeps 23 MB), so ahead of a hold are at most six chunks of
 # metrics, and one chunk of other events.
 AHEAD_MEMORY = 24 * 1024 * 1024
 LINE_WEIGHT = 5
-GAP_S = 0.05  # the lock free at least this long before a hold: a waiting process tries it
-# every db.LOCK_POLL_S (10 ms), five times in a gap
+GAP_S = 0.05  # the lock free at least this long between two holds of one log: a waiting
+# process tries it every db.LOCK_POLL_S (10 ms), five times in a gap
 COLUMNS = True  # False: every line parsed on its own (benchmarks and tests compare the two)
 # A lock hold's open (s), inserts (s per byte of log) and commit (times the inserts), as
 # the last full hold of this process took them; to start with, about what a quiet 2-core
@@ -179,14 +179,15 @@ def _ingest_held(connect: Connect, runs_dir: Path, cur: Cursor) -> int:
     hold had no time for wait for the next one. A chunk the database refuses sends the
     chunks of that hold, rolled back, through `_ingest_chunks`: one transaction each, a
     refused chunk split until the bad line is found."""
-    count, ahead, pos = 0, [], replace(cur)
+    count, ahead, pos, gap = 0, [], replace(cur), False
     while True:
         ahead += _read_ahead(pos, ahead)
         if not ahead:
             return count
         start = replace(cur)
         try:
-            stored = _store_held(connect, runs_dir, cur, ahead)
+            stored = _store_held(connect, runs_dir, cur, ahead, gap)
+            gap = True
         except Moved:
             with connect() as conn:
                 fresh = _cursor(conn, runs_dir, cur.run_id)
@@ -222,10 +223,13 @@ def _read_ahead(pos: Cursor, ahead: list[Chunk]) -> list[Chunk]:
     return chunks
 
 
-def _store_held(connect: Connect, runs_dir: Path, cur: Cursor, chunks: list[Chunk]) -> int:
+def _store_held(
+    connect: Connect, runs_dir: Path, cur: Cursor, chunks: list[Chunk], gap: bool = False
+) -> int:
     """Store chunks in order in one transaction: the first always, each next one only if
     the hold, with it and the commit, is expected to end within HOLD_S. Return how many;
-    `cur` moves past them.
+    `cur` moves past them. With `gap` (a hold of this log came before), not before the lock
+    has been free GAP_S.
 
     The expectation is measured in the hold itself: the next chunk's insert at the rate of
     the inserts so far, and the commit (which checkpoints what the hold stored) as many
@@ -234,7 +238,7 @@ def _store_held(connect: Connect, runs_dir: Path, cur: Cursor, chunks: list[Chun
     storing = 0.0  # seconds spent storing the chunks so far
     ratio = _rates["commit_ratio"]
     wait = db.released_at() + GAP_S - time.monotonic()
-    if wait > 0:  # the lock free long enough for a process polling for it to get it
+    if gap and wait > 0:  # the lock free long enough for a process polling for it to get it
         time.sleep(wait)
     with connect() as conn:
         began = time.monotonic()
