@@ -99,7 +99,7 @@ def rm(name: str, yes: Annotated[bool, typer.Option("--yes", "-y")] = False) -> 
     typer.echo(model_ops.remove(store, name))
 
 
-QUANTIZE_HELP = "decode with int8 or int4 weights (CPU; int8 ~2x faster; docs/performance.md)"
+QUANTIZE_HELP = "decode with int8 or int4 weights (CPU; ~2x / ~3x faster; docs/performance.md)"
 
 
 def _write(pieces) -> None:
