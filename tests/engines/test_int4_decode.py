@@ -117,6 +117,13 @@ def test_without_the_kernel_int4_falls_back_to_pytorchs_kernel_with_the_same_wei
     torch.testing.assert_close(slow.dequantized(), fast.dequantized(), rtol=0, atol=1e-6)
     x = torch.randn(2, 3 * GROUP)
     torch.testing.assert_close(slow(x), x @ fast.dequantized().T, rtol=1e-5, atol=1e-5)
+    tok = tiny_tokenizer()  # a whole model: not the lean step, its own forward
+    model = quantize_model(
+        tiny_llama(len(tok), seed=6, hidden_size=64, intermediate_size=128), "int4"
+    )
+    assert not model.lm_head.uses_kernel and not fits(model)
+    out = generate(model, tok, PROMPTS[:2], SamplingParams(max_new_tokens=3, temperature=0))
+    assert all(len(g.token_ids) >= 1 for g in out)
 
 
 def _int4_and_its_dequantized_twin(seed: int):
