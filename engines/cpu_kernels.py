@@ -253,7 +253,7 @@ class Matmuls:
         self.ws = (ctypes.c_void_p * self.count)(*[m.data_ptr() for m in mats])
         if self.kind == "q4":  # gemv.c reads whole groups
             assert self.width % Q4_GROUP == 0, f"int4 input width {self.width} % {Q4_GROUP}"
-        if self.kind != "f32":  # the scales (q8: (N,); q4: (N, K/Q4_GROUP)), q4's zeros
+        if self.kind != "f32":  # the scales (q8: (N,); q4: (N, K/Q4_GROUP)) and q4's zeros
             per_row = self.width // Q4_GROUP if self.kind == "q4" else 1
             for w in weights:
                 for t in w[1:]:

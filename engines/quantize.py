@@ -11,10 +11,10 @@
 - int4: weight-only, groups of GROUP input columns with an fp32 scale and zero each
   (w ≈ q * scale + zero, q in [0, 15], two a byte): 6 bits a weight, about 5x less to read
   than fp32. Decode (up to 64 rows) runs engines/csrc/gemv.c's int4 kernel; wider inputs (a
-  prompt) dequantize the weight for torch's matmul. Without the kernel (no C compiler, no AVX2) the
-  layer is packed for PyTorch's own CPU int4 kernel instead
-  (`aten._weight_int4pack_mm_for_cpu`, the kernel torchao wraps): the same weights, slower
-  than fp32 decode on AVX2 CPUs.
+  prompt) dequantize the weight for torch's matmul. Without the kernel (no C compiler, no
+  AVX2) the layer is packed for PyTorch's own CPU int4 kernel instead
+  (`aten._weight_int4pack_mm_for_cpu`, the kernel torchao wraps): the same weights, but
+  slower than fp32 decode on AVX2 CPUs and far slower on prompts.
 
 Both change the numbers a little: greedy output can drift from fp32 after a while.
 benchmarks/decode_limits.py reports the speed-up next to the accuracy on a task set, so a user
