@@ -8,7 +8,7 @@
  * numbers it gets alone.
  * gemv_q8_multi: the same over int8 weights with an fp32 scale a row.
  * gemv_q4_multi: the same over int4 weights, two a byte, with an fp32 scale and zero for each
- * group of 32 input columns.
+ * group of 32 input columns (up to 64 rows of x: dequantizing for torch's GEMM costs more).
  * rms_norm_f32, rope_f32, attend_f32: the small ops of a Llama decode step, one call each.
  */
 #include <immintrin.h>
@@ -160,8 +160,10 @@ void gemv_q8_multi(const float *x, long M, long K, int count, const signed char 
  * so the loop over k multiplies small integers (exact in fp32) by x with one scale a group, and
  * the group sums of x are computed once a call for every row of w.
  *
- * The loop is bound by vector instructions, not by memory, so it saves them where it can: a
- * byte widened to 32 bits is b = lo + 16 hi, and for columns a (low nibble) and a + 8 (high)
+ * Once its bytes are in cache the loop is bound by vector instructions (three a cycle), so it
+ * saves them where it can (13 a group of 32 weights for one row of x, against 19 unpacking
+ * nibbles in order): a byte widened to 32 bits is b = lo + 16 hi, and for columns a (low
+ * nibble) and a + 8 (high)
  *     lo x_a + hi x_{a+8} = lo (x_a - x_{a+8} / 16) + b (x_{a+8} / 16)
  * which needs one mask (lo = b & 15) and no shift. x is rewritten that way once a call
  * (prepare_q4); the products differ from q x only by the rounding of those x's. */
@@ -240,8 +242,8 @@ static inline __attribute__((always_inline)) void dot_q4(
 
 /* Ask for a row of w Q4_AHEAD rows before it is needed. The loop above does too much work per
  * byte for the hardware prefetcher to keep ahead on its own: streaming from memory, one thread
- * read 7 Gw/s without this and 11-12 with it (2 threads: 13-15 and 21-23), 4 to 12 rows ahead
- * all about the same; from L2 it costs 1-3%. A prefetch never faults. */
+ * read 7 G weights/s without this and 11-12 with it (2 threads: 13-15 and 21-23), 4 to 12 rows
+ * ahead all about the same; from L2 it costs a few percent. A prefetch never faults. */
 #define Q4_AHEAD 8
 static inline void prefetch_q4(const unsigned char *q, const float *s, const float *z, long K) {
     for (long c = 0; c < K / 2; c += 64) _mm_prefetch((const char *)(q + c), _MM_HINT_T0);
