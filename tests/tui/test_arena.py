@@ -7,20 +7,9 @@ import pytest
 from textual.widgets import DataTable
 
 from pipelines.comparisons import pairs, store_rankings
-from store import Store
 from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.ops import OpError, arena
 from workbench.tui.app import WorkbenchApp
-
-
-@pytest.fixture
-def two_models(home, tmp_path):
-    from tests.engines.tinylm import save_tiny
-
-    store = Store(home)
-    store.register_model("tiny-a", "assistant", "imported", save_tiny(tmp_path / "a", seed=3))
-    store.register_model("tiny-b", "assistant", "imported", save_tiny(tmp_path / "b", seed=5))
-    return store
 
 
 def board_votes(app) -> dict[str, int]:

@@ -11,7 +11,6 @@ from textual.widgets import Select
 from torch import nn
 
 from engines.quantize import Int8Linear
-from store import Store
 from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
 from workbench.ops import chat as chat_ops
 from workbench.ops import compare as compare_ops
@@ -19,16 +18,6 @@ from workbench.ops import prompting as lab
 from workbench.tui.app import WorkbenchApp
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def two_models(home, tmp_path):
-    from tests.engines.tinylm import save_tiny
-
-    store = Store(home)
-    store.register_model("tiny-a", "assistant", "imported", save_tiny(tmp_path / "a", seed=3))
-    store.register_model("tiny-b", "assistant", "imported", save_tiny(tmp_path / "b", seed=5))
-    return store
 
 
 def int8_only(model: nn.Module) -> bool:
