@@ -46,7 +46,8 @@ from store.checks import EventError
 from store.errors import StoreError
 from store.eventlog import read_block, split_lines
 from store.events import Artifact, Event, RunStarted, event_from_dict
-from store.ingest_discover import EVENTS_FILE, discover_runs
+from store.ingest_cursors import Cursor, candidates, save_offset, stored_cursor
+from store.ingest_discover import discover_runs
 from store.ingest_fast import MetricRows, marks, metric_lines, parse_metrics, unmarked_lines
 from store.ingest_rows import EventRows, insert_rows, micros
 from store.ingest_runs import model_fields, run_changes
@@ -93,20 +94,6 @@ class Line:
     t: float | None = None
 
 
-@dataclass
-class Cursor:
-    """How far one run's log is stored, as this process last saw it."""
-
-    run_id: str
-    path: Path
-    offset: int
-    last_seq: int
-    attempt: int
-    line_no: int
-    read_from: int
-    shrank: bool = False
-
-
 def ingest(
     connect: Connect,
     runs_dir: Path,
@@ -126,7 +113,7 @@ def ingest(
 def pending(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None) -> list[Cursor]:
     """Discover new run folders, then the cursors of runs whose logs have unread lines."""
     discover_runs(conn, runs_dir, run_id)
-    return _candidates(conn, runs_dir, run_id)
+    return candidates(conn, runs_dir, run_id)
 
 
 def ingest_pending(
@@ -190,7 +177,7 @@ def _ingest_held(connect: Connect, runs_dir: Path, cur: Cursor) -> int:
             gap = True
         except Moved:
             with connect() as conn:
-                fresh = _cursor(conn, runs_dir, cur.run_id)
+                fresh = stored_cursor(conn, runs_dir, cur.run_id)
             if fresh is None:
                 return count
             cur, ahead, pos = fresh, [], replace(fresh)
@@ -256,7 +243,7 @@ def _store_held(
             storing += time.monotonic() - start
             _advance(cur, state)
             stored, size = stored + 1, size + chunk.size
-        _save_offset(conn, cur.run_id, state)
+        save_offset(conn, cur.run_id, state)
         body = time.monotonic()
     done = time.monotonic()
     if size >= eventlog.CHUNK_BYTES // 2 and storing > 0:  # a tail's hold: mostly fixed costs
@@ -295,7 +282,7 @@ def _ingest_chunks(
                 count += _commit_chunk(connect, runs_dir, cur, chunk, split)
         except Moved:
             with connect() as conn:
-                fresh = _cursor(conn, runs_dir, cur.run_id)
+                fresh = stored_cursor(conn, runs_dir, cur.run_id)
             if fresh is None:
                 break
             _advance_to(cur, fresh)
@@ -518,7 +505,7 @@ def _store(
     held: bool = False,
 ) -> dict[str, Any]:
     """Store checked lines (and a chunk's metrics lines as columns) up to byte `end`; the
-    state returned is what `_save_offset` saves, with the run's status after. With `status`
+    state returned is what `save_offset` saves, with the run's status after. With `status`
     (the run's, as the chunk before in this transaction left it) the offset is not checked
     again. `held`: in a lock hold, whose connection is on one thread already and which
     saves the offset once, after its last chunk."""
@@ -558,7 +545,7 @@ def _store(
     state = {"byte_offset": end, "last_seq": last_seq, "attempt": attempt,
              "line_no": last_number, "status": changes.get("status", status)}  # fmt: skip
     if not held:
-        _save_offset(conn, cur.run_id, state)
+        save_offset(conn, cur.run_id, state)
     return state
 
 
@@ -608,75 +595,3 @@ def _update_run(conn: duckdb.DuckDBPyConnection, run_id: str, changes: dict[str,
     if changes:
         sets = ", ".join(f"{col} = ?" for col in changes)
         conn.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*changes.values(), run_id])
-
-
-def _save_offset(conn: duckdb.DuckDBPyConnection, run_id: str, state: dict[str, Any]) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO ingest_offsets (run_id, byte_offset, last_seq, attempt, line_no) "
-        "VALUES (?, ?, ?, ?, ?)",
-        [run_id, state["byte_offset"], state["last_seq"], state["attempt"], state["line_no"]],
-    )
-
-
-_CURSORS = (
-    "SELECT r.run_id, r.run_dir, coalesce(o.byte_offset, 0), coalesce(o.last_seq, 0), "
-    "coalesce(o.attempt, 0), o.line_no FROM runs r LEFT JOIN ingest_offsets o USING (run_id)"
-)
-
-
-def _candidates(
-    conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str | None
-) -> list[Cursor]:
-    """Cursors of runs whose events file has bytes the store has not read (or shrank)."""
-    if run_id is None:
-        rows = conn.execute(_CURSORS).fetchall()
-    else:
-        rows = conn.execute(_CURSORS + " WHERE r.run_id = ?", [run_id]).fetchall()
-    found = []
-    for row in rows:
-        path = Path(row[1] or runs_dir / row[0]) / EVENTS_FILE
-        size = _size(path)
-        if size is None or size == row[2]:  # no log, or nothing new whatever the status
-            continue
-        cur = _new_cursor(row, path)
-        if size < cur.offset:
-            cur.read_from, cur.line_no, cur.shrank = 0, 0, True
-        found.append(cur)
-    return found
-
-
-def _cursor(conn: duckdb.DuckDBPyConnection, runs_dir: Path, run_id: str) -> Cursor | None:
-    row = conn.execute(_CURSORS + " WHERE r.run_id = ?", [run_id]).fetchone()
-    if row is None:
-        return None
-    return _new_cursor(row, Path(row[1] or runs_dir / run_id) / EVENTS_FILE)
-
-
-def _new_cursor(row: tuple, path: Path) -> Cursor:
-    run_id, _, offset, last_seq, attempt, line_no = row
-    if line_no is None:
-        line_no = _count_lines(path, offset)
-    return Cursor(run_id, path, offset, last_seq, attempt, line_no, offset)
-
-
-def _count_lines(path: Path, limit: int) -> int:
-    """Newlines in the first `limit` bytes (for offsets stored before line numbers were)."""
-    done = lines = 0
-    try:
-        with open(path, "rb") as f:
-            while done < limit:
-                block = f.read(min(1 << 20, limit - done))
-                if not block:
-                    break
-                done += len(block)
-                lines += block.count(b"\n")
-    except OSError:
-        return 0
-    return lines
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
-        return None

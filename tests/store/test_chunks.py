@@ -60,7 +60,7 @@ def _crash_on_save(monkeypatch: pytest.MonkeyPatch, n: int) -> list[int]:
     """Make the n-th offset save of this test raise (a process killed mid-ingest); the
     saves after it go through."""
     saves: list[int] = []
-    real = ingest_mod._save_offset
+    real = ingest_mod.save_offset
 
     def crash(conn, run_id, state) -> None:
         saves.append(state["byte_offset"])
@@ -68,7 +68,7 @@ def _crash_on_save(monkeypatch: pytest.MonkeyPatch, n: int) -> list[int]:
             raise RuntimeError("killed mid-ingest")
         real(conn, run_id, state)
 
-    monkeypatch.setattr(ingest_mod, "_save_offset", crash)
+    monkeypatch.setattr(ingest_mod, "save_offset", crash)
     return saves
 
 

@@ -44,7 +44,7 @@ def test_a_failure_mid_ingest_leaves_nothing_behind(
     def boom(*args: object) -> None:
         raise RuntimeError("crash between the inserts and the offsets")
 
-    monkeypatch.setattr(ingest_mod, "_save_offset", boom)
+    monkeypatch.setattr(ingest_mod, "save_offset", boom)
     with pytest.raises(RuntimeError):
         store.ingest()
     monkeypatch.undo()
