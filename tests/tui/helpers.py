@@ -101,3 +101,15 @@ async def click_into(pilot, selector: str, timeout: float = 10.0) -> None:
             return
         await pilot.pause(0.2)
     raise AssertionError(f"clicking {selector} never focused it; focus is on {pilot.app.focused}")
+
+
+async def open_chat(pilot):
+    """From Models (key 4), `c` opens the chat pane; it is returned once its models list."""
+    from workbench.tui.screens.chat import ChatPane
+
+    await pilot.press("4")
+    await wait_loaded(pilot)
+    await pilot.press("c")
+    pane = pilot.app.screen.query_one(ChatPane)
+    await wait_for(pilot, lambda: pane.models, 10, "the model list")
+    return pane

@@ -10,10 +10,9 @@ import pytest
 
 from store import Store
 from tests.tui.fixtures import FIXED_NOW
-from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import click_into, open_chat, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.screens import runs as runs_screen
-from workbench.tui.screens.chat import ChatPane
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,11 +46,7 @@ async def test_stop_an_answer_then_clear(home, tmp_path):
     Store(home).register_model("tiny-chat", "assistant", "imported", folder, chat_template=True)
     app = WorkbenchApp(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
-        await wait_loaded(pilot)
-        await pilot.press("c")
-        pane = app.screen.query_one(ChatPane)
-        await wait_for(pilot, lambda: pane.models, 10, "the model list")
+        pane = await open_chat(pilot)
         await click_into(pilot, "#chat-max")
         await pilot.press("end", *["backspace"] * 4, *"2000")
         await click_into(pilot, "#chat-input")

@@ -8,9 +8,9 @@ from textual.widgets import ProgressBar
 
 from engines import hub
 from store import Store
-from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, click_into, open_chat, screen_text, wait_for, wait_loaded
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.screens.chat import AnswerUpdated, ChatPane
+from workbench.tui.screens.chat import AnswerUpdated
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,11 +82,7 @@ async def test_chat_streams_a_tiny_model(home, tmp_path, monkeypatch):
     monkeypatch.setattr(AnswerUpdated, "__init__", spy)
     app = WorkbenchApp(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
-        await wait_loaded(pilot)
-        await pilot.press("c")
-        pane = app.screen.query_one(ChatPane)
-        await wait_for(pilot, lambda: pane.models, 10, "the model list")
+        pane = await open_chat(pilot)
         await click_into(pilot, "#chat-temp")
         await pilot.press("end", "backspace", "backspace", "backspace", "0")
         await click_into(pilot, "#chat-max")

@@ -11,7 +11,7 @@ from textual.widgets import Select
 from torch import nn
 
 from engines.quantize import Int8Linear
-from tests.tui.helpers import choose, click_into, screen_text, wait_for, wait_loaded
+from tests.tui.helpers import choose, click_into, open_chat, screen_text, wait_for, wait_loaded
 from workbench.ops import chat as chat_ops
 from workbench.ops import compare as compare_ops
 from workbench.ops import prompting as lab
@@ -38,15 +38,10 @@ async def set_number(pilot, selector: str, value: str) -> None:
 
 
 async def test_chat_pane_decodes_with_int8_weights(home, two_models):
-    from workbench.tui.screens.chat import ChatPane
 
     app = WorkbenchApp(home=home)
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
-        await wait_loaded(pilot)
-        await pilot.press("c")
-        pane = app.screen.query_one(ChatPane)
-        await wait_for(pilot, lambda: pane.models, 10, "the model list")
+        pane = await open_chat(pilot)
         await pick(pilot, "chat-quantize", "int8")
         await set_number(pilot, "#chat-max", "6")
         await click_into(pilot, "#chat-input")
