@@ -69,10 +69,11 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 
 def sft_loss(model, batch: dict[str, torch.Tensor]):
     """Mean cross-entropy over assistant tokens only (labels shifted by one)."""
-    from engines.losses import next_token_loss
+    from engines.lm_loss import lm_loss, shift_labels
 
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
-    ).logits  # (B, T, V)
-    loss = next_token_loss(logits[:, :-1], batch["labels"][:, 1:], ignore_index=IGNORE)
+    targets = shift_labels(batch["labels"], IGNORE)  # (B, T)
+    loss = lm_loss(
+        model, batch["input_ids"], targets, attention_mask=batch["attention_mask"],
+        ignore_index=IGNORE,
+    )  # fmt: skip
     return loss, {}

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from engines import distributed as D
 from engines.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from engines.errors import UserError
-from engines.losses import next_token_loss
+from engines.lm_loss import lm_loss
 from engines.model import flops_per_token as model_flops_per_token
 from engines.perf import Throughput, best_peak_flops, mfu, raise_peak
 
@@ -106,8 +106,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
 def causal_lm_loss(model: nn.Module, batch: Batch) -> tuple[Tensor, dict]:
     """Next-token loss for a batch (x, y) or {"input_ids", "labels"} of (B, T) ids."""
     x, y = (batch["input_ids"], batch["labels"]) if isinstance(batch, dict) else batch
-    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
-    return next_token_loss(logits, y), {}
+    return lm_loss(model, x, y), {}
 
 
 def _first_tensor(batch: Batch) -> Tensor:

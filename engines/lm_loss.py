@@ -1,0 +1,168 @@
+"""Next-token loss without the full logits: the output layer fused with the cross-entropy.
+
+A causal LM's last step turns hidden states (N, C) into logits (N, V) and a loss. For
+SmolLM2 (V = 49152) at 8 × 1024 tokens the logits and their gradient are 3.2 GB of fp32, and
+on a CPU the softmax over them is slow work beside the matmuls. `linear_cross_entropy` runs
+the output layer and the loss a chunk of rows at a time and, when gradients are wanted,
+computes them in the same pass (softmax minus one-hot, times the weight): the logits never
+exist whole. The gradient is exact, the same as autograd through `F.cross_entropy` up to
+float rounding (tests/engines/test_lm_loss.py).
+
+`lm_loss(model, input_ids, targets)` is what the pretraining and SFT losses call: the fused
+path for a single-process Hugging Face causal LM whose logits are exactly `lm_head(hidden)`
+(Llama, Mistral, Qwen2/3; LoRA-wrapped ones too), and `model(...).logits` with
+`F.cross_entropy` for everything else (DDP and FSDP wrappers, whose hooks must see the whole
+forward; models with logit scaling or soft-capping; an `lm_head` with a bias or LoRA). A
+model the trainer compiled is run as its compiled decoder.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+from torch import Tensor, nn
+
+from engines.losses import next_token_loss
+
+# model types whose forward is exactly logits = lm_head(decoder(...).last_hidden_state)
+FUSABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+CHUNK_ELEMENTS = 1 << 21  # logits per chunk: 8 MB of fp32, a cache-sized block
+
+_compiled_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def chunk_rows(vocab: int) -> int:
+    """Rows per chunk: about CHUNK_ELEMENTS logits, 64 to 1024 rows."""
+    return max(64, min(1024, CHUNK_ELEMENTS // max(vocab, 1)))
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """loss = mean over targets != ignore of -log softmax(h @ w.T)[target]; grads in forward."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, w: Tensor, y: Tensor, ignore_index: int, rows: int) -> Tensor:
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        dev = h.device.type
+        cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        with torch.autocast(h.device.type, enabled=False):
+            wc = w.to(cast)
+            valid = y != ignore_index  # (N,)
+            acc = torch.promote_types(cast, torch.float32)  # softmax and sums: fp32 at least
+            n = valid.sum().clamp_min(1).to(acc)
+            total = torch.zeros((), dtype=acc, device=h.device)
+            dh = torch.empty_like(h) if want_h else None
+            dw = torch.zeros_like(w, dtype=acc) if want_w else None
+            for s in range(0, h.shape[0], rows):
+                hc, yc, vc = h[s : s + rows].to(cast), y[s : s + rows], valid[s : s + rows]
+                logits = (hc @ wc.t()).to(acc)  # (c, V)
+                yi = yc.masked_fill(~vc, 0)
+                logp = torch.log_softmax(logits, dim=-1)  # (c, V)
+                del logits
+                total -= (logp.gather(1, yi[:, None]).squeeze(1) * vc).sum()
+                if not (want_h or want_w):
+                    continue
+                share = vc.to(acc) / n  # (c,) each counted row's part of the mean
+                p = logp.exp_().mul_(share[:, None])  # softmax × share, in place
+                p[torch.arange(len(yi), device=p.device), yi] -= share  # d(mean loss)/d logits
+                pc = p.to(cast)
+                if want_h and cast == h.dtype:
+                    torch.mm(pc, wc, out=dh[s : s + rows])
+                elif want_h:
+                    dh[s : s + rows] = pc @ wc
+                if want_w:
+                    if cast == acc:
+                        dw.addmm_(pc.t(), hc)
+                    else:
+                        dw += (pc.t() @ hc).to(acc)
+        ctx.save_for_backward(dh, None if dw is None else dw.to(w.dtype))
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        dh, dw = ctx.saved_tensors
+        return (
+            None if dh is None else dh * grad.to(dh.dtype),
+            None if dw is None else dw * grad.to(dw.dtype),
+            None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, ignore_index: int = -100
+) -> Tensor:
+    """Mean cross-entropy of `hidden @ weight.T` against `targets`, chunk by chunk.
+
+    hidden (..., C), weight (V, C), targets (...) of ids or `ignore_index`. -> ()
+    An all-ignored batch gives 0 (and zero gradients), where F.cross_entropy gives NaN.
+    """
+    h = hidden.reshape(-1, hidden.shape[-1])
+    y = targets.reshape(-1)
+    if h.shape[0] != y.shape[0]:
+        raise ValueError(f"hidden has {h.shape[0]} rows, targets {y.shape[0]}")
+    return _LinearCrossEntropy.apply(h, weight, y, ignore_index, chunk_rows(weight.shape[0]))
+
+
+def fusable_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """(decoder, lm_head) when the loss may run fused on this model, else None."""
+    compiled = hasattr(model, "_orig_mod")
+    inner = model._orig_mod if compiled else model
+    config = getattr(inner, "config", None)
+    if getattr(config, "model_type", None) not in FUSABLE_TYPES:
+        return None  # DDP and FSDP wrappers land here too: no config of their own
+    if getattr(config, "logit_scale", None) or getattr(config, "final_logit_softcapping", None):
+        return None
+    if _is_fsdp(inner):
+        return None  # FSDP2 puts its hooks on the root module's forward
+    get_decoder = getattr(inner, "get_decoder", None)
+    get_head = getattr(inner, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    decoder, head = get_decoder(), get_head()
+    if type(head) is not nn.Linear or head.bias is not None or decoder is None:
+        return None
+    if compiled:
+        decoder = _compiled(decoder)
+    return decoder, head
+
+
+def _is_fsdp(model: nn.Module) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed
+        return False
+    return isinstance(model, FSDPModule)
+
+
+def _compiled(decoder: nn.Module) -> nn.Module:
+    if decoder not in _compiled_decoders:
+        _compiled_decoders[decoder] = torch.compile(decoder)
+    return _compiled_decoders[decoder]
+
+
+def lm_loss(
+    model: nn.Module,
+    input_ids: Tensor,
+    targets: Tensor,
+    *,
+    attention_mask: Tensor | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Mean next-token cross-entropy: targets (B, T) are the ids each position should predict
+    (already shifted), `ignore_index` where a position does not count. -> ()"""
+    parts = fusable_parts(model)
+    kwargs = {"attention_mask": attention_mask} if attention_mask is not None else {}
+    if parts is None:
+        logits = model(input_ids=input_ids, use_cache=False, **kwargs).logits  # (B, T, V)
+        return next_token_loss(logits, targets, ignore_index=ignore_index)
+    decoder, head = parts
+    hidden = decoder(input_ids=input_ids, use_cache=False, **kwargs).last_hidden_state
+    return linear_cross_entropy(hidden, head.weight, targets, ignore_index=ignore_index)
+
+
+def shift_labels(labels: Tensor, ignore_index: int = -100) -> Tensor:
+    """Labels (B, T) aligned to inputs -> targets (B, T): position t predicts labels[t + 1]."""
+    pad = labels.new_full((labels.shape[0], 1), ignore_index)
+    return torch.cat([labels[:, 1:], pad], dim=1)
