@@ -46,6 +46,7 @@ GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is be
     "decode.floor_ratio": (0.60, "min"), "decode.vs_generate": (1.0, "min"),
     "decode.batch8_speedup": (4.0, "min"), "train.workbench_vs_plain": (1.0, "min"),
     "train.workbench_mfu": (0.70, "min"), "ingest.ingest_rows_s": (500_000, "min"),
+    "train_compiled.workbench_vs_plain": (1.0, "min"), "train_compiled.workbench_mfu": (0.70, "min"),
     "packing.packing_mb_s": (10.0, "min"), "chart_query.chart_query_ms": (50.0, "max"),
     "chart_query.chart_series_ms": (50.0, "max"), "chart_query.chart_query_alone_ms": (50.0, "max"),
     # quantized answers lose at most one of the 12 questions fp32 is asked
@@ -56,9 +57,20 @@ GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is be
 def commands(home: Path, out: Path) -> dict[str, list[str]]:
     """The benchmark of each name, at make-bench settings, writing its JSON into `out`."""
     py = [sys.executable, "-W", "ignore"]
+    train = [
+        *py,
+        "benchmarks/train_throughput.py",
+        "--steps",
+        "3",
+        "--rounds",
+        "2",
+        "--threads",
+        "2",
+    ]
     runs = {
-        "train": [*py, "benchmarks/train_throughput.py", "--steps", "3", "--rounds", "2",
-                  "--warmup", "1", "--threads", "2"],
+        "train": [*train, "--warmup", "1"],
+        # train.compile = true: the first steps compile (about 15 s a loop here), so more warm-up
+        "train_compiled": [*train, "--warmup", "3", "--compile"],
         "ingest": [*py, "benchmarks/ingest.py", "--rows", "200000"],
         "packing": [*py, "benchmarks/packing.py", "--mb", "8"],
         "chart_query": [*py, "benchmarks/chart_query.py", "--rows", "1000000", "--trials", "5"],
@@ -80,7 +92,9 @@ def run_all(
     figures: dict[str, float] = {}
     skipped: dict[str, str] = {}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    wanted = set(only or ()) | ({"llama_cpp"} if only and "decode" in only else set())
+    wanted = set(only or ())
+    wanted |= {"llama_cpp"} if "decode" in wanted else set()
+    wanted |= {"train_compiled"} if "train" in wanted else set()
     for name, cmd in commands(home, out).items():
         if only and name not in wanted:
             continue
@@ -142,7 +156,7 @@ def record(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*",
-                    help="names: train, ingest, packing, chart_query, decode (with llama_cpp), "
+                    help="names: train (with train_compiled), ingest, packing, chart_query, decode (with llama_cpp), "
                          "llama_cpp")  # fmt: skip
     ap.add_argument("--no-record", action="store_true", help="do not add a run to the store")
     args = ap.parse_args()

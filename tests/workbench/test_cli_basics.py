@@ -55,3 +55,11 @@ def test_every_preset_validates(wb):
     for name in list_presets():
         spec = load_spec(preset=name)
         assert spec.pipeline
+
+
+def test_progress_lines_show_mfu_as_a_percentage():
+    from workbench.cli.progress import fmt_values
+
+    line = fmt_values({"loss": 3.21234, "mfu": 0.6342, "tokens": 4096})
+    assert line == "loss=3.212 mfu=63.4% tokens=4096"
+    assert fmt_values({"mfu": 1.3}) == "mfu=100.0%"  # never shown above 100%

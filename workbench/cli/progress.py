@@ -20,7 +20,9 @@ from typing import Any, TextIO
 def fmt_values(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
-        if isinstance(v, float):
+        if k == "mfu" and isinstance(v, (int, float)):
+            v = f"{100.0 * min(max(v, 0.0), 1.0):.1f}%"  # a fraction in the store (no torch here)
+        elif isinstance(v, float):
             v = f"{v:.4g}"
         parts.append(f"{k}={v}")
     return " ".join(parts)
