@@ -136,6 +136,13 @@ static inline float dot_q8(const float *x, const signed char *q, long K) {
     return hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
+/* Ask for a row of int8 weights Q8_AHEAD rows before it is needed, as int4 does (below): the
+ * widening loop does enough work per byte that the hardware prefetcher falls behind. */
+#define Q8_AHEAD 8
+static inline void prefetch_q8(const signed char *q, long K) {
+    for (long c = 0; c < K; c += 64) _mm_prefetch((const char *)(q + c), _MM_HINT_T0);
+}
+
 /* y_j = x @ (q_j * scale_j).T for up to 4 int8 weights of one input width */
 void gemv_q8_multi(const float *x, long M, long K, int count, const signed char **qs,
                    const float **scales, float **ys, const long *Ns, int threads) {
@@ -148,6 +155,7 @@ void gemv_q8_multi(const float *x, long M, long K, int count, const signed char 
         long n = i - first[j], N = Ns[j];
         const signed char *q = qs[j] + n * K;
         float s = scales[j][n];
+        if (n + Q8_AHEAD < N) prefetch_q8(q + Q8_AHEAD * K, K);
         for (long m = 0; m < M; m++) ys[j][m * N + n] = dot_q8(x + m * K, q, K) * s;
     }
 }
