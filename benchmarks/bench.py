@@ -156,8 +156,8 @@ def record(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*",
-                    help="names: train (with train_compiled), ingest, packing, chart_query, decode (with llama_cpp), "
-                         "llama_cpp")  # fmt: skip
+                    help="names: train (with train_compiled), ingest, packing, chart_query, "
+                         "decode (with llama_cpp), llama_cpp")  # fmt: skip
     ap.add_argument("--no-record", action="store_true", help="do not add a run to the store")
     args = ap.parse_args()
     home = default_home()
