@@ -45,10 +45,12 @@ class Spec(StageSpec):
 
 
 def preflight(spec: Spec, store=None) -> None:
+    from pipelines import preflight as check
     from pipelines import reward
 
     resolve_model(store, spec.model.policy)
     reward.check_data(spec, store)
+    check.check_compile(spec.train.compile, check.check_device(spec.train.device))
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:

@@ -58,7 +58,7 @@ def preflight(spec: Spec, store=None) -> None:
     from pipelines import preflight as check
 
     resolve_model(store, spec.model.policy)
-    check.check_device(spec.train.device)
+    check.check_compile(spec.train.compile, check.check_device(spec.train.device))
 
 
 def run(spec: Spec, ctx) -> Iterator[Event]:

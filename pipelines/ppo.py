@@ -98,7 +98,7 @@ def preflight(spec: Spec, store=None) -> None:
     reward = resolve_model(store, spec.model.reward)
     _check_reward_model(reward, spec.model.reward)
     _check_same_tokenizer(policy, reward, spec)
-    check.check_device(spec.train.device)
+    check.check_compile(spec.train.compile, check.check_device(spec.train.device))
 
 
 def _check_reward_model(folder: Path, ref: str) -> None:

@@ -58,6 +58,22 @@ def check_device(device: str, field: str = "train.device") -> str:
     return "cpu"
 
 
+def check_compile(compile: bool, device: str, field: str = "train.compile") -> None:
+    """torch.compile on a CPU writes C++ and builds it: refuses `compile` without a compiler."""
+    if not compile or device != "cpu":
+        return
+    import os
+    import shutil
+
+    cxx = os.environ.get("CXX") or "g++"  # what torch's inductor runs on Linux
+    if shutil.which(cxx.split()[0]) is None:
+        raise SpecError(
+            f"field {field!r}: true, but torch.compile on the CPU needs a C++ compiler and "
+            f"{cxx!r} is not on the PATH — install one (e.g. g++), point CXX at it, or set "
+            f"{field} = false"
+        )
+
+
 def check_memory(
     device: str,
     *,

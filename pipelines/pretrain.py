@@ -28,6 +28,7 @@ def preflight(spec: Spec, store=None) -> None:
     for i, src in enumerate(spec.data.sources):
         _check_source(src, f"data.sources.{i}", T + 1)
     device = check.check_device(spec.train.device)
+    check.check_compile(spec.train.compile, device)
     check.check_fits(
         check.training_shape(spec, store), device,
         world_size=check.world_size_env(spec), parallel=spec.train.parallel,

@@ -61,7 +61,7 @@ def preflight(spec: Spec, store=None) -> None:
 
     resolve_model(store, spec.model.base)
     check_data(spec, store)
-    check.check_device(spec.train.device)
+    check.check_compile(spec.train.compile, check.check_device(spec.train.device))
 
 
 def check_data(spec, store) -> None:

@@ -40,6 +40,7 @@ def preflight(spec: Spec, store=None) -> None:
             except UserError as e:
                 raise check.SpecError(str(e)) from None
     device = check.check_device(spec.train.device)
+    check.check_compile(spec.train.compile, device)
     config = _text_config(folder)
     if not config:
         return

@@ -116,6 +116,17 @@ def test_cuda_without_a_gpu_is_refused(tmp_path, home):
     assert "'train.device': 'cuda' but" in refused(home, data, tmp_path)
 
 
+def test_compile_without_a_cxx_compiler_is_refused(tmp_path, home, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-c++")
+    data = pretrain(tmp_path, {"kind": "stdlib"}, train={"compile": True})
+    msg = refused(home, data, tmp_path)
+    assert "'train.compile': true, but torch.compile on the CPU needs a C++ compiler" in msg
+    assert "'no-such-c++' is not on the PATH" in msg and "train.compile = false" in msg
+    data = pretrain(tmp_path, {"kind": "stdlib"}, train={"compile": False})
+    spec = spec_from_dict(data, where="job.toml", base_dir=tmp_path)
+    assert prepare_run(Store(home), spec)  # the same spec without compile is fine
+
+
 def test_a_model_too_big_for_memory_is_refused_with_the_estimate(tmp_path, home):
     model = {"n_layer": 50, "n_head": 64, "n_embd": 8192, "block_size": 128}
     msg = refused(home, pretrain(tmp_path, {"kind": "stdlib"}, model=model), tmp_path)
