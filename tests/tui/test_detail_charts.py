@@ -19,7 +19,8 @@ RUN = "sft-20250301-115900-abcd"
 def sft_events(first: int, last: int) -> list[dict]:
     out = []
     for step in range(first, last + 1):
-        train = {"loss": 3.0 - step / 100, "lr": 1e-4, "tokens_per_s": 500.0, "grad_norm": 1.0}
+        train = {"loss": 3.0 - step / 100, "lr": 1e-4, "tokens_per_s": 500.0, "grad_norm": 1.0,
+                 "mfu": 0.4 + step / 1000}  # fmt: skip
         out.append({"kind": "metrics", "step": step, "values": train, "split": "train"})
         if step % 5 == 0:
             out.append({"kind": "metrics", "step": step, "values": {"loss": 3.5 - step / 100},
@@ -58,11 +59,13 @@ async def test_loss_first_scrolls_and_stays_live(home):
         await wait_for(pilot, lambda: len(charts(detail)) >= 4, 10, "the evaluation charts")
         for e in sft_events(1, 10):  # training starts after the baseline evaluation
             log.append(e)
-        await wait_for(pilot, lambda: len(charts(detail)) >= 8, 20, "every chart")
+        await wait_for(pilot, lambda: len(charts(detail)) >= 9, 20, "every chart")
         first = charts(detail)[0]
         assert first.title == "loss" and set(first.series) == {"loss", "val_loss"}
         legends = [line for line in screen_text(app).splitlines() if "● " in line]
         assert legends[0].strip().startswith("loss")
+        mfu = next(c for c in charts(detail) if c.title == "mfu")
+        assert "mfu 41%" in mfu.legend().plain  # a fraction in the store, a percentage here
 
         grid = detail.query_one("#chart-grid")
         assert app.focused is grid  # the charts take the arrow keys when the detail opens

@@ -21,6 +21,7 @@ from workbench.ops.stores import reading
 DATA_PIPELINES = ("pretrain", "data-inspect")
 LOG_BYTES = 32 * 1024
 FIRST = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")
+PERCENT = frozenset({"mfu"})  # stored as fractions, charted and read as percentages
 CHART_POINTS = 2000  # per curve on opening Run detail: more than a chart's dots across
 
 

@@ -25,7 +25,7 @@ from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 from workbench.ops import runs as run_ops
 from workbench.ops.fmt import human_age, human_seconds, short_path
 from workbench.ops.runlist import eta_seconds
-from workbench.ops.views import chart_groups, log_tail, run_view, series_label
+from workbench.ops.views import PERCENT, chart_groups, log_tail, run_view, series_label
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.tomlfmt import dumps
 from workbench.tui.widgets.chart import LineChart
@@ -154,7 +154,8 @@ class RunDetailScreen(StoreScreen):
                 continue
             chart, label = series_label(m["name"], m.get("split"))
             self.charts[label] = chart
-            self.series[label].append((float(m.get("step") or 0), float(m["value"])))
+            value = float(m["value"]) * (100.0 if chart in PERCENT else 1.0)
+            self.series[label].append((float(m.get("step") or 0), value))
         groups = chart_groups(self.charts)
         if [title for title, _ in groups] != list(self.chart_widgets):
             self._mount_charts([title for title, _ in groups])
@@ -167,8 +168,10 @@ class RunDetailScreen(StoreScreen):
         below the ones logged earlier. Rare: once per new metric name."""
         box = self.query_one("#chart-grid", VerticalScroll)
         box.remove_children()
-        self.chart_widgets = {t: LineChart(t, classes="wide" if i == 0 else "")
-                              for i, t in enumerate(titles)}  # fmt: skip
+        self.chart_widgets = {
+            t: LineChart(t, unit="%" if t in PERCENT else "", classes="wide" if i == 0 else "")
+            for i, t in enumerate(titles)
+        }
         for chart in self.chart_widgets.values():
             chart.set_view(self.smoothing, self.log_y)
         box.mount_all(self.chart_widgets.values())

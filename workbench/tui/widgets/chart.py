@@ -118,9 +118,9 @@ class LineChart(Widget):
     LineChart > .linechart--title { color: $text; text-style: bold; }
     """
 
-    def __init__(self, title: str = "", **kwargs) -> None:
+    def __init__(self, title: str = "", unit: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.title = title
+        self.title, self.unit = title, unit  # unit: after each value shown ("%")
         self.series: dict[str, list[Point]] = {}
         self.smoothing = 0.0  # EMA weight on the past (0: raw values)
         self.log_y = False
@@ -143,7 +143,7 @@ class LineChart(Widget):
         for i, (name, points) in enumerate(self.series.items()):
             last = _clean(points)[-1][1] if _clean(points) else None
             text.append("  ● ", style=self._style(i))
-            text.append(f"{name} {fmt_num(last) if last is not None else '-'}")
+            text.append(f"{name} {fmt_num(last) + self.unit if last is not None else '-'}")
         return text
 
     def render(self) -> RenderableType:
@@ -161,6 +161,7 @@ class LineChart(Widget):
         top, bottom = (10**ymax, 10**ymin) if self.log_y else (ymax, ymin)
         for r, cells in enumerate(grid):
             label = fmt_num(top) if r == 0 else fmt_num(bottom) if r == rows - 1 else ""
+            label += self.unit if label else ""
             out.append("\n" + label.rjust(GUTTER - 2) + " ┤", style=axis)
             for ch, owner in cells:
                 out.append(ch, style=self._style(owner) if owner >= 0 else None)
