@@ -16,14 +16,13 @@ import sys
 import time
 from typing import Any, TextIO
 
+from workbench.ops.fmt import fmt_metric
+
 
 def fmt_values(values: dict[str, Any]) -> str:
     parts = []
     for k, v in values.items():
-        if k == "mfu" and isinstance(v, (int, float)):
-            v = f"{100.0 * min(max(v, 0.0), 1.0):.1f}%"  # a fraction in the store (no torch here)
-        elif isinstance(v, float):
-            v = f"{v:.4g}"
+        v = fmt_metric(k, v) if isinstance(v, (int, float)) else v
         parts.append(f"{k}={v}")
     return " ".join(parts)
 

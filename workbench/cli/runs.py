@@ -13,7 +13,7 @@ from workbench.cli.common import execute_run, refreshed_store
 from workbench.cli.tables import json_value, print_rows
 from workbench.ops import runlist
 from workbench.ops import runs as run_ops
-from workbench.ops.fmt import fmt, human_age, human_seconds, step_text
+from workbench.ops.fmt import fmt_metric, human_age, human_seconds, step_text
 from workbench.ops.refs import find_run, run_folder
 from workbench.ops.stores import reading, refresh
 
@@ -144,7 +144,7 @@ def _print_show(run: dict, info: dict) -> None:
     if info["tags"]:
         typer.echo(f"  tags:     {', '.join(info['tags'])}")
     for k, v in info["latest_metrics"].items():
-        typer.echo(f"  {k:<16} {fmt(v)}")
+        typer.echo(f"  {k:<16} {fmt_metric(k, v)}")
     for a in info["artifacts"][-5:]:
         typer.echo(f"  {a['type']:<10} {a['path']}")
     for s in info["samples"]:

@@ -77,6 +77,16 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+PERCENT_METRICS = frozenset({"mfu"})  # stored as fractions, read by people as percentages
+
+
+def fmt_metric(name: str, v: Any) -> str:
+    """A metric's value for people: `fmt`, but MFU as "63.4%" (never above 100%)."""
+    if name in PERCENT_METRICS and isinstance(v, (int, float)) and math.isfinite(v):
+        return f"{100.0 * min(max(v, 0.0), 1.0):.1f}%"
+    return fmt(v)
+
+
 def fmt_num(v: float | None) -> str:
     """A short label: 3 significant digits, k/M/G for big values, exponent for tiny ones."""
     if v is None or not math.isfinite(v):

@@ -15,13 +15,14 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from workbench.ops.fmt import PERCENT_METRICS
 from workbench.ops.refs import run_folder
 from workbench.ops.stores import reading
 
 DATA_PIPELINES = ("pretrain", "data-inspect")
 LOG_BYTES = 32 * 1024
 FIRST = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")
-PERCENT = frozenset({"mfu"})  # stored as fractions, charted and read as percentages
+PERCENT = PERCENT_METRICS  # charted in percent
 CHART_POINTS = 2000  # per curve on opening Run detail: more than a chart's dots across
 
 
