@@ -18,8 +18,6 @@ model the trainer compiled is run as its compiled decoder.
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch import Tensor, nn
 
@@ -28,8 +26,6 @@ from engines.losses import next_token_loss
 # model types whose forward is exactly logits = lm_head(decoder(...).last_hidden_state)
 FUSABLE_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 CHUNK_ELEMENTS = 1 << 21  # logits per chunk: 8 MB of fp32, a cache-sized block
-
-_compiled_decoders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def chunk_rows(vocab: int) -> int:
@@ -124,7 +120,7 @@ def fusable_parts(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
     if type(head) is not nn.Linear or head.bias is not None or decoder is None:
         return None
     if compiled:
-        decoder = _compiled(decoder)
+        decoder = _compiled(model, decoder)
     return decoder, head
 
 
@@ -136,10 +132,12 @@ def _is_fsdp(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def _compiled(decoder: nn.Module) -> nn.Module:
-    if decoder not in _compiled_decoders:
-        _compiled_decoders[decoder] = torch.compile(decoder)
-    return _compiled_decoders[decoder]
+def _compiled(wrapper: nn.Module, decoder: nn.Module) -> nn.Module:
+    """torch.compile(decoder), made once and kept on the compiled model (not registered as a
+    submodule: nothing changes in its state dict), so it lives exactly as long as it."""
+    if "_fused_decoder" not in wrapper.__dict__:
+        wrapper.__dict__["_fused_decoder"] = torch.compile(decoder)
+    return wrapper.__dict__["_fused_decoder"]
 
 
 def lm_loss(

@@ -126,6 +126,7 @@ def test_which_models_fuse():
     decoder, _ = L.fusable_parts(compiled)
     assert decoder is not model.model and decoder._orig_mod is model.model
     assert L.fusable_parts(compiled)[0] is decoder  # compiled once
+    assert not any("fused" in k for k in compiled.state_dict())  # kept, not registered
 
     lora = get_peft_model(build_model(SIZE, seed=0), LoraConfig(r=4, target_modules=["q_proj"]))
     assert L.fusable_parts(lora) is not None
