@@ -58,20 +58,29 @@ def check_device(device: str, field: str = "train.device") -> str:
     return "cpu"
 
 
-def check_compile(compile: bool, device: str, field: str = "train.compile") -> None:
-    """torch.compile on a CPU writes C++ and builds it: refuses `compile` without a compiler."""
-    if not compile or device != "cpu":
-        return
+def cxx_name() -> str:
+    """The C++ compiler torch's inductor runs on Linux: $CXX, else g++."""
     import os
+
+    return os.environ.get("CXX") or "g++"
+
+
+def cxx_compiler() -> str | None:
+    """The path of that compiler, or None where it is not on the PATH."""
     import shutil
 
-    cxx = os.environ.get("CXX") or "g++"  # what torch's inductor runs on Linux
-    if shutil.which(cxx.split()[0]) is None:
-        raise SpecError(
-            f"field {field!r}: true, but torch.compile on the CPU needs a C++ compiler and "
-            f"{cxx!r} is not on the PATH — install one (e.g. g++), point CXX at it, or set "
-            f"{field} = false"
-        )
+    return shutil.which(cxx_name().split()[0])
+
+
+def check_compile(compile: bool, device: str, field: str = "train.compile") -> None:
+    """torch.compile on a CPU writes C++ and builds it: refuses `compile` without a compiler."""
+    if not compile or device != "cpu" or cxx_compiler() is not None:
+        return
+    raise SpecError(
+        f"field {field!r}: true, but torch.compile on the CPU needs a C++ compiler and "
+        f"{cxx_name()!r} is not on the PATH — install one (e.g. g++), point CXX at it, or set "
+        f"{field} = false"
+    )
 
 
 def check_memory(

@@ -30,6 +30,8 @@ def test_doctor_reports_versions_device_and_store(wb, home):
         assert needle in p.stdout
     kernel = next(line for line in p.stdout.splitlines() if line.startswith("cpu kernel"))
     assert "memory bandwidth" in kernel or "not in use" in kernel, kernel
+    no_cxx = wb("doctor", env={"CXX": "no-such-c++"}).stdout
+    assert "train.compile needs a C++ compiler on the CPU: 'no-such-c++' not found" in no_cxx
 
 
 def test_sql_answers_and_formats(wb):

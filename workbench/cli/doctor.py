@@ -24,6 +24,7 @@ def report() -> int:
         print(f"{lib:<18}{version or 'MISSING — run `make setup` (or pip install -e .)'}")
     print(f"{'device':<18}{system.device_summary()}")
     print(f"{'cpu kernel':<18}{system.kernel_summary()}")
+    print(f"{'compile':<18}{system.compile_summary()}")
     store = open_store()
     health = system.store_health(store)
     print(f"{'home':<18}{store.home}  (set WORKBENCH_HOME to move it)")

@@ -42,6 +42,16 @@ def kernel_summary() -> str:
     return f"not in use, torch does every matmul: {cpu_kernels.why_not}"
 
 
+def compile_summary() -> str:
+    """Whether `train.compile = true` can build its CPU kernels here (a C++ compiler)."""
+    from pipelines import preflight
+
+    cxx = preflight.cxx_compiler()
+    if cxx:
+        return f"train.compile can build on the CPU ({cxx})"
+    return f"train.compile needs a C++ compiler on the CPU: {preflight.cxx_name()!r} not found"
+
+
 def store_health(store: Any) -> dict[str, Any]:
     """The store's health: path, schema version, row counts, `ok`, and what is wrong
     (`error` when the file does not open, `integrity`, `schema_problems`, `missing_runs`).
