@@ -12,6 +12,10 @@ from engines.model import ModelSize, build_model
 from engines.sft_data import IGNORE, sft_loss
 from engines.trainer import causal_lm_loss
 
+pytestmark = [  # torch's own inductor import, and peft on a LoRA lm_head (which must not fuse)
+    pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Model has .tie_word_embeddings=True.:UserWarning"),
+]
 SIZE = ModelSize(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=300)
 
 

@@ -14,7 +14,7 @@ from workbench.ops import launch, specs
 from workbench.tui.app import WorkbenchApp
 
 
-def test_summary_of_the_tiny_preset():
+async def test_summary_of_the_tiny_preset():  # async: the module's tests all carry asyncio
     spec = specs.load(None, preset="pretrain-tiny", overrides=["train.device=cpu"])
     line = launch.summary(spec)
     assert line.startswith("1.07M params · 1.84M tokens (900 steps × 16 × 128) · ~")
