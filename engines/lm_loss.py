@@ -160,6 +160,29 @@ def lm_loss(
     return linear_cross_entropy(hidden, head.weight, targets, ignore_index=ignore_index)
 
 
+@torch.no_grad()
+def next_token_stats(model: nn.Module, ids: Tensor, attn: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(log p of each next token (N, T-1), entropy of each next-token distribution (N, T-1))
+    without the full logits, chunk by chunk: for the no-grad passes of RL (reference and old
+    log-probs, held-out KL). None where the model does not fuse (see `fusable_parts`)."""
+    parts = fusable_parts(model)
+    if parts is None:
+        return None
+    decoder, head = parts
+    hidden = decoder(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+    N, T, C = hidden.shape
+    h = hidden[:, :-1].reshape(-1, C)  # (N (T-1), C)
+    y = ids[:, 1:].reshape(-1)
+    logp = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    entropy = torch.empty_like(logp)
+    rows = chunk_rows(head.weight.shape[0])
+    for s in range(0, h.shape[0], rows):
+        ls = torch.log_softmax((h[s : s + rows] @ head.weight.t()).float(), dim=-1)  # (c, V)
+        logp[s : s + rows] = ls.gather(1, y[s : s + rows, None]).squeeze(1)
+        entropy[s : s + rows] = -(ls.exp() * ls).sum(-1)
+    return logp.view(N, T - 1), entropy.view(N, T - 1)
+
+
 def shift_labels(labels: Tensor, ignore_index: int = -100) -> Tensor:
     """Labels (B, T) aligned to inputs -> targets (B, T): position t predicts labels[t + 1]."""
     pad = labels.new_full((labels.shape[0], 1), ignore_index)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from engines.generate import SamplingParams, encode_prompt, generate
+from engines.lm_loss import next_token_stats
 from engines.losses import token_logprobs
 
 
@@ -68,7 +69,14 @@ def entropy_of(logits: Tensor) -> Tensor:
 
 
 def token_logps(model, ids: Tensor, attn: Tensor, logits: Tensor | None = None):
-    """(log p of each next token (N, T-1), entropy of each next-token distribution (N, T-1))."""
+    """(log p of each next token (N, T-1), entropy of each next-token distribution (N, T-1)).
+
+    Without gradients, a model whose output layer fuses is read chunk by chunk
+    (`engines.lm_loss.next_token_stats`): the (N, T, V) logits never exist whole."""
+    if logits is None and not torch.is_grad_enabled():
+        stats = next_token_stats(model, ids, attn)
+        if stats is not None:
+            return stats
     if logits is None:
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits  # (N, T, V)
     logits = logits[:, :-1]

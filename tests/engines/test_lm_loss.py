@@ -156,3 +156,39 @@ def test_which_models_fuse():
 def test_shift_labels():
     labels = torch.tensor([[5, 6, 7], [8, -100, 9]])
     assert L.shift_labels(labels).tolist() == [[6, 7, -100], [-100, 9, -100]]
+
+
+def test_no_grad_token_stats_match_the_logits_path(monkeypatch):
+    """RL's reference and old log-probs (no gradients) read the head chunk by chunk."""
+    from peft import LoraConfig, get_peft_model
+
+    from engines.rollout import Reference, token_logps
+
+    monkeypatch.setattr(L, "chunk_rows", lambda vocab: 7)  # several chunks and a ragged one
+    g = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, SIZE.vocab_size, (3, 10), generator=g)
+    attn = torch.ones_like(ids)
+    attn[2, 7:] = 0  # a padded row
+    policy = get_peft_model(build_model(SIZE, seed=0), LoraConfig(r=4, target_modules=["q_proj"]))
+    with torch.no_grad():
+        for p in policy.parameters():  # LoRA's B starts at zero: make the adapter matter
+            if p.requires_grad:
+                p.add_(0.5)
+    ref = Reference(policy, lora=True)
+    calls = []
+    real = L.next_token_stats
+    monkeypatch.setattr("engines.rollout.next_token_stats", lambda *a: calls.append(1) or real(*a))
+    with torch.no_grad():
+        fused = token_logps(policy, ids, attn)
+        fused_ref = ref.logps(ids, attn)
+    assert len(calls) == 2 and fused[0].shape == fused[1].shape == (3, 9)
+    logits = policy(input_ids=ids, attention_mask=attn).logits
+    full = token_logps(None, ids, attn, logits=logits)  # the path with gradients
+    for a, b in zip(fused, full, strict=True):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
+    with policy.disable_adapter():
+        base = token_logps(
+            None, ids, attn, logits=policy(input_ids=ids, attention_mask=attn).logits
+        )
+    torch.testing.assert_close(fused_ref, base[0].detach(), rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fused_ref, fused[0])  # the adapter was off for the reference
