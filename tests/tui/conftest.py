@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.fixtures import FIXED_NOW, fill_store
+from tests.tui.fixtures import FIXED_NOW, fill_store, register_tiny_pair
 
 
 @pytest.fixture
@@ -24,10 +24,4 @@ def fixed_app(filled_home):
 @pytest.fixture
 def two_models(home, tmp_path):
     """Two tiny assistants, tiny-a and tiny-b, registered in an empty home."""
-    from store import Store
-    from tests.engines.tinylm import save_tiny
-
-    store = Store(home)
-    store.register_model("tiny-a", "assistant", "imported", save_tiny(tmp_path / "a", seed=3))
-    store.register_model("tiny-b", "assistant", "imported", save_tiny(tmp_path / "b", seed=5))
-    return store
+    return register_tiny_pair(home, tmp_path)

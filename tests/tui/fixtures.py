@@ -225,3 +225,14 @@ def write_shards(home: Path, spec: dict = PRETRAIN_SPEC) -> Path:
         sources.append({"source": name, "weight": 0.5, "docs": len(docs), "tokens_train": len(ids)})
     (root / "manifest.json").write_text(json.dumps({"dtype": "uint16", "sources": sources}))
     return root
+
+
+def register_tiny_pair(home, tmp_path, b_kind: str = "assistant", b_seed: int = 5):
+    """tiny-a (an assistant) and tiny-b (`b_kind`) registered in `home`; the store."""
+    from store import Store
+    from tests.engines.tinylm import save_tiny
+
+    store = Store(home)
+    store.register_model("tiny-a", "assistant", "imported", save_tiny(tmp_path / "a", seed=3))
+    store.register_model("tiny-b", b_kind, "imported", save_tiny(tmp_path / "b", seed=b_seed))
+    return store

@@ -8,7 +8,7 @@ import pytest
 from textual.widgets import DataTable, SelectionList
 
 from store import Store
-from tests.tui.fixtures import PRETRAIN, SFT, _run
+from tests.tui.fixtures import PRETRAIN, SFT, _run, register_tiny_pair
 from tests.tui.helpers import click_into, screen_text, wait_for, wait_loaded
 from workbench.ops import compare
 from workbench.tui.app import WorkbenchApp
@@ -19,13 +19,9 @@ PPO = "ppo-20250301-115900-cafe"
 
 
 @pytest.fixture
-def two_models(home, tmp_path):
-    from tests.engines.tinylm import save_tiny
-
-    store = Store(home)
-    store.register_model("tiny-a", "assistant", "imported", save_tiny(tmp_path / "a", seed=3))
-    store.register_model("tiny-b", "base", "imported", save_tiny(tmp_path / "b", seed=4))
-    return store
+def assistant_and_base(home, tmp_path):
+    """tiny-a an assistant, tiny-b a base model: Compare shows both kinds."""
+    return register_tiny_pair(home, tmp_path, b_kind="base", b_seed=4)
 
 
 @pytest.fixture
@@ -58,7 +54,7 @@ async def tick(pilot, selector: str, values: list[str]) -> None:
 
 
 @pytest.mark.asyncio
-async def test_two_models_stream_side_by_side(home, two_models, monkeypatch):
+async def test_two_models_stream_side_by_side(home, assistant_and_base, monkeypatch):
     posted: list[list[tuple[str, bool]]] = []  # (text, done) of each column, every update
     original = ColumnsUpdated.__init__
 
