@@ -65,3 +65,7 @@ def test_progress_lines_show_mfu_as_a_percentage():
     line = fmt_values({"loss": 3.21234, "mfu": 0.6342, "tokens": 4096})
     assert line == "loss=3.212 mfu=63.4% tokens=4096"
     assert fmt_values({"mfu": 1.3}) == "mfu=100.0%"  # never shown above 100%
+    trainer_order = {"loss": 2.0, "lr": 0.001, "grad_norm": 1.0, "tokens_per_s": 900.0,
+                     "tokens": 4096.0, "mfu": 0.5, "accuracy": 0.25}  # fmt: skip
+    keys = [part.split("=")[0] for part in fmt_values(trainer_order).split()]
+    assert keys == ["loss", "lr", "tokens_per_s", "mfu", "grad_norm", "tokens", "accuracy"]

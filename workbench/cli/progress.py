@@ -16,15 +16,13 @@ import sys
 import time
 from typing import Any, TextIO
 
-from workbench.ops.fmt import fmt_metric
+from workbench.ops.fmt import fmt_metric, metric_rank
 
 
 def fmt_values(values: dict[str, Any]) -> str:
-    parts = []
-    for k, v in values.items():
-        v = fmt_metric(k, v) if isinstance(v, (int, float)) else v
-        parts.append(f"{k}={v}")
-    return " ".join(parts)
+    """`k=v …`, the headline metrics first (a terminal's bar cuts the line at its width)."""
+    order = sorted(values, key=metric_rank)  # stable: the rest keep their logged order
+    return " ".join(f"{k}={fmt_metric(k, values[k])}" for k in order)
 
 
 class PlainPrinter:

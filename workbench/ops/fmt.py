@@ -78,6 +78,12 @@ def fmt(v: Any) -> str:
 
 
 PERCENT_METRICS = frozenset({"mfu"})  # stored as fractions, read by people as percentages
+FIRST_METRICS = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")  # charts and lines lead with
+
+
+def metric_rank(name: str) -> int:
+    """Where a metric goes among others: FIRST_METRICS in their order, then the rest."""
+    return FIRST_METRICS.index(name) if name in FIRST_METRICS else len(FIRST_METRICS)
 
 
 def fmt_metric(name: str, v: Any) -> str:

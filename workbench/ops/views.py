@@ -15,14 +15,12 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from workbench.ops.fmt import PERCENT_METRICS
+from workbench.ops.fmt import metric_rank
 from workbench.ops.refs import run_folder
 from workbench.ops.stores import reading
 
 DATA_PIPELINES = ("pretrain", "data-inspect")
 LOG_BYTES = 32 * 1024
-FIRST = ("loss", "lr", "tokens_per_s", "mfu", "grad_norm")
-PERCENT = PERCENT_METRICS  # charted in percent
 CHART_POINTS = 2000  # per curve on opening Run detail: more than a chart's dots across
 
 
@@ -109,7 +107,7 @@ def chart_groups(series: dict[str, str]) -> list[tuple[str, list[str]]]:
     charts: dict[str, list[str]] = {}
     for label, chart in series.items():
         charts.setdefault(chart, []).append(label)
-    order = sorted(charts, key=lambda n: (FIRST.index(n) if n in FIRST else len(FIRST), n))
+    order = sorted(charts, key=lambda n: (metric_rank(n), n))
     return [(c, sorted(charts[c], key=lambda s: (s != c, s))) for c in order]
 
 

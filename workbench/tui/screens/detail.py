@@ -23,9 +23,9 @@ from textual.message import Message
 from textual.widgets import Footer, Log, Static, TabbedContent, TabPane
 
 from workbench.ops import runs as run_ops
-from workbench.ops.fmt import human_age, human_seconds, short_path
+from workbench.ops.fmt import PERCENT_METRICS, human_age, human_seconds, short_path
 from workbench.ops.runlist import eta_seconds
-from workbench.ops.views import PERCENT, chart_groups, log_tail, run_view, series_label
+from workbench.ops.views import chart_groups, log_tail, run_view, series_label
 from workbench.tui.screens.base import StoreScreen
 from workbench.tui.tomlfmt import dumps
 from workbench.tui.widgets.chart import LineChart
@@ -154,7 +154,7 @@ class RunDetailScreen(StoreScreen):
                 continue
             chart, label = series_label(m["name"], m.get("split"))
             self.charts[label] = chart
-            value = float(m["value"]) * (100.0 if chart in PERCENT else 1.0)
+            value = float(m["value"]) * (100.0 if chart in PERCENT_METRICS else 1.0)
             self.series[label].append((float(m.get("step") or 0), value))
         groups = chart_groups(self.charts)
         if [title for title, _ in groups] != list(self.chart_widgets):
@@ -169,7 +169,9 @@ class RunDetailScreen(StoreScreen):
         box = self.query_one("#chart-grid", VerticalScroll)
         box.remove_children()
         self.chart_widgets = {
-            t: LineChart(t, unit="%" if t in PERCENT else "", classes="wide" if i == 0 else "")
+            t: LineChart(
+                t, unit="%" if t in PERCENT_METRICS else "", classes="wide" if i == 0 else ""
+            )
             for i, t in enumerate(titles)
         }
         for chart in self.chart_widgets.values():
