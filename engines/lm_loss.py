@@ -41,7 +41,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         dev = h.device.type
         cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
-        with torch.autocast(h.device.type, enabled=False):
+        with torch.autocast(dev, enabled=False):
             wc = w.to(cast)
             valid = y != ignore_index  # (N,)
             acc = torch.promote_types(cast, torch.float32)  # softmax and sums: fp32 at least
