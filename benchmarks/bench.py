@@ -57,7 +57,7 @@ GOALS = {  # figure: (goal, "min" when higher is better / "max" when lower is be
 def commands(home: Path, out: Path) -> dict[str, list[str]]:
     """The benchmark of each name, at make-bench settings, writing its JSON into `out`."""
     py = [sys.executable, "-W", "ignore"]
-    train = [*py, "benchmarks/train_throughput.py", "--steps", "3", "--rounds", "2",
+    train = [*py, "benchmarks/train_throughput.py", "--steps", "5", "--rounds", "3",
              "--threads", "2"]  # fmt: skip
     runs = {
         "train": [*train, "--warmup", "1"],

@@ -10,10 +10,12 @@ thread at 10-12 GB/s of the ~30 GB/s two cores read. engines/csrc/gemv.c splits 
 the weight across torch's OpenMP threads and reads each once however many rows x has (21-27
 GB/s here; docs/performance.md); it also reads int8 weights with a scale a row and int4
 weights with a scale and zero a group of Q4_GROUP columns (the int8 and int4 options of
-engines.quantize). It is compiled on first use with the system's C compiler into a
-per-user cache, keyed by the source's hash; where there is no compiler, no AVX2/FMA, or
-`WORKBENCH_CPU_KERNELS=0`, nothing changes and torch does every matmul (`workbench doctor`
-says which). engines/llama_decode.py builds a whole decode step on these calls.
+engines.quantize). engines/csrc/train.c, built into the same library, holds the element-wise
+kernels of a CPU training step (engines.attention, engines.lm_loss). The library is compiled on
+first use with the system's C compiler into a per-user cache, keyed by the sources' hash; where
+there is no compiler, no AVX2/FMA, or `WORKBENCH_CPU_KERNELS=0`, nothing changes and torch
+does the work (`workbench doctor` says which). engines/llama_decode.py builds a whole decode
+step on these calls.
 
 A patched layer takes the kernel only when no gradient can flow (inference mode or no_grad),
 x is fp32 on the CPU with at most MAX_ROWS rows and the weight is a plain contiguous fp32 CPU
@@ -41,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SOURCE = Path(__file__).parent / "csrc" / "gemv.c"
+# one library from these: the decode kernels, and the element-wise kernels of a training step
+SOURCES = [Path(__file__).parent / "csrc" / name for name in ("gemv.c", "train.c")]
 FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 MAX_ROWS = 8  # above this torch's GEMM is as good (prefill, training)
 Q4_GROUP = 32  # int4: input columns sharing one scale and zero (fixed in gemv.c)
@@ -65,8 +68,8 @@ def cache_dir() -> Path:
 
 def library_path() -> Path:
     """Where the built kernel lives: named by a hash of its source and flags."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    return cache_dir() / f"gemv-{key}.so"
+    text = b"".join(source.read_bytes() for source in SOURCES) + " ".join(FLAGS).encode()
+    return cache_dir() / f"kernels-{hashlib.sha256(text).hexdigest()[:16]}.so"
 
 
 def _compiler() -> str | None:
@@ -86,7 +89,7 @@ def _build(path: Path) -> None:
     os.close(fd)
     try:
         done = subprocess.run(
-            [cc, *FLAGS, str(SOURCE), "-o", tmp],
+            [cc, *FLAGS, *map(str, SOURCES), "-o", tmp],
             check=False,
             capture_output=True,
             text=True,
@@ -132,6 +135,12 @@ def load() -> ctypes.CDLL | None:
         lib.rms_norm_f32.argtypes = [ptr] * 3 + [size] * 2 + [ctypes.c_float]
         lib.rope_f32.argtypes = [ptr] * 3 + [size] * 3
         lib.attend_f32.argtypes = [ptr] * 7 + [size] * 6 + [ctypes.c_float, ctypes.c_int]
+        lib.causal_softmax_f32.argtypes = [ptr] + [size] * 3 + [ctypes.c_float, ptr]
+        lib.causal_softmax_f32.argtypes += [size] * 4 + [ctypes.c_int]
+        lib.causal_softmax_bwd_f32.argtypes = (
+            [ptr] * 2 + [size] * 3 + [ctypes.c_float, ctypes.c_int]
+        )
+        lib.cross_entropy_f32.argtypes = [ptr] * 4 + [size] * 2 + [ctypes.c_int] * 2
         for fn in (
             lib.gemv_f32,
             lib.gemv_f32_multi,
@@ -140,6 +149,9 @@ def load() -> ctypes.CDLL | None:
             lib.rms_norm_f32,
             lib.rope_f32,
             lib.attend_f32,
+            lib.causal_softmax_f32,
+            lib.causal_softmax_bwd_f32,
+            lib.cross_entropy_f32,
         ):
             fn.restype = None
         _lib = lib

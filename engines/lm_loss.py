@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from engines import cpu_kernels
 from engines.losses import next_token_loss
 
 # model types whose forward is exactly logits = lm_head(decoder(...).last_hidden_state)
@@ -46,21 +47,24 @@ class _LinearCrossEntropy(torch.autograd.Function):
             valid = y != ignore_index  # (N,)
             acc = torch.promote_types(cast, torch.float32)  # softmax and sums: fp32 at least
             n = valid.sum().clamp_min(1).to(acc)
+            share = valid.to(acc) / n  # (N,) each counted row's part of the mean
+            y = y.masked_fill(~valid, 0)
+            chunk = _chunk_kernel(acc, h.device)
+            logits = torch.empty(min(rows, h.shape[0]), w.shape[0], dtype=acc, device=h.device)
             total = torch.zeros((), dtype=acc, device=h.device)
             dh = torch.empty_like(h) if want_h else None
             dw = torch.zeros_like(w, dtype=acc) if want_w else None
             for s in range(0, h.shape[0], rows):
-                hc, yc, vc = h[s : s + rows].to(cast), y[s : s + rows], valid[s : s + rows]
-                logits = (hc @ wc.t()).to(acc)  # (c, V)
-                yi = yc.masked_fill(~vc, 0)
-                logp = torch.log_softmax(logits, dim=-1)  # (c, V)
-                del logits
-                total -= (logp.gather(1, yi[:, None]).squeeze(1) * vc).sum()
+                hc = h[s : s + rows].to(cast)
+                p = logits[: hc.shape[0]]  # (c, V), one buffer for every chunk
+                if cast == acc:
+                    torch.mm(hc, wc.t(), out=p)
+                else:
+                    p.copy_(hc @ wc.t())
+                # the chunk's summed loss; p becomes d(mean loss)/d logits when grads are wanted
+                total += chunk(p, y[s : s + rows], share[s : s + rows], want_h or want_w)
                 if not (want_h or want_w):
                     continue
-                share = vc.to(acc) / n  # (c,) each counted row's part of the mean
-                p = logp.exp_().mul_(share[:, None])  # softmax × share, in place
-                p[torch.arange(len(yi), device=p.device), yi] -= share  # d(mean loss)/d logits
                 pc = p.to(cast)
                 if want_h and cast == h.dtype:
                     torch.mm(pc, wc, out=dh[s : s + rows])
@@ -72,7 +76,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     else:
                         dw += (pc.t() @ hc).to(acc)
         ctx.save_for_backward(dh, None if dw is None else dw.to(w.dtype))
-        return total / n
+        return total
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -84,6 +88,35 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _chunk_torch(p: Tensor, y: Tensor, share: Tensor, grad: bool) -> Tensor:
+    """sum_i share_i (logsumexp(p_i) - p_i[y_i]); p := its gradient if `grad` (in place)."""
+    logp = torch.log_softmax(p, dim=-1)  # (c, V)
+    loss = -(logp.gather(1, y[:, None]).squeeze(1) * share).sum()
+    if grad:
+        torch.exp(logp, out=p).mul_(share[:, None])  # softmax × share
+        p[torch.arange(len(y), device=p.device), y] -= share  # minus the one-hot's share
+    return loss
+
+
+def _chunk_c(p: Tensor, y: Tensor, share: Tensor, grad: bool) -> Tensor:
+    """_chunk_torch in one C pass a row (engines/csrc/train.c), fp32 on the CPU."""
+    lib = cpu_kernels.load()
+    c, V = p.shape
+    loss = torch.empty(c, dtype=torch.float32)
+    y = y.to(torch.int64).contiguous()
+    lib.cross_entropy_f32(
+        p.data_ptr(), y.data_ptr(), share.data_ptr(), loss.data_ptr(), c, V, int(grad),
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return (loss * share).sum()
+
+
+def _chunk_kernel(dtype: torch.dtype, device: torch.device):
+    if dtype == torch.float32 and device.type == "cpu" and cpu_kernels.available():
+        return _chunk_c
+    return _chunk_torch
 
 
 def linear_cross_entropy(

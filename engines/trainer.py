@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from engines import attention
 from engines import distributed as D
 from engines.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from engines.errors import UserError
@@ -150,6 +151,7 @@ class Trainer:
         self.sharded = cfg.parallel == "fsdp" and D.is_distributed()
         if self.sharded:
             D.shard_model(self.model)  # in place, before compile and the optimizer
+        attention.use_for_training(self.model)  # CPU: causal attention off torch's flash path
         self.fwd_model = torch.compile(self.model) if cfg.compile else self.model
         self.train_model = (
             self.fwd_model if self.sharded else D.wrap_model(self.fwd_model, self.device)

@@ -192,3 +192,27 @@ def test_no_grad_token_stats_match_the_logits_path(monkeypatch):
         )
     torch.testing.assert_close(fused_ref, base[0].detach(), rtol=1e-5, atol=1e-5)
     assert not torch.allclose(fused_ref, fused[0])  # the adapter was off for the reference
+
+
+@pytest.mark.skipif(not L.cpu_kernels.available(), reason=str(L.cpu_kernels.why_not))
+@pytest.mark.parametrize("grad", [True, False])
+def test_c_chunk_matches_torch_chunk(grad):
+    """engines/csrc/train.c's cross-entropy of an fp32 chunk against the torch version: the
+    summed loss, the gradient written over the logits, an ignored row (share 0), a ragged
+    vocabulary (not a multiple of 8) and a target logit far below the rest."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(40, 301, generator=g) * 4
+    y = torch.randint(0, 301, (40,), generator=g)
+    logits[5, y[5]] = -500.0  # loss about 500: exact, not clamped by the exp
+    share = torch.full((40,), 1 / 37)
+    share[[2, 9, 30]] = 0.0
+    want_p, got_p = logits.clone(), logits.clone()
+    want = L._chunk_torch(want_p, y, share, grad)
+    got = L._chunk_c(got_p, y, share, grad)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert want > 500 / 37
+    if grad:
+        torch.testing.assert_close(got_p, want_p, rtol=1e-5, atol=1e-7)
+        assert got_p[2].abs().max() == 0  # an ignored row has no gradient
+    else:
+        assert torch.equal(got_p, logits)  # the logits are only read

@@ -155,7 +155,9 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path):
     )
     list(small.train())
     a, b = big.model.state_dict(), small.model.state_dict()
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    # float rounding through two Adam steps reaches about 1.5e-6 here; a mis-scaled
+    # accumulation moves weights by about the learning rate (3e-3)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
 def test_extra_metrics_are_averaged(tmp_path):
