@@ -37,8 +37,13 @@ def test_chart_query_prints_and_writes_its_figures(tmp_path):
     assert "first: what Run detail reads" in text and "series: Store.metric_series" in text
     assert figures["chart_run_rows"] > 29000  # 5 curves of ~6000 rows and a val curve
     assert 5 * 2000 < figures["chart_query_rows"] <= 5 * 2001 + 120  # cut to 2000 a curve
-    for key in ("chart_query_ms", "chart_all_rows_ms", "chart_refresh_ms", "chart_series_ms",
-                "chart_open_ms"):
+    for key in (
+        "chart_query_ms",
+        "chart_all_rows_ms",
+        "chart_refresh_ms",
+        "chart_series_ms",
+        "chart_open_ms",
+    ):
         assert figures[key] > 0
 
 

@@ -34,12 +34,15 @@ def device_summary() -> str:
 
 
 def kernel_summary() -> str:
-    """Whether CPU decode takes engines/csrc/gemv.c (built here on first use), or why not."""
+    """Whether CPU decode and training take engines/csrc (built here on first use), or why not."""
     from engines import cpu_kernels
 
     if cpu_kernels.available():
-        return f"decode matmuls at memory bandwidth (built in {cpu_kernels.cache_dir()})"
-    return f"not in use, torch does every matmul: {cpu_kernels.why_not}"
+        return (
+            "decode matmuls at memory bandwidth, training attention and loss in one pass "
+            f"(built in {cpu_kernels.cache_dir()})"
+        )
+    return f"not in use, torch does all the work: {cpu_kernels.why_not}"
 
 
 def compile_summary() -> str:
