@@ -8,10 +8,12 @@ its GEMM reaches (docs/performance.md). Here the four matmuls of attention and t
 gradients run in torch's GEMM, and the softmax between them (and its gradient) is one C pass
 over each row while it is in cache (engines/csrc/train.c, built by engines.cpu_kernels).
 The causal triangle is cut into row blocks: the block of query rows [r0, r1) is multiplied
-against keys [0, r1) only, so with two blocks a quarter of the masked-out products is never
-computed. The softmax of each block is kept for the backward pass (no recomputation), which is
-why the path is taken only when that costs at most MAX_SAVED_BYTES per layer; everything else
-(a mask, dropout, inference, bf16, CUDA, long contexts) goes to torch's SDPA as before.
+against keys [0, r1) only, so with two blocks the upper right quarter of the products (half of
+those the causal mask discards) is never computed. transformers' boolean masks (padding,
+packed sequences) are applied in the same C pass. The softmax of each block is kept for the
+backward pass (no recomputation), which is why the path is taken only when that costs at most
+MAX_SAVED_BYTES per layer; everything else (dropout, inference, bf16, CUDA, long contexts,
+sliding windows) goes to torch's SDPA as before.
 
 `use_for_training(model)` registers the implementation with transformers under the name
 "workbench_cpu" and switches the model to it; the name is not written to a saved config, so a
